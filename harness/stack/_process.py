@@ -1,0 +1,166 @@
+"""Start a service as a real child process, wait until it is ready, and stop it without leaving orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from harness.errors import ServiceStartError
+
+
+class ServiceProcess:
+    """One ``harness serve <kind> ...`` child process on loopback.
+
+    The child binds its own port (0 = any free one) and writes it to a port file; ``start`` waits for that
+    file and then for ``GET /health`` to answer 200, within ``startup_timeout``. Output goes to a log file
+    whose tail is shown when start-up fails.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        args: Sequence[str] = (),
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        workdir: Path | None = None,
+        startup_timeout: float = 20.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.args = list(args)
+        self.host = host
+        self.requested_port = port
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"harness-{name}-"))
+        self.startup_timeout = startup_timeout
+        self.env = env
+        self.port_file = self.workdir / f"{name}.port"
+        self.log_path = self.workdir / f"{name}.log"
+        self.port: int | None = None
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._popen.pid if self._popen is not None else None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError(f"{self.name} has not started")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "harness",
+            "serve",
+            self.kind,
+            "--host",
+            self.host,
+            "--port",
+            str(self.requested_port),
+            "--port-file",
+            str(self.port_file),
+            *self.args,
+        ]
+
+    def start(self) -> ServiceProcess:
+        """Spawn the process and block until it answers ``/health``; raise ServiceStartError otherwise."""
+        if self.is_running():
+            raise RuntimeError(f"{self.name} is already running")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port_file.unlink(missing_ok=True)
+        self.port = None
+        env = {**os.environ, **(self.env or {})}
+        with self.log_path.open("ab") as log:
+            self._popen = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # a Ctrl-C in the terminal reaches the harness, which stops us
+            )
+        self._wait_ready(time.monotonic() + self.startup_timeout)
+        return self
+
+    def _wait_ready(self, deadline: float) -> None:
+        with httpx.Client(timeout=1.0) as client:
+            while time.monotonic() < deadline:
+                if not self.is_running():
+                    raise ServiceStartError(
+                        f"{self.name} exited with code {self.returncode} during start-up",
+                        service=self.name,
+                        log_tail=self.log_tail(),
+                    )
+                if self.port is None and self.port_file.exists():
+                    self.port = int(self.port_file.read_text(encoding="utf-8"))
+                if self.port is not None:
+                    try:
+                        if client.get(f"{self.url}/health").status_code == 200:
+                            return
+                    except httpx.TransportError:
+                        pass
+                time.sleep(0.02)
+        self.kill()
+        raise ServiceStartError(
+            f"{self.name} was not ready within {self.startup_timeout:.0f}s",
+            service=self.name,
+            log_tail=self.log_tail(),
+        )
+
+    def is_running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll() if self._popen is not None else None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM (graceful: the service deregisters), then SIGKILL if it does not exit in time."""
+        if self._popen is None:
+            return None
+        if self._popen.poll() is None:
+            self._popen.send_signal(signal.SIGTERM)
+            try:
+                self._popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self._popen.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case, nothing is cleaned up by the service."""
+        if self._popen is not None and self._popen.poll() is None:
+            self._popen.kill()
+            self._popen.wait()
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,69 @@
+"""Run an ASGI app on a socket bound here, so port 0 works and the parent learns the real port from a file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind and listen on ``host:port`` (0 picks a free port) before the app exists."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def write_port_file(path: Path, port: int) -> None:
+    """Write atomically, so a reader never sees a half-written number."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(f"{port}\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_app(
+    factory: Callable[[int], FastAPI],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    port_file: Path | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Bind, build the app for the bound port, announce the port, and serve until SIGINT or SIGTERM."""
+    sock = bind_socket(host, port)
+    bound_port = int(sock.getsockname()[1])
+    app = factory(bound_port)
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+        loop="auto",  # uvloop when installed
+    )
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        if server.started and port_file is not None:
+            write_port_file(port_file, bound_port)
+        await serving
+
+    try:
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(serve())
+    finally:
+        sock.close()
