@@ -1,0 +1,22 @@
+"""Service discovery on the client side: registry client, registration keeper, lookups and ServiceClient."""
+
+from harness.discovery._keeper import RegistrationKeeper
+from harness.discovery._lookup import InstanceSource, RegistryLookup, StaticInstances
+from harness.discovery._metrics import ClientMetrics
+from harness.discovery._models import Instance, Registration
+from harness.discovery._registry_client import RegistryClient
+from harness.discovery._service_client import InstanceStats, ServiceClient, ServiceClientConfig
+
+__all__ = [
+    "ClientMetrics",
+    "Instance",
+    "InstanceSource",
+    "InstanceStats",
+    "Registration",
+    "RegistrationKeeper",
+    "RegistryClient",
+    "RegistryLookup",
+    "ServiceClient",
+    "ServiceClientConfig",
+    "StaticInstances",
+]
