@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from harness.errors import ConfigError, HarnessError
+from harness.errors import CheckFailed, ConfigError, HarnessError
 
 
 def ensure_loopback(host: str, *, allow_remote: bool, what: str) -> None:
@@ -41,6 +41,27 @@ class HarnessGroup(click.Group):
 @click.version_option(package_name="resilience-harness", prog_name="harness")
 def cli() -> None:
     """Contract and chaos testing harness for microservices."""
+
+
+@cli.command()
+@click.option("--instances", default=3, show_default=True, type=click.IntRange(2, 20),
+              help="Echo instances to start behind the registry.")
+@click.option("--calls", default=30, show_default=True, type=click.IntRange(3, 10_000),
+              help="Calls per phase of the scenario.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where logs and event files go (default: a fresh temporary folder).")
+def demo(instances: int, calls: int, workdir: Path | None) -> None:
+    """Start a registry and echo instances, and show discovery, balancing and breakers at work."""
+    from harness.demo import DemoSettings, run_demo
+
+    report = run_demo(DemoSettings(instances=instances, calls=calls, workdir=workdir), progress=click.echo)
+    click.echo("\nchecks:")
+    for check in report.checks:
+        mark = click.style("PASS", fg="green") if check.passed else click.style("FAIL", fg="red")
+        click.echo(f"  {mark}  {check.name}: {check.detail}")
+    click.echo(f"\nlogs and events: {report.workdir}")
+    if not report.passed:
+        raise CheckFailed(f"{sum(not c.passed for c in report.checks)} of {len(report.checks)} checks failed")
 
 
 @cli.group()
@@ -99,6 +120,51 @@ def serve_registry(
         event_log=event_log,
     )
     run_app(lambda _port: create_app(settings), host=host, port=port, port_file=port_file)
+
+
+@serve.command("echo")
+@_server_options
+@click.option("--instance-id", default="echo-1", show_default=True, help="Unique id of this instance.")
+@click.option("--service", default="echo", show_default=True, help="Service name to register under.")
+@click.option("--registry", "registry_url", help="Registry URL to register with and heartbeat to.")
+@click.option("--heartbeat-interval", default=1.0, show_default=True, type=click.FloatRange(min=0.01))
+@click.option("--ttl", type=click.FloatRange(min=0.1), help="TTL to ask the registry for (default: its own).")
+@click.option("--weight", default=1, show_default=True, type=click.IntRange(1, 1000))
+def serve_echo(
+    host: str,
+    port: int,
+    port_file: Path | None,
+    event_log: Path | None,
+    allow_remote: bool,
+    instance_id: str,
+    service: str,
+    registry_url: str | None,
+    heartbeat_interval: float,
+    ttl: float | None,
+    weight: int,
+) -> None:
+    """A backend whose status, latency and health can be switched at run time (PUT /admin/faults)."""
+    from reference_services.common import run_app
+    from reference_services.echo import EchoSettings, create_app
+
+    ensure_loopback(host, allow_remote=allow_remote, what="--host")
+
+    def factory(bound_port: int) -> Any:
+        return create_app(
+            EchoSettings(
+                instance_id=instance_id,
+                service=service,
+                advertise_host=host,
+                advertise_port=bound_port,
+                registry_url=registry_url,
+                heartbeat_interval=heartbeat_interval,
+                ttl=ttl,
+                weight=weight,
+                event_log=event_log,
+            )
+        )
+
+    run_app(factory, host=host, port=port, port_file=port_file)
 
 
 def main() -> None:

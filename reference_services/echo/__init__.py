@@ -1,0 +1,5 @@
+"""A backend whose answers, latency and health can be switched at run time: the target for client tests and demos."""
+
+from reference_services.echo._app import EchoSettings, create_app
+
+__all__ = ["EchoSettings", "create_app"]

@@ -1,0 +1,139 @@
+"""The echo service: answers who served a request, and misbehaves on demand through ``/admin/faults``.
+
+Faults are set over HTTP rather than by flags so a running instance can be degraded and restored in the
+middle of an experiment, the way a real incident comes and goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.discovery import Registration, RegistrationKeeper, RegistryClient
+from harness.events import EventLog
+from reference_services.common import create_service_app
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class EchoSettings(BaseModel):
+    """One echo instance: who it is, where it is reachable, and where to register."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instance_id: str = Field(default="echo-1", min_length=1, max_length=63, pattern=NAME_PATTERN)
+    service: str = Field(default="echo", min_length=1, max_length=63, pattern=NAME_PATTERN)
+    advertise_host: str = "127.0.0.1"
+    advertise_port: int = Field(default=0, ge=0, le=65535)
+    registry_url: str | None = None
+    heartbeat_interval: float = Field(default=1.0, gt=0)
+    ttl: float | None = Field(default=None, gt=0)
+    weight: int = Field(default=1, ge=1, le=1000)
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    event_log: Path | None = None
+
+
+class Faults(BaseModel):
+    """How the instance misbehaves right now; all defaults = healthy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: int | None = Field(default=None, ge=400, le=599, description="answer /echo with this status")
+    delay: float = Field(default=0.0, ge=0, le=60, description="seconds to wait before answering /echo")
+    retry_after: float | None = Field(default=None, ge=0, le=3600, description="Retry-After on fault answers")
+    healthy: bool = Field(default=True, description="false makes /health answer 503")
+
+
+class _State:
+    def __init__(self) -> None:
+        self.faults = Faults()
+        self.served = 0
+
+
+def create_app(settings: EchoSettings) -> FastAPI:
+    """Build one echo instance; it registers itself when ``registry_url`` is set."""
+    metrics = CollectorRegistry()
+    events = EventLog(settings.instance_id, settings.event_log)
+    served = Counter("echo_requests_total", "Echo requests answered, by status.", ["status"], registry=metrics)
+    state = _State()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.registry_url is None:
+            yield
+            return
+        async with (
+            RegistryClient(settings.registry_url) as registry,
+            RegistrationKeeper(registry, _registration(settings), interval=settings.heartbeat_interval,
+                               events=events),
+        ):
+            yield
+        events.close()
+
+    app = create_service_app(
+        settings.service, max_body_bytes=settings.max_body_bytes, metrics=metrics, lifespan=lifespan,
+        health=lambda: state.faults.healthy,
+    )
+
+    async def answer(payload: Any) -> Response:
+        faults = state.faults
+        state.served += 1
+        if faults.delay:
+            await asyncio.sleep(faults.delay)
+        if faults.status is not None:
+            headers = {"Retry-After": f"{faults.retry_after:g}"} if faults.retry_after is not None else None
+            served.labels(str(faults.status)).inc()
+            return JSONResponse(
+                {"error": "injected_fault", "message": f"{settings.instance_id} is set to fail",
+                 "instance": settings.instance_id},
+                status_code=faults.status,
+                headers=headers,
+            )
+        served.labels("200").inc()
+        return JSONResponse({"instance": settings.instance_id, "echo": payload})
+
+    @app.get("/echo")
+    async def echo_get(msg: str = "") -> Response:
+        return await answer(msg)
+
+    @app.post("/echo")
+    async def echo_post(request: Request) -> Response:
+        body = await request.body()
+        return await answer(body.decode("utf-8", errors="replace"))
+
+    @app.get("/admin/faults")
+    async def get_faults() -> Faults:
+        return state.faults
+
+    @app.put("/admin/faults")
+    async def set_faults(faults: Faults) -> Faults:
+        state.faults = faults
+        events.emit("echo.faults_set", instance_id=settings.instance_id, **faults.model_dump())
+        return faults
+
+    @app.get("/admin/stats")
+    async def stats() -> dict[str, Any]:
+        return {"instance": settings.instance_id, "served": state.served}
+
+    return app
+
+
+def _registration(settings: EchoSettings) -> Registration:
+    base = f"http://{settings.advertise_host}:{settings.advertise_port}"
+    return Registration(
+        instance_id=settings.instance_id,
+        service=settings.service,
+        address=settings.advertise_host,
+        port=settings.advertise_port,
+        health_url=f"{base}/health",
+        weight=settings.weight,
+        ttl=settings.ttl,
+    )
