@@ -75,7 +75,7 @@ class InstanceStats:
     attempts: int = 0
     successes: int = 0
     failures: int = 0
-    rejected_by_breaker: int = 0
+    skipped_by_breaker: int = 0
     breaker_state: BreakerState = BreakerState.CLOSED
 
 
@@ -247,7 +247,7 @@ class ServiceClient:
     def _admits(self, instance_id: str) -> bool:
         if self.breaker(instance_id).available():
             return True
-        self._stats_of(instance_id).rejected_by_breaker += 1
+        self._stats_of(instance_id).skipped_by_breaker += 1
         return False
 
     async def _attempt(
