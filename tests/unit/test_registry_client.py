@@ -19,13 +19,24 @@ REGISTRATION = Registration(instance_id="users-1", service="users", address="127
 
 
 def view(instance_id: str, port: int) -> dict[str, Any]:
-    return {"instance_id": instance_id, "service": "users", "address": "127.0.0.1", "port": port,
-            "health_url": None, "metadata": {}, "weight": 1, "status": "passing"}
+    return {
+        "instance_id": instance_id,
+        "service": "users",
+        "address": "127.0.0.1",
+        "port": port,
+        "health_url": None,
+        "metadata": {},
+        "weight": 1,
+        "status": "passing",
+    }
 
 
 def listing(index: int, *ids: str) -> httpx.Response:
-    body = {"service": "users", "index": index,
-            "instances": [view(i, 9000 + n) for n, i in enumerate(ids, start=1)]}
+    body = {
+        "service": "users",
+        "index": index,
+        "instances": [view(i, 9000 + n) for n, i in enumerate(ids, start=1)],
+    }
     return httpx.Response(200, json=body, headers={"X-Registry-Index": str(index)})
 
 
@@ -38,7 +49,9 @@ def mock() -> Iterator[respx.MockRouter]:
 class TestRegistryClient:
     async def test_register_sends_the_body_without_the_id(self, mock: respx.MockRouter) -> None:
         """PUT /v1/instances/{id} carries service, address, port and the defaults."""
-        route = mock.put("/v1/instances/users-1").mock(return_value=httpx.Response(201, json=view("users-1", 9001)))
+        route = mock.put("/v1/instances/users-1").mock(
+            return_value=httpx.Response(201, json=view("users-1", 9001))
+        )
         async with RegistryClient(BASE) as registry:
             answer = await registry.register(REGISTRATION)
         assert answer.instance_id == "users-1"
@@ -55,7 +68,11 @@ class TestRegistryClient:
         self, mock: respx.MockRouter, status: int, expected: bool
     ) -> None:
         """200 means known, 404 means re-register."""
-        body = {"instance_id": "users-1", "ttl": 10.0, "expires_in": 10.0} if status == 200 else {"error": "not_found"}
+        body = (
+            {"instance_id": "users-1", "ttl": 10.0, "expires_in": 10.0}
+            if status == 200
+            else {"error": "not_found"}
+        )
         mock.put("/v1/instances/users-1/heartbeat").mock(return_value=httpx.Response(status, json=body))
         async with RegistryClient(BASE) as registry:
             assert await registry.heartbeat("users-1") is expected
@@ -75,7 +92,9 @@ class TestRegistryClient:
             pytest.param(httpx.Response(200, text="not json"), id="not-json"),
         ],
     )
-    async def test_odd_answers_raise_registry_error(self, mock: respx.MockRouter, response: httpx.Response) -> None:
+    async def test_odd_answers_raise_registry_error(
+        self, mock: respx.MockRouter, response: httpx.Response
+    ) -> None:
         """A status or body the client does not expect is a RegistryError, never a crash deeper down."""
         mock.get("/v1/services/users/instances").mock(return_value=response)
         async with RegistryClient(BASE) as registry:
@@ -96,7 +115,9 @@ class TestRegistryClient:
 class TestRegistrationKeeper:
     async def test_reregisters_when_the_registry_forgot_the_instance(self, mock: respx.MockRouter) -> None:
         """A 404 heartbeat leads to a fresh registration, and stop() deregisters."""
-        register = mock.put("/v1/instances/users-1").mock(return_value=httpx.Response(201, json=view("users-1", 9001)))
+        register = mock.put("/v1/instances/users-1").mock(
+            return_value=httpx.Response(201, json=view("users-1", 9001))
+        )
         beats = mock.put("/v1/instances/users-1/heartbeat").mock(
             return_value=httpx.Response(404, json={"error": "not_found"})
         )

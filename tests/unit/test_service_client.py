@@ -168,9 +168,13 @@ class TestRetries:
         async with make_client(clock, sleep) as client:
             with pytest.raises(CallFailed) as info:
                 await client.get("/echo")
-            assert client.metrics.registry.get_sample_value(
-                "harness_client_calls_total", {"service": "echo", "instance": "echo-1", "outcome": "timeout"}
-            ) == 1.0
+            assert (
+                client.metrics.registry.get_sample_value(
+                    "harness_client_calls_total",
+                    {"service": "echo", "instance": "echo-1", "outcome": "timeout"},
+                )
+                == 1.0
+            )
         assert info.value.attempts == 3
         assert isinstance(info.value.__cause__, httpx.ReadTimeout)
 
@@ -218,19 +222,27 @@ class TestBreakers:
             for _ in range(10):
                 assert (await client.get("/echo")).status_code == 200
             assert bad.call_count == hits == 3
-            assert client.metrics.registry.get_sample_value(
-                "harness_client_breaker_state", {"service": "echo", "instance": "echo-1"}
-            ) == 1.0
+            assert (
+                client.metrics.registry.get_sample_value(
+                    "harness_client_breaker_state", {"service": "echo", "instance": "echo-1"}
+                )
+                == 1.0
+            )
         [transition] = events.of_type("client.breaker_transition")
         assert (transition["instance"], transition["from_state"], transition["to_state"]) == (
-            "echo-1", "closed", "open")
+            "echo-1",
+            "closed",
+            "open",
+        )
 
     async def test_all_breakers_open_fails_fast_without_network(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
     ) -> None:
         """With every breaker open, a call raises NoAvailableInstance and sends nothing."""
         route = mock.get(url(1)).mock(return_value=httpx.Response(500))
-        async with make_client(clock, sleep, instances=INSTANCES[:1], retry=RetryPolicy(max_attempts=1)) as client:
+        async with make_client(
+            clock, sleep, instances=INSTANCES[:1], retry=RetryPolicy(max_attempts=1)
+        ) as client:
             for _ in range(3):
                 await client.get("/echo")
             with pytest.raises(NoAvailableInstance):
@@ -242,7 +254,9 @@ class TestBreakers:
     ) -> None:
         """After open_duration a successful probe closes the breaker again."""
         route = mock.get(url(1)).mock(side_effect=[httpx.Response(500)] * 3 + [ok(1)])
-        async with make_client(clock, sleep, instances=INSTANCES[:1], retry=RetryPolicy(max_attempts=1)) as client:
+        async with make_client(
+            clock, sleep, instances=INSTANCES[:1], retry=RetryPolicy(max_attempts=1)
+        ) as client:
             for _ in range(3):
                 await client.get("/echo")
             clock.advance(5.0)
