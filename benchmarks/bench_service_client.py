@@ -15,6 +15,7 @@ import statistics
 import time
 import timeit
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import httpx
 
@@ -65,7 +66,6 @@ async def compare(url: str, port: int, calls: int, rounds: int, concurrency: int
             "echo",
             StaticInstances([Instance("echo-1", "echo", "127.0.0.1", port)]),
             config=ServiceClientConfig(max_concurrent=concurrency),
-            http=httpx.AsyncClient(limits=limits),
         )
 
         def bare_call() -> Awaitable[httpx.Response]:
@@ -80,7 +80,7 @@ async def compare(url: str, port: int, calls: int, rounds: int, concurrency: int
         for _ in range(rounds):
             results["bare httpx"].append(await run_round(bare_call, calls, concurrency))
             results["ServiceClient"].append(await run_round(client_call, calls, concurrency))
-        await client._http.aclose()
+        await client.aclose()
 
     print(f"\nconcurrency {concurrency}, {rounds} alternating rounds of {calls} calls each")
     print(f"  {'client':<14} {'req/s (median)':>15} {'p50 ms':>8} {'p99 ms':>8}")
@@ -89,10 +89,14 @@ async def compare(url: str, port: int, calls: int, rounds: int, concurrency: int
         rates = [rate for rate, _ in runs]
         latencies = [lat for _, lats in runs for lat in lats]
         medians[name] = statistics.median(rates)
-        print(f"  {name:<14} {medians[name]:>15.0f} {percentile(latencies, 0.5) * 1e3:>8.2f} "
-              f"{percentile(latencies, 0.99) * 1e3:>8.2f}")
+        print(
+            f"  {name:<14} {medians[name]:>15.0f} {percentile(latencies, 0.5) * 1e3:>8.2f} "
+            f"{percentile(latencies, 0.99) * 1e3:>8.2f}"
+        )
     ratio = medians["ServiceClient"] / medians["bare httpx"]
-    print(f"  ServiceClient throughput = {ratio:.3f} x bare (overhead {(1 - ratio) * 100:.1f}%; target <= 10%)")
+    print(
+        f"  ServiceClient throughput = {ratio:.3f} x bare (overhead {(1 - ratio) * 100:.1f}%; target <= 10%)"
+    )
 
 
 def decision_costs() -> None:
@@ -109,19 +113,26 @@ def decision_costs() -> None:
     figures = {"breaker acquire + record": timeit.timeit(breaker_round_trip, number=number) / number}
     for name in BALANCER_NAMES:
         balancer = make_balancer(name, rng=random.Random(1))
-        figures[f"{name} pick (3 instances)"] = timeit.timeit(
-            lambda b=balancer: b.pick(candidates), number=number) / number
+        figures[f"{name} pick (3 instances)"] = (
+            timeit.timeit(partial(balancer.pick, candidates), number=number) / number
+        )
     round_robin = make_balancer("round_robin")
-    figures["choose() over 3 breakers"] = timeit.timeit(
-        lambda: choose(round_robin, candidates, lambda _id: breaker.available(), service="s"), number=number
-    ) / number
+    figures["choose() over 3 breakers"] = (
+        timeit.timeit(
+            lambda: choose(round_robin, candidates, lambda _id: breaker.available(), service="s"),
+            number=number,
+        )
+        / number
+    )
     figures["retry budget record_call"] = timeit.timeit(budget.record_call, number=number) / number
     for name, seconds in figures.items():
         print(f"  {name:<34} {seconds * 1e6:7.2f} us")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", default="1,16")

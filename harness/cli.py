@@ -44,12 +44,25 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--instances", default=3, show_default=True, type=click.IntRange(2, 20),
-              help="Echo instances to start behind the registry.")
-@click.option("--calls", default=30, show_default=True, type=click.IntRange(3, 10_000),
-              help="Calls per phase of the scenario.")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where logs and event files go (default: a fresh temporary folder).")
+@click.option(
+    "--instances",
+    default=3,
+    show_default=True,
+    type=click.IntRange(2, 20),
+    help="Echo instances to start behind the registry.",
+)
+@click.option(
+    "--calls",
+    default=30,
+    show_default=True,
+    type=click.IntRange(3, 10_000),
+    help="Calls per phase of the scenario.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where logs and event files go (default: a fresh temporary folder).",
+)
 def demo(instances: int, calls: int, workdir: Path | None) -> None:
     """Start a registry and echo instances, and show discovery, balancing and breakers at work."""
     from harness.demo import DemoSettings, run_demo
@@ -73,12 +86,23 @@ def _server_options(func: Any) -> Any:
     for option in reversed(
         [
             click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind."),
-            click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535),
-                         help="Port to bind; 0 picks a free one."),
-            click.option("--port-file", type=click.Path(dir_okay=False, path_type=Path),
-                         help="Write the bound port here once the server accepts connections."),
-            click.option("--event-log", type=click.Path(dir_okay=False, path_type=Path),
-                         help="Append JSON-lines events to this file."),
+            click.option(
+                "--port",
+                default=0,
+                show_default=True,
+                type=click.IntRange(0, 65535),
+                help="Port to bind; 0 picks a free one.",
+            ),
+            click.option(
+                "--port-file",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Write the bound port here once the server accepts connections.",
+            ),
+            click.option(
+                "--event-log",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Append JSON-lines events to this file.",
+            ),
             click.option("--allow-remote", is_flag=True, help="Allow binding a non-loopback address."),
         ]
     ):
@@ -88,14 +112,34 @@ def _server_options(func: Any) -> Any:
 
 @serve.command("registry")
 @_server_options
-@click.option("--ttl", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="Seconds an instance stays registered without a heartbeat.")
-@click.option("--check-interval", default=2.0, show_default=True, type=click.FloatRange(min=0.05),
-              help="Seconds between active health checks of each instance.")
-@click.option("--check-timeout", default=1.0, show_default=True, type=click.FloatRange(min=0.01),
-              help="Seconds an active health check may take.")
-@click.option("--check-failures", default=3, show_default=True, type=click.IntRange(min=1),
-              help="Consecutive failed health checks before an instance is evicted.")
+@click.option(
+    "--ttl",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds an instance stays registered without a heartbeat.",
+)
+@click.option(
+    "--check-interval",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="Seconds between active health checks of each instance.",
+)
+@click.option(
+    "--check-timeout",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Seconds an active health check may take.",
+)
+@click.option(
+    "--check-failures",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Consecutive failed health checks before an instance is evicted.",
+)
 def serve_registry(
     host: str,
     port: int,

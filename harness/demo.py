@@ -71,8 +71,16 @@ def run_demo(settings: DemoSettings, progress: Progress = lambda _line: None) ->
         registry = ServiceProcess(
             "registry",
             "registry",
-            ["--ttl", str(settings.ttl), "--check-interval", str(settings.check_interval),
-             "--check-failures", str(settings.check_failures), "--event-log", str(workdir / "registry.jsonl")],
+            [
+                "--ttl",
+                str(settings.ttl),
+                "--check-interval",
+                str(settings.check_interval),
+                "--check-failures",
+                str(settings.check_failures),
+                "--event-log",
+                str(workdir / "registry.jsonl"),
+            ],
             workdir=workdir,
         )
         processes.append(registry.start())
@@ -81,8 +89,18 @@ def run_demo(settings: DemoSettings, progress: Progress = lambda _line: None) ->
             echo = ServiceProcess(
                 f"echo-{n}",
                 "echo",
-                ["--instance-id", f"echo-{n}", "--registry", registry.url, "--ttl", str(settings.ttl),
-                 "--heartbeat-interval", str(settings.ttl / 4), "--event-log", str(workdir / f"echo-{n}.jsonl")],
+                [
+                    "--instance-id",
+                    f"echo-{n}",
+                    "--registry",
+                    registry.url,
+                    "--ttl",
+                    str(settings.ttl),
+                    "--heartbeat-interval",
+                    str(settings.ttl / 4),
+                    "--event-log",
+                    str(workdir / f"echo-{n}.jsonl"),
+                ],
                 workdir=workdir,
             )
             processes.append(echo.start())
@@ -172,12 +190,20 @@ async def _breaker_opens(
     after = await _served(admin, echoes)
     hits = after["echo-2"] - before["echo-2"]
     state = client.breaker("echo-2").state
-    progress(f"   {ok}/{settings.calls} calls answered 200; echo-2 saw {hits} requests; breaker {state.value}")
-    report.add("callers keep succeeding while echo-2 fails", ok == settings.calls,
-               f"{ok}/{settings.calls} answered 200 (retries to other instances)")
-    report.add("echo-2's breaker opens and shields it", state is BreakerState.OPEN and
-               hits <= settings.breaker_failures, f"state {state.value}, echo-2 got {hits} requests "
-               f"(bound {settings.breaker_failures} = failures to open)")
+    progress(
+        f"   {ok}/{settings.calls} calls answered 200; echo-2 saw {hits} requests; breaker {state.value}"
+    )
+    report.add(
+        "callers keep succeeding while echo-2 fails",
+        ok == settings.calls,
+        f"{ok}/{settings.calls} answered 200 (retries to other instances)",
+    )
+    report.add(
+        "echo-2's breaker opens and shields it",
+        state is BreakerState.OPEN and hits <= settings.breaker_failures,
+        f"state {state.value}, echo-2 got {hits} requests "
+        f"(bound {settings.breaker_failures} = failures to open)",
+    )
 
 
 async def _breaker_closes(
@@ -201,8 +227,11 @@ async def _breaker_closes(
     took = time.monotonic() - began
     closed = client.breaker("echo-2").state is BreakerState.CLOSED
     progress(f"   breaker {client.breaker('echo-2').state.value} after {took:.2f}s")
-    report.add("echo-2's breaker closes after recovery", closed,
-               f"closed after {took:.2f}s (open_duration {settings.open_duration}s)")
+    report.add(
+        "echo-2's breaker closes after recovery",
+        closed,
+        f"closed after {took:.2f}s (open_duration {settings.open_duration}s)",
+    )
 
 
 async def _killed_instance_leaves(
@@ -222,5 +251,8 @@ async def _killed_instance_leaves(
     took = time.monotonic() - began
     gone = victim not in {i.id for i in lookup.known("echo")}
     progress(f"   {victim} left the lookups after {took:.2f}s")
-    report.add(f"killed {victim} leaves the lookups", gone and took <= bound,
-               f"after {took:.2f}s (bound {bound:.1f}s)")
+    report.add(
+        f"killed {victim} leaves the lookups",
+        gone and took <= bound,
+        f"after {took:.2f}s (bound {bound:.1f}s)",
+    )

@@ -1,18 +1,18 @@
 """The one error tree of the harness, so callers and the CLI can handle every failure in one place.
 
-    HarnessError                      exit code 1 unless a subclass says otherwise
-    ├── ConfigError                   2: bad flags, settings or files
-    ├── EnvironmentUnavailable        3: a process, port or server the run needs is not there
-    │   └── ServiceStartError         a service process did not become ready
-    ├── CheckFailed                   1: a run finished and a check did not hold
-    └── CallError                     a ServiceClient call could not be served
-        ├── NoAvailableInstance       discovery found none, or every breaker is open
-        ├── CircuitOpenError          the chosen instance's breaker rejected the call
-        ├── BulkheadFullError         too many calls in flight
-        ├── DeadlineExceeded          the overall deadline ran out
-        └── CallFailed                every attempt failed at the transport level
-    RegistryError                     the registry answered something unexpected
-    └── RegistryUnavailable           the registry could not be reached
+HarnessError                      exit code 1 unless a subclass says otherwise
+├── ConfigError                   2: bad flags, settings or files
+├── EnvironmentUnavailable        3: a process, port or server the run needs is not there
+│   └── ServiceStartError         a service process did not become ready
+├── CheckFailed                   1: a run finished and a check did not hold
+└── CallError                     a ServiceClient call could not be served
+    ├── NoAvailableInstance       discovery found none, or every breaker is open
+    ├── CircuitOpenError          the chosen instance's breaker rejected the call
+    ├── BulkheadFullError         too many calls in flight
+    ├── DeadlineExceeded          the overall deadline ran out
+    └── CallFailed                every attempt failed at the transport level
+RegistryError                     the registry answered something unexpected
+└── RegistryUnavailable           the registry could not be reached
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ class EventLog:
     clients use. ``listeners`` receive every event as it is written.
     """
 
-    def __init__(self, source: str, path: str | os.PathLike[str] | None = None, *, keep: int = 10_000) -> None:
+    def __init__(
+        self, source: str, path: str | os.PathLike[str] | None = None, *, keep: int = 10_000
+    ) -> None:
         self.source = source
         self.path = Path(path) if path is not None else None
         self._keep = keep

@@ -1,4 +1,4 @@
-"""Keeps one instance registered: register, heartbeat on a period, re-register when forgotten, deregister on exit."""
+"""Keeps one instance registered: register, heartbeat, re-register when forgotten, deregister on exit."""
 
 from __future__ import annotations
 
@@ -40,8 +40,11 @@ class RegistrationKeeper:
 
     async def start(self) -> None:
         await self.registry.register(self.registration)
-        self.events.emit("discovery.registered", instance_id=self.registration.instance_id,
-                         service=self.registration.service)
+        self.events.emit(
+            "discovery.registered",
+            instance_id=self.registration.instance_id,
+            service=self.registration.service,
+        )
         self._task = asyncio.create_task(self._loop(), name=f"heartbeat-{self.registration.instance_id}")
 
     async def _loop(self) -> None:
@@ -51,16 +54,24 @@ class RegistrationKeeper:
                 if not await self.registry.heartbeat(self.registration.instance_id):
                     await self.registry.register(self.registration)
                     self.reregistrations += 1
-                    self.events.emit("discovery.reregistered", instance_id=self.registration.instance_id,
-                                     service=self.registration.service)
+                    self.events.emit(
+                        "discovery.reregistered",
+                        instance_id=self.registration.instance_id,
+                        service=self.registration.service,
+                    )
                 if self._registry_down:
                     self._registry_down = False
-                    self.events.emit("discovery.registry_recovered", instance_id=self.registration.instance_id)
+                    self.events.emit(
+                        "discovery.registry_recovered", instance_id=self.registration.instance_id
+                    )
             except RegistryError as exc:
                 if not self._registry_down:
                     self._registry_down = True
-                    self.events.emit("discovery.registry_unreachable",
-                                     instance_id=self.registration.instance_id, error=str(exc))
+                    self.events.emit(
+                        "discovery.registry_unreachable",
+                        instance_id=self.registration.instance_id,
+                        error=str(exc),
+                    )
 
     async def stop(self, *, deregister: bool = True) -> None:
         """Stop heartbeating and, by default, remove the instance from the registry (best effort)."""
@@ -72,11 +83,15 @@ class RegistrationKeeper:
         if deregister:
             try:
                 await self.registry.deregister(self.registration.instance_id)
-                self.events.emit("discovery.deregistered", instance_id=self.registration.instance_id,
-                                 service=self.registration.service)
+                self.events.emit(
+                    "discovery.deregistered",
+                    instance_id=self.registration.instance_id,
+                    service=self.registration.service,
+                )
             except RegistryError as exc:
-                self.events.emit("discovery.deregister_failed", instance_id=self.registration.instance_id,
-                                 error=str(exc))
+                self.events.emit(
+                    "discovery.deregister_failed", instance_id=self.registration.instance_id, error=str(exc)
+                )
 
     async def __aenter__(self) -> RegistrationKeeper:
         await self.start()

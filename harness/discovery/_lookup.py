@@ -73,12 +73,12 @@ class RegistryLookup:
         """The last list seen for ``service``, without asking anyone."""
         return self._lists.get(service, ())
 
-    async def wait_for_change(self, service: str, timeout: float) -> bool:
-        """Wait until the watched list of ``service`` changes; True if it did within ``timeout``."""
+    async def wait_for_change(self, service: str, within: float) -> bool:
+        """Wait until the watched list of ``service`` changes; True if it did ``within`` seconds."""
         event = self._changed.setdefault(service, asyncio.Event())
         event.clear()
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            await asyncio.wait_for(event.wait(), within)
         except TimeoutError:
             return False
         return True
@@ -113,8 +113,12 @@ class RegistryLookup:
             except RegistryError as exc:
                 if not down:
                     down = True
-                    self.events.emit("discovery.registry_unreachable", service=service, error=str(exc),
-                                     serving=len(self._lists.get(service, ())))
+                    self.events.emit(
+                        "discovery.registry_unreachable",
+                        service=service,
+                        error=str(exc),
+                        serving=len(self._lists.get(service, ())),
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_delay)
                 continue

@@ -21,7 +21,6 @@ from harness.discovery._metrics import BREAKER_STATE_VALUES, ClientMetrics
 from harness.discovery._models import Instance
 from harness.errors import (
     BulkheadFullError,
-    CallError,
     CallFailed,
     DeadlineExceeded,
     NoAvailableInstance,
@@ -127,11 +126,15 @@ class ServiceClient:
         self._rng = rng or random.Random()
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=self.config.max_concurrent * 2,
-                                max_keepalive_connections=self.config.max_concurrent),
+            limits=httpx.Limits(
+                max_connections=self.config.max_concurrent * 2,
+                max_keepalive_connections=self.config.max_concurrent,
+            ),
         )
         self.balancer: Balancer = make_balancer(self.config.balancer, rng=self._rng)
-        self.bulkhead = Bulkhead(self.config.max_concurrent, max_wait=self.config.bulkhead_max_wait, name=service)
+        self.bulkhead = Bulkhead(
+            self.config.max_concurrent, max_wait=self.config.bulkhead_max_wait, name=service
+        )
         self.retry_budget = RetryBudget(
             self.config.retry_budget_ratio,
             min_retries_per_second=self.config.retry_budget_min_per_second,
@@ -156,7 +159,9 @@ class ServiceClient:
         """Send ``method path`` to an instance of the service, retrying where it is safe."""
         method = method.upper()
         headers = dict(headers or {})
-        call_deadline = Deadline.after(deadline if deadline is not None else self.config.deadline, self._clock)
+        call_deadline = Deadline.after(
+            deadline if deadline is not None else self.config.deadline, self._clock
+        )
         try:
             async with self.bulkhead.slot():
                 self.metrics.in_flight.labels(self.service).inc()
@@ -184,8 +189,9 @@ class ServiceClient:
         """The breaker of one instance, created on first use."""
         breaker = self._breakers.get(instance_id)
         if breaker is None:
-            breaker = CircuitBreaker(instance_id, self.config.breaker, clock=self._clock,
-                                     listeners=[self._on_transition])
+            breaker = CircuitBreaker(
+                instance_id, self.config.breaker, clock=self._clock, listeners=[self._on_transition]
+            )
             self._breakers[instance_id] = breaker
             self.metrics.breaker_state.labels(self.service, instance_id).set(0)
         return breaker
@@ -230,8 +236,14 @@ class ServiceClient:
             if delay is None:
                 return self._finish(attempt, attempt_number)
             self.metrics.retries.labels(self.service).inc()
-            self.events.emit("client.retry", service=self.service, instance=instance.id,
-                             attempt=attempt_number, delay=round(delay, 4), outcome=attempt.outcome)
+            self.events.emit(
+                "client.retry",
+                service=self.service,
+                instance=instance.id,
+                attempt=attempt_number,
+                delay=round(delay, 4),
+                outcome=attempt.outcome,
+            )
             await self._sleep(delay)
 
     async def _pick(self, tried: list[str]) -> Instance:
@@ -340,7 +352,9 @@ class ServiceClient:
 
     def _on_transition(self, transition: BreakerTransition) -> None:
         to_state = transition.to_state.value
-        self.metrics.breaker_state.labels(self.service, transition.breaker).set(BREAKER_STATE_VALUES[to_state])
+        self.metrics.breaker_state.labels(self.service, transition.breaker).set(
+            BREAKER_STATE_VALUES[to_state]
+        )
         self.metrics.breaker_transitions.labels(self.service, transition.breaker, to_state).inc()
         self.events.emit(
             "client.breaker_transition",
@@ -366,5 +380,3 @@ class ServiceClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
-
-

@@ -56,7 +56,8 @@ def run_app(
 
     async def serve() -> None:
         serving = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started and not serving.done():
+        # uvicorn exposes readiness only as a flag, so poll it.
+        while not server.started and not serving.done():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         if server.started and port_file is not None:
             write_port_file(port_file, bound_port)

@@ -1,4 +1,4 @@
-"""A backend whose answers, latency and health can be switched at run time: the target for client tests and demos."""
+"""A backend whose answers, latency and health can be switched at run time, for client tests and demos."""
 
 from reference_services.echo._app import EchoSettings, create_app
 

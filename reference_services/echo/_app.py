@@ -62,7 +62,9 @@ def create_app(settings: EchoSettings) -> FastAPI:
     """Build one echo instance; it registers itself when ``registry_url`` is set."""
     metrics = CollectorRegistry()
     events = EventLog(settings.instance_id, settings.event_log)
-    served = Counter("echo_requests_total", "Echo requests answered, by status.", ["status"], registry=metrics)
+    served = Counter(
+        "echo_requests_total", "Echo requests answered, by status.", ["status"], registry=metrics
+    )
     state = _State()
 
     @asynccontextmanager
@@ -72,14 +74,18 @@ def create_app(settings: EchoSettings) -> FastAPI:
             return
         async with (
             RegistryClient(settings.registry_url) as registry,
-            RegistrationKeeper(registry, _registration(settings), interval=settings.heartbeat_interval,
-                               events=events),
+            RegistrationKeeper(
+                registry, _registration(settings), interval=settings.heartbeat_interval, events=events
+            ),
         ):
             yield
         events.close()
 
     app = create_service_app(
-        settings.service, max_body_bytes=settings.max_body_bytes, metrics=metrics, lifespan=lifespan,
+        settings.service,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
+        lifespan=lifespan,
         health=lambda: state.faults.healthy,
     )
 
@@ -92,8 +98,11 @@ def create_app(settings: EchoSettings) -> FastAPI:
             headers = {"Retry-After": f"{faults.retry_after:g}"} if faults.retry_after is not None else None
             served.labels(str(faults.status)).inc()
             return JSONResponse(
-                {"error": "injected_fault", "message": f"{settings.instance_id} is set to fail",
-                 "instance": settings.instance_id},
+                {
+                    "error": "injected_fault",
+                    "message": f"{settings.instance_id} is set to fail",
+                    "instance": settings.instance_id,
+                },
                 status_code=faults.status,
                 headers=headers,
             )

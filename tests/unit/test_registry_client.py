@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -38,6 +38,22 @@ def listing(index: int, *ids: str) -> httpx.Response:
         "instances": [view(i, 9000 + n) for n, i in enumerate(ids, start=1)],
     }
     return httpx.Response(200, json=body, headers={"X-Registry-Index": str(index)})
+
+
+def signal_on(events: EventLog, name: str, times: int = 1) -> asyncio.Event:
+    """An asyncio.Event set once ``name`` has been emitted ``times`` times."""
+    fired = asyncio.Event()
+    seen = 0
+
+    def listener(record: Mapping[str, Any]) -> None:
+        nonlocal seen
+        if record["event"] == name:
+            seen += 1
+            if seen >= times:
+                fired.set()
+
+    events.listeners.append(listener)
+    return fired
 
 
 @pytest.fixture
@@ -125,9 +141,9 @@ class TestRegistrationKeeper:
         events = EventLog("test")
         async with RegistryClient(BASE) as registry:
             keeper = RegistrationKeeper(registry, REGISTRATION, interval=0.001, events=events)
+            twice = signal_on(events, "discovery.reregistered", times=2)
             await keeper.start()
-            while keeper.reregistrations < 2:
-                await asyncio.sleep(0.001)
+            await asyncio.wait_for(twice.wait(), 5.0)
             await keeper.stop()
         assert register.call_count >= 3
         assert beats.call_count >= 2
@@ -145,9 +161,9 @@ class TestRegistrationKeeper:
         events = EventLog("test")
         async with RegistryClient(BASE) as registry:
             keeper = RegistrationKeeper(registry, REGISTRATION, interval=0.001, events=events)
+            recovered = signal_on(events, "discovery.registry_recovered")
             await keeper.start()
-            while not events.of_type("discovery.registry_recovered"):
-                await asyncio.sleep(0.001)
+            await asyncio.wait_for(recovered.wait(), 5.0)
             await keeper.stop()
         assert beats.call_count >= 4
         assert len(events.of_type("discovery.registry_unreachable")) == 1
@@ -162,12 +178,13 @@ class TestRegistryLookup:
         events = EventLog("test")
         async with RegistryClient(BASE) as registry:
             lookup = RegistryLookup(registry, retry_delay=0.001, max_retry_delay=0.001, events=events)
+            down = signal_on(events, "discovery.registry_unreachable")
             first = await lookup.instances("users")
-            while route.call_count < 5:
-                await asyncio.sleep(0.001)
+            await asyncio.wait_for(down.wait(), 5.0)
             again = await lookup.instances("users")
             await lookup.aclose()
         assert [i.id for i in first] == [i.id for i in again] == ["users-1", "users-2"]
+        assert route.call_count >= 2
         assert len(events.of_type("discovery.registry_unreachable")) == 1
 
     async def test_follows_membership_changes(self, mock: respx.MockRouter) -> None:
@@ -189,6 +206,6 @@ class TestRegistryLookup:
             lookup = RegistryLookup(registry)
             assert len(await lookup.instances("users")) == 2
             gate.set()
-            assert await lookup.wait_for_change("users", timeout=5.0)
+            assert await lookup.wait_for_change("users", within=5.0)
             assert [i.id for i in await lookup.instances("users")] == ["users-2"]
             await lookup.aclose()
