@@ -21,14 +21,16 @@ CHECK_TIMEOUT = 0.3
 
 
 def start_registry(workdir: Path, port: int = 0, check_failures: int = 3) -> ServiceProcess:
-    args = ["--ttl", str(TTL), "--check-interval", str(CHECK_INTERVAL), "--check-timeout", str(CHECK_TIMEOUT),
-            "--check-failures", str(check_failures), "--event-log", str(workdir / "registry.jsonl")]  # fmt: skip
+    args = ["--ttl", str(TTL), "--check-interval", str(CHECK_INTERVAL),
+            "--check-timeout", str(CHECK_TIMEOUT), "--check-failures", str(check_failures),
+            "--event-log", str(workdir / "registry.jsonl")]  # fmt: skip
     return ServiceProcess("registry", "registry", args, port=port, workdir=workdir).start()
 
 
 def start_echo(workdir: Path, registry_url: str, n: int) -> ServiceProcess:
     args = ["--instance-id", f"echo-{n}", "--registry", registry_url, "--ttl", str(TTL),
-            "--heartbeat-interval", str(TTL / 5), "--event-log", str(workdir / f"echo-{n}.jsonl")]  # fmt: skip
+            "--heartbeat-interval", str(TTL / 5),
+            "--event-log", str(workdir / f"echo-{n}.jsonl")]  # fmt: skip
     return ServiceProcess(f"echo-{n}", "echo", args, workdir=workdir).start()
 
 
@@ -100,7 +102,7 @@ class TestMembership:
     async def test_silent_instance_is_evicted_within_ttl_and_returns_when_it_wakes(
         self, echoes: dict[str, ServiceProcess], lookup: RegistryLookup
     ) -> None:
-        """SIGSTOP: no heartbeats, no health answers; gone within TTL + one check interval, back after SIGCONT."""
+        """SIGSTOP: no heartbeats or health answers; gone within TTL + one check interval; back on SIGCONT."""
         await wait_until_members(lookup, set(echoes), within=5.0)
         pid = echoes["echo-2"].pid
         assert pid is not None
