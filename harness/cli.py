@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
+import pydantic
 
 from harness.errors import CheckFailed, ConfigError, HarnessError
+
+_Settings = TypeVar("_Settings", bound=pydantic.BaseModel)
 
 
 def ensure_loopback(host: str, *, allow_remote: bool, what: str) -> None:
@@ -24,6 +27,16 @@ def ensure_loopback(host: str, *, allow_remote: bool, what: str) -> None:
         loopback = False
     if not loopback:
         raise ConfigError(f"{what} {host!r} is not a loopback address; pass --allow-remote to use it anyway")
+
+
+def build_settings(model: type[_Settings], **values: Any) -> _Settings:
+    """Validate flags into a settings model; a bad value becomes one readable ConfigError line."""
+    try:
+        return model(**values)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"invalid {where.replace('_', '-')}: {first['msg']}") from exc
 
 
 class HarnessGroup(click.Group):
@@ -156,7 +169,8 @@ def serve_registry(
     from reference_services.registry import RegistrySettings, create_app
 
     ensure_loopback(host, allow_remote=allow_remote, what="--host")
-    settings = RegistrySettings(
+    settings = build_settings(
+        RegistrySettings,
         default_ttl=ttl,
         check_interval=check_interval,
         check_timeout=check_timeout,
@@ -192,21 +206,20 @@ def serve_echo(
     from reference_services.echo import EchoSettings, create_app
 
     ensure_loopback(host, allow_remote=allow_remote, what="--host")
+    settings = build_settings(
+        EchoSettings,
+        instance_id=instance_id,
+        service=service,
+        advertise_host=host,
+        registry_url=registry_url,
+        heartbeat_interval=heartbeat_interval,
+        ttl=ttl,
+        weight=weight,
+        event_log=event_log,
+    )
 
     def factory(bound_port: int) -> Any:
-        return create_app(
-            EchoSettings(
-                instance_id=instance_id,
-                service=service,
-                advertise_host=host,
-                advertise_port=bound_port,
-                registry_url=registry_url,
-                heartbeat_interval=heartbeat_interval,
-                ttl=ttl,
-                weight=weight,
-                event_log=event_log,
-            )
-        )
+        return create_app(settings.model_copy(update={"advertise_port": bound_port}))
 
     run_app(factory, host=host, port=port, port_file=port_file)
 

@@ -102,7 +102,8 @@ class ServiceProcess:
             while time.monotonic() < deadline:
                 if not self.is_running():
                     raise ServiceStartError(
-                        f"{self.name} exited with code {self.returncode} during start-up",
+                        f"{self.name} exited with code {self.returncode} during start-up "
+                        f"(log: {self.log_path})",
                         service=self.name,
                         log_tail=self.log_tail(),
                     )
@@ -117,7 +118,7 @@ class ServiceProcess:
                 time.sleep(0.02)
         self.kill()
         raise ServiceStartError(
-            f"{self.name} was not ready within {self.startup_timeout:.0f}s",
+            f"{self.name} was not ready within {self.startup_timeout:.0f}s (log: {self.log_path})",
             service=self.name,
             log_tail=self.log_tail(),
         )
