@@ -134,7 +134,7 @@ class TestRegistryOutage:
         echoes: dict[str, ServiceProcess],
         lookup: RegistryLookup,
     ) -> None:
-        """Registry stopped: calls keep flowing on the cached list; restarted: instances re-register."""
+        """Registry down: calls flow on the cached list; restarted: instances re-register, lookups see it."""
         await wait_until_members(lookup, set(echoes), within=5.0)
         assert registry.port is not None
         port = registry.port
@@ -147,10 +147,19 @@ class TestRegistryOutage:
 
         restarted = start_registry(workdir, port=port)
         try:
-            await wait_until_members(lookup, set(echoes), within=5.0)
-            async with httpx.AsyncClient() as http:
-                listed = (await http.get(f"{restarted.url}/v1/services/echo/instances")).json()
-            assert {i["instance_id"] for i in listed["instances"]} == set(echoes)
+            async with RegistryClient(restarted.url) as fresh:
+                answer = await fresh.instances("echo")
+                deadline = time.monotonic() + 5.0
+                while {i.instance_id for i in answer.instances} != set(
+                    echoes
+                ) and time.monotonic() < deadline:
+                    answer = await fresh.instances("echo", index=answer.index, wait=1.0)
+            assert {i.instance_id for i in answer.instances} == set(echoes)
+            newcomer = start_echo(workdir, restarted.url, 4)
+            try:
+                await wait_until_members(lookup, {*echoes, "echo-4"}, within=5.0)
+            finally:
+                newcomer.stop()
         finally:
             restarted.stop()
 

@@ -148,6 +148,12 @@ class TestIndexes:
         assert index == 2
         assert "users" not in h.store.services()
 
+    def test_indexes_can_start_above_a_predecessors(self) -> None:
+        store = InstanceStore(first_index=5_000)
+        assert (store.index, store.service_index("users")) == (5_000, 0)
+        store.register(Registration(instance_id="u1", service="users", address="h", port=1))
+        assert (store.index, store.service_index("users")) == (5_001, 5_001)
+
     def test_changes_report_the_new_service_index(self, h: Harness) -> None:
         h.register("u1")
         h.register("u2")

@@ -1,0 +1,1 @@
+"""Reference microservices (registry, users, notifications, saga orchestrator) the harness runs and tests."""

@@ -1,0 +1,444 @@
+"""The registry HTTP API against a real registry process: membership, TTL, health checks and watches."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from harness.events import read_events
+
+from .conftest import HealthTarget, RunningRegistry, start_registry
+
+T = TypeVar("T")
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def unique(prefix: str) -> str:
+    """A name no other test (or earlier run against the same registry) uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def body(service: str, port: int = 9000, **fields: Any) -> dict[str, Any]:
+    return {"service": service, "address": "127.0.0.1", "port": port, **fields}
+
+
+async def register(
+    client: httpx.AsyncClient, instance_id: str, service: str, **fields: Any
+) -> httpx.Response:
+    response = await client.put(f"/v1/instances/{instance_id}", json=body(service, **fields))
+    assert response.status_code in (200, 201), response.text
+    return response
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, within: float, every: float = 0.02, what: str = "condition"
+) -> tuple[T, float]:
+    """Poll ``probe`` until it returns something other than None; returns it and the seconds it took."""
+    started = time.monotonic()
+    deadline = started + within
+    while True:
+        result = await probe()
+        if result is not None:
+            return result, time.monotonic() - started
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {within:.2f}s")
+        await asyncio.sleep(every)
+
+
+async def lookup(client: httpx.AsyncClient, service: str, **params: Any) -> dict[str, Any]:
+    response = await client.get(f"/v1/services/{service}/instances", params=params)
+    assert response.status_code == 200, response.text
+    listing: dict[str, Any] = response.json()
+    assert response.headers["X-Registry-Index"] == str(listing["index"])
+    return listing
+
+
+def ids(listing: dict[str, Any]) -> list[str]:
+    return [i["instance_id"] for i in listing["instances"]]
+
+
+async def instance_status(client: httpx.AsyncClient, instance_id: str) -> str | None:
+    """The instance's status, or "gone" once the registry answers 404."""
+    response = await client.get(f"/v1/instances/{instance_id}")
+    if response.status_code == 404:
+        return "gone"
+    status: str = response.json()["status"]
+    return status
+
+
+def events_for(registry: RunningRegistry, instance_id: str) -> list[dict[str, Any]]:
+    return [e for e in read_events(registry.event_log) if e.get("instance_id") == instance_id]
+
+
+class TestRegistration:
+    """Register, refresh, conflict and deregister."""
+
+    async def test_register_is_201_then_refresh_is_200(self, client: httpx.AsyncClient) -> None:
+        """Registration is idempotent per id: the first answer is 201, a repeat is 200 with the same view."""
+        instance_id, service = unique("users"), unique("svc")
+        fields: dict[str, Any] = {"health_url": None, "metadata": {"zone": "a"}, "weight": 5, "ttl": 30}
+
+        first = await client.put(f"/v1/instances/{instance_id}", json=body(service, **fields))
+        again = await client.put(f"/v1/instances/{instance_id}", json=body(service, **fields))
+
+        assert (first.status_code, again.status_code) == (201, 200)
+        view = again.json()
+        assert {k: view[k] for k in ("instance_id", "service", "address", "port", "metadata", "weight")} == {
+            "instance_id": instance_id,
+            "service": service,
+            "address": "127.0.0.1",
+            "port": 9000,
+            "metadata": {"zone": "a"},
+            "weight": 5,
+        }
+        assert view["status"] == "passing"
+        assert view["consecutive_failures"] == 0
+        assert view["registered_at"] == first.json()["registered_at"]
+        assert view["last_heartbeat_at"] >= view["registered_at"]
+        assert 29.0 < view["expires_in"] <= 30.0
+        assert ids(await lookup(client, service)) == [instance_id]
+
+    async def test_defaults_apply(self, client: httpx.AsyncClient, registry: RunningRegistry) -> None:
+        """Only service, address and port are required; the TTL defaults to the registry's."""
+        response = await client.put(f"/v1/instances/{unique('d')}", json=body(unique("svc")))
+        view = response.json()
+        assert (view["health_url"], view["metadata"], view["weight"]) == (None, {}, 1)
+        assert registry.ttl - 0.5 < view["expires_in"] <= registry.ttl
+
+    async def test_refresh_with_new_weight_moves_the_index(self, client: httpx.AsyncClient) -> None:
+        """A refresh that changes what lookups show bumps the service index; an identical one does not."""
+        instance_id, service = unique("w"), unique("svc")
+        await register(client, instance_id, service, ttl=30)
+        first = (await lookup(client, service))["index"]
+        await register(client, instance_id, service, ttl=30)
+        same = (await lookup(client, service))["index"]
+        await register(client, instance_id, service, ttl=30, weight=7)
+        changed = await lookup(client, service)
+
+        assert same == first
+        assert changed["index"] > first
+        assert changed["instances"][0]["weight"] == 7
+
+    async def test_same_id_for_another_service_is_409(self, client: httpx.AsyncClient) -> None:
+        """An id belongs to one service until it is deregistered."""
+        instance_id, service = unique("c"), unique("svc")
+        await register(client, instance_id, service, ttl=30)
+
+        response = await client.put(f"/v1/instances/{instance_id}", json=body("another-service"))
+
+        assert response.status_code == 409
+        error = response.json()
+        assert error["error"] == "conflict"
+        assert instance_id in error["message"]
+        assert service in error["message"]
+
+    async def test_deregister_is_204_then_404(self, client: httpx.AsyncClient) -> None:
+        """Deregistering removes the instance from lookups; a second attempt is 404 with a JSON error."""
+        instance_id, service = unique("x"), unique("svc")
+        await register(client, instance_id, service, ttl=30)
+
+        first = await client.delete(f"/v1/instances/{instance_id}")
+        second = await client.delete(f"/v1/instances/{instance_id}")
+
+        assert first.status_code == 204
+        assert first.content == b""
+        assert second.status_code == 404
+        assert second.json() == {
+            "error": "not_found",
+            "message": f"Instance '{instance_id}' is not registered.",
+        }
+        assert ids(await lookup(client, service, healthy="false")) == []
+        assert (await client.get(f"/v1/instances/{instance_id}")).status_code == 404
+
+
+class TestHeartbeat:
+    """Heartbeats keep an instance alive; unknown ids get 404 so clients re-register."""
+
+    async def test_heartbeat_is_200_with_ttl(self, client: httpx.AsyncClient) -> None:
+        instance_id = unique("hb")
+        await register(client, instance_id, unique("svc"), ttl=5)
+
+        response = await client.put(f"/v1/instances/{instance_id}/heartbeat")
+
+        assert response.status_code == 200
+        answer = response.json()
+        assert set(answer) == {"instance_id", "ttl", "expires_in"}
+        assert (answer["instance_id"], answer["ttl"]) == (instance_id, 5.0)
+        assert 4.5 < answer["expires_in"] <= 5.0
+
+    async def test_heartbeat_of_unknown_instance_is_404(self, client: httpx.AsyncClient) -> None:
+        response = await client.put(f"/v1/instances/{unique('nobody')}/heartbeat")
+
+        assert response.status_code == 404
+        assert response.json()["error"] == "not_found"
+
+
+class TestExpiry:
+    """An instance that stops heartbeating disappears after its TTL, and not before."""
+
+    async def test_silent_instance_expires_within_ttl_plus_one_sweep(
+        self, client: httpx.AsyncClient, registry: RunningRegistry
+    ) -> None:
+        ttl = 1.0
+        service, silent, beating = unique("svc"), unique("silent"), unique("beating")
+        await register(client, beating, service, ttl=ttl)
+        sent = time.monotonic()
+        await register(client, silent, service, ttl=ttl)
+
+        async def silent_gone() -> bool | None:
+            await client.put(f"/v1/instances/{beating}/heartbeat")
+            return True if silent not in ids(await lookup(client, service, healthy="false")) else None
+
+        await eventually(silent_gone, within=ttl + 3.0, what="expiry")
+        gone_after = time.monotonic() - sent
+
+        assert ttl - 0.02 <= gone_after <= ttl + 1.0
+        assert ids(await lookup(client, service)) == [beating]  # heartbeats kept it past its TTL
+        heartbeat = await client.put(f"/v1/instances/{silent}/heartbeat")
+        assert heartbeat.status_code == 404  # the client's cue to register again
+        expired = [e for e in events_for(registry, silent) if e["event"] == "registry.expired"]
+        assert len(expired) == 1
+        assert expired[0]["service"] == service
+        assert "heartbeat" in expired[0]["reason"]
+
+
+class TestLookup:
+    """Lookups list healthy instances sorted by id; unknown services are empty, not 404."""
+
+    async def test_lookup_is_sorted_and_healthy_only(
+        self, client: httpx.AsyncClient, health_target: HealthTarget
+    ) -> None:
+        service = unique("svc")
+        for name in ("c", "a", "b"):
+            await register(client, f"{service}-{name}", service, ttl=30)
+        health_target.status = 503
+        sick = f"{service}-0"
+        await register(client, sick, service, ttl=30, health_url=health_target.url)
+
+        await eventually(
+            lambda: _is(instance_status(client, sick), "critical"), within=3.0, what="critical status"
+        )
+        healthy = await lookup(client, service)
+        everything = await lookup(client, service, healthy="false")
+
+        assert ids(healthy) == [f"{service}-a", f"{service}-b", f"{service}-c"]
+        assert ids(everything) == [sick, f"{service}-a", f"{service}-b", f"{service}-c"]
+        assert everything["instances"][0]["status"] == "critical"
+        assert healthy["service"] == service
+        assert healthy["index"] == everything["index"]
+
+    async def test_unknown_service_is_an_empty_200(self, client: httpx.AsyncClient) -> None:
+        listing = await lookup(client, unique("never"))
+        assert listing["instances"] == []
+        assert listing["index"] == 0
+
+    async def test_services_summary_counts_instances(self, client: httpx.AsyncClient) -> None:
+        service = unique("svc")
+        await register(client, unique("i"), service, ttl=30)
+        await register(client, unique("i"), service, ttl=30)
+
+        response = await client.get("/v1/services")
+
+        assert response.status_code == 200
+        summary = response.json()
+        assert summary["services"][service] == {"instances": 2, "healthy": 2}
+        assert summary["index"] >= 2
+        assert response.headers["X-Registry-Index"] == str(summary["index"])
+
+
+async def _is(probe: Awaitable[str | None], expected: str) -> bool | None:
+    return True if await probe == expected else None
+
+
+class TestActiveHealthChecks:
+    """Failed checks make an instance critical at once and evict it after n in a row; a pass restores it."""
+
+    async def test_failing_target_goes_critical_then_is_evicted(
+        self, client: httpx.AsyncClient, registry: RunningRegistry, health_target: HealthTarget
+    ) -> None:
+        instance_id, service = unique("sick"), unique("svc")
+        await register(client, instance_id, service, ttl=30, health_url=health_target.url)
+        await eventually(lambda: _hit(health_target), within=3.0, what="a first health check")
+        assert await instance_status(client, instance_id) == "passing"
+
+        health_target.status = 503
+        _, critical_after = await eventually(
+            lambda: _is(instance_status(client, instance_id), "critical"), within=3.0, what="critical"
+        )
+        assert instance_id not in ids(await lookup(client, service))
+        _, gone_after = await eventually(
+            lambda: _is(instance_status(client, instance_id), "gone"), within=5.0, what="eviction"
+        )
+
+        n, interval = registry.check_failures, registry.check_interval
+        assert critical_after <= interval + registry.check_timeout + 0.5
+        assert gone_after <= n * interval + 1.0
+        events = {e["event"]: e for e in events_for(registry, instance_id)}
+        changed, evicted = events["registry.health_changed"], events["registry.evicted"]
+        assert changed["status"] == "critical"
+        assert "status 503" in changed["reason"]
+        assert evicted["mono"] - changed["mono"] >= (n - 1) * interval - 0.05  # n checks, not fewer
+        assert f"{n} health checks failed" in evicted["reason"]
+
+    async def test_recovering_target_passes_again(
+        self, client: httpx.AsyncClient, health_target: HealthTarget
+    ) -> None:
+        instance_id, service = unique("flaky"), unique("svc")
+        await register(client, instance_id, service, ttl=30, health_url=health_target.url)
+        start_index = (await lookup(client, service))["index"]
+
+        health_target.status = 500
+        await eventually(lambda: _is(instance_status(client, instance_id), "critical"), within=3.0)
+        critical_index = (await lookup(client, service))["index"]
+        health_target.status = 200
+        await eventually(lambda: _is(instance_status(client, instance_id), "passing"), within=3.0)
+
+        listing = await lookup(client, service)
+        assert ids(listing) == [instance_id]
+        assert listing["instances"][0]["consecutive_failures"] == 0
+        assert start_index < critical_index < listing["index"]
+
+    async def test_hanging_target_fails_by_timeout(
+        self, client: httpx.AsyncClient, registry: RunningRegistry, health_target: HealthTarget
+    ) -> None:
+        instance_id = unique("slow")
+        health_target.delay = 5.0
+        await register(client, instance_id, unique("svc"), ttl=30, health_url=health_target.url)
+
+        _, after = await eventually(lambda: _is(instance_status(client, instance_id), "critical"), within=3.0)
+
+        assert after <= registry.check_interval + registry.check_timeout + 0.5
+        changed = [e for e in events_for(registry, instance_id) if e["event"] == "registry.health_changed"]
+        assert f"no answer within {registry.check_timeout:g}s" in changed[0]["reason"]
+
+
+async def _hit(target: HealthTarget) -> bool | None:
+    return True if target.hits > 0 else None
+
+
+async def wait_until_blocked(client: httpx.AsyncClient) -> None:
+    """Poll the registry's gauge until a blocking query is waiting there."""
+
+    async def blocked() -> bool | None:
+        text = (await client.get("/metrics")).text
+        line = next(line for line in text.splitlines() if line.startswith("registry_blocking_queries "))
+        return True if float(line.split()[1]) >= 1 else None
+
+    await eventually(blocked, within=5.0, what="the query to block")
+
+
+class TestBlockingQueries:
+    """``index`` + ``wait`` hold a lookup until the service changes or the wait runs out."""
+
+    async def test_returns_promptly_on_a_change(self, client: httpx.AsyncClient) -> None:
+        service, first, second = unique("svc"), unique("a"), unique("b")
+        await register(client, first, service, ttl=30)
+        index = (await lookup(client, service))["index"]
+
+        query = asyncio.create_task(lookup(client, service, index=index, wait=20))
+        await wait_until_blocked(client)
+        assert not query.done()
+        changed_at = time.monotonic()
+        await register(client, second, service, ttl=30)
+        listing = await asyncio.wait_for(query, timeout=5.0)
+
+        assert time.monotonic() - changed_at < 1.0
+        assert listing["index"] > index
+        assert set(ids(listing)) == {first, second}
+
+    async def test_returns_after_wait_when_nothing_changes(self, client: httpx.AsyncClient) -> None:
+        service = unique("svc")
+        await register(client, unique("a"), service, ttl=30)
+        index = (await lookup(client, service))["index"]
+
+        started = time.monotonic()
+        listing = await lookup(client, service, index=index, wait=0.5)
+        took = time.monotonic() - started
+
+        assert 0.5 <= took <= 1.5
+        assert listing["index"] == index
+
+    async def test_other_index_answers_at_once(self, client: httpx.AsyncClient) -> None:
+        service = unique("svc")
+        await register(client, unique("a"), service, ttl=30)
+        index = (await lookup(client, service))["index"]
+
+        started = time.monotonic()
+        listing = await lookup(client, service, index=index - 1, wait=10)
+
+        assert time.monotonic() - started < 1.0
+        assert listing["index"] == index
+
+    async def test_watch_sees_a_service_appear(self, client: httpx.AsyncClient) -> None:
+        service, instance_id = unique("later"), unique("a")
+
+        query = asyncio.create_task(lookup(client, service, index=0, wait=20))
+        await wait_until_blocked(client)
+        await register(client, instance_id, service, ttl=30)
+        listing = await asyncio.wait_for(query, timeout=5.0)
+
+        assert ids(listing) == [instance_id]
+        assert listing["index"] > 0
+
+
+class TestShutdown:
+    """SIGTERM answers blocked queries at once instead of holding shutdown for the graceful timeout."""
+
+    async def test_stop_answers_blocked_queries(self, tmp_path: Path) -> None:
+        running = start_registry(tmp_path)
+        try:
+            async with httpx.AsyncClient(base_url=running.url, timeout=10.0, trust_env=False) as http:
+                query = asyncio.create_task(lookup(http, unique("svc"), index=0, wait=60))
+                await wait_until_blocked(http)
+                started = time.monotonic()
+                await asyncio.to_thread(running.process.stop)
+                took = time.monotonic() - started
+                listing = await asyncio.wait_for(query, timeout=5.0)
+        finally:
+            running.process.kill()
+
+        assert took < 2.0  # the graceful timeout alone is 5 s
+        assert listing["instances"] == []
+
+
+class TestOperations:
+    """Health, metrics and the event log."""
+
+    async def test_health(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/health")
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok", "service": "registry"}
+
+    async def test_metrics_show_instances_and_requests(self, client: httpx.AsyncClient) -> None:
+        service = unique("svc")
+        await register(client, unique("m"), service, ttl=30)
+
+        response = await client.get("/metrics")
+
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        text = response.text
+        assert f'registry_instances{{service="{service}",status="passing"}} 1.0' in text
+        assert f'registry_instances{{service="{service}",status="critical"}} 0.0' in text
+        assert 'route="/v1/instances/{instance_id}"' in text  # templates, not raw paths
+        assert "registry_registrations_total" in text
+        assert "registry_health_checks_total" in text
+
+    async def test_membership_changes_are_events(
+        self, client: httpx.AsyncClient, registry: RunningRegistry
+    ) -> None:
+        instance_id, service = unique("e"), unique("svc")
+        await register(client, instance_id, service, ttl=30)
+        await register(client, instance_id, service, ttl=30)
+        await client.delete(f"/v1/instances/{instance_id}")
+
+        names = [e["event"] for e in events_for(registry, instance_id)]
+
+        assert names == ["registry.registered", "registry.reregistered", "registry.deregistered"]
+        assert all(e["service"] == service and e["reason"] for e in events_for(registry, instance_id))
