@@ -3,7 +3,7 @@
 from ._app import create_service_app
 from ._errors import ApiError, ErrorBody, ErrorDetail, error_response
 from ._guards import BodyTooLarge, require_json
-from ._server import run_app
+from ._server import run_app, stopping_event
 
 __all__ = [
     "ApiError",
@@ -14,4 +14,5 @@ __all__ = [
     "error_response",
     "require_json",
     "run_app",
+    "stopping_event",
 ]

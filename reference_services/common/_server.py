@@ -7,11 +7,20 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def stopping_event(app: FastAPI) -> asyncio.Event:
+    """The app's "a stop was requested" event, created on first use; set by ``run_app`` on SIGTERM/SIGINT."""
+    event = getattr(app.state, "stopping", None)
+    if event is None:
+        event = app.state.stopping = asyncio.Event()
+    return event
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -30,6 +39,28 @@ def write_port_file(path: Path, port: int) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(f"{port}\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+class _Server(uvicorn.Server):
+    """Sets ``app.state.stopping`` the moment a stop is requested.
+
+    uvicorn drains open requests *before* the lifespan shutdown runs, so a long-poll handler would hold
+    shutdown for the whole graceful timeout; handlers that wait for long end early on this event instead.
+    """
+
+    def __init__(self, config: uvicorn.Config, stopping: asyncio.Event) -> None:
+        super().__init__(config)
+        self._stopping = stopping
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        super().handle_exit(sig, frame)
 
 
 def run_app(
@@ -52,7 +83,7 @@ def run_app(
         lifespan="on",
         loop="auto",  # uvloop when installed
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, stopping_event(app))
 
     async def serve() -> None:
         serving = asyncio.create_task(server.serve(sockets=[sock]))

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from types import FrameType
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from prometheus_client import CollectorRegistry
 
 from harness.events import EventLog
-from reference_services.common import ApiError, ErrorBody, create_service_app, require_json
+from reference_services.common import ApiError, ErrorBody, create_service_app, require_json, stopping_event
 
 from ._checker import HealthChecker, health_check_client, sweep_forever
 from ._journal import InstanceGauge, RegistryJournal
@@ -75,10 +72,10 @@ def create_app(settings: RegistrySettings) -> FastAPI:
             tasks = [
                 asyncio.create_task(checker.run(), name="registry-health-checker"),
                 asyncio.create_task(sweep_forever(store), name="registry-sweeper"),
+                asyncio.create_task(_close_on_stop(app, store), name="registry-stop-watch"),
             ]
             try:
-                with _on_stop_signal(store.close):
-                    yield
+                yield
             finally:
                 store.close()  # wake blocked queries still waiting
                 for task in tasks:
@@ -229,35 +226,7 @@ async def _client_gone(request: Request) -> None:
         pass
 
 
-@contextlib.contextmanager
-def _on_stop_signal(callback: Callable[[], None]) -> Iterator[None]:
-    """Also run ``callback`` on the event loop as soon as the server is told to stop (SIGTERM, SIGINT).
-
-    uvicorn drains open requests *before* the lifespan shutdown runs, so a blocked query would otherwise
-    hold shutdown for the whole graceful timeout and then be cut off with a 500. The server's own
-    handlers still run, and are put back on exit. Signals can only be handled in the main thread.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    loop = asyncio.get_running_loop()
-    installed: dict[signal.Signals, Callable[[int, FrameType | None], Any]] = {}
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous = signal.getsignal(sig)
-        if not callable(previous):
-            continue  # default or ignored: keep that behaviour exactly
-
-        def handler(
-            signum: int, frame: FrameType | None, chained: Callable[[int, FrameType | None], Any] = previous
-        ) -> None:
-            loop.call_soon_threadsafe(callback)
-            chained(signum, frame)
-
-        signal.signal(sig, handler)
-        installed[sig] = previous
-    try:
-        yield
-    finally:
-        for sig, previous in installed.items():
-            signal.signal(sig, previous)
+async def _close_on_stop(app: FastAPI, store: InstanceStore) -> None:
+    """Wake blocked queries as soon as a stop is requested, so they answer instead of holding shutdown."""
+    await stopping_event(app).wait()
+    store.close()
