@@ -1,17 +1,24 @@
 """What every reference service shares: the app factory, JSON errors, body guards, the socket runner."""
 
 from ._app import create_service_app
+from ._discovery import Peers, joined, registration
 from ._errors import ApiError, ErrorBody, ErrorDetail, error_response
 from ._guards import BodyTooLarge, require_json
 from ._server import run_app, stopping_event
+from ._settings import NAME_PATTERN, ServiceSettings
 
 __all__ = [
+    "NAME_PATTERN",
     "ApiError",
     "BodyTooLarge",
     "ErrorBody",
     "ErrorDetail",
+    "Peers",
+    "ServiceSettings",
     "create_service_app",
     "error_response",
+    "joined",
+    "registration",
     "require_json",
     "run_app",
     "stopping_event",

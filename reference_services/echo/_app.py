@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -17,28 +16,16 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.discovery import Registration, RegistrationKeeper, RegistryClient
+from harness.discovery import ClientMetrics
 from harness.events import EventLog
-from reference_services.common import create_service_app
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+from reference_services.common import NAME_PATTERN, ServiceSettings, create_service_app, joined
 
 
-class EchoSettings(BaseModel):
-    """One echo instance: who it is, where it is reachable, and where to register."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class EchoSettings(ServiceSettings):
+    """One echo instance; ``service`` is the name it registers under."""
 
     instance_id: str = Field(default="echo-1", min_length=1, max_length=63, pattern=NAME_PATTERN)
     service: str = Field(default="echo", min_length=1, max_length=63, pattern=NAME_PATTERN)
-    advertise_host: str = "127.0.0.1"
-    advertise_port: int = Field(default=0, ge=0, le=65535)
-    registry_url: str | None = None
-    heartbeat_interval: float = Field(default=1.0, gt=0)
-    ttl: float | None = Field(default=None, gt=0)
-    weight: int = Field(default=1, ge=1, le=1000)
-    max_body_bytes: int = Field(default=64 * 1024, gt=0)
-    event_log: Path | None = None
 
 
 class Faults(BaseModel):
@@ -69,15 +56,7 @@ def create_app(settings: EchoSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if settings.registry_url is None:
-            yield
-            return
-        async with (
-            RegistryClient(settings.registry_url) as registry,
-            RegistrationKeeper(
-                registry, _registration(settings), interval=settings.heartbeat_interval, events=events
-            ),
-        ):
+        async with joined(settings, settings.service, events, ClientMetrics(metrics)):
             yield
         events.close()
 
@@ -133,16 +112,3 @@ def create_app(settings: EchoSettings) -> FastAPI:
         return {"instance": settings.instance_id, "served": state.served}
 
     return app
-
-
-def _registration(settings: EchoSettings) -> Registration:
-    base = f"http://{settings.advertise_host}:{settings.advertise_port}"
-    return Registration(
-        instance_id=settings.instance_id,
-        service=settings.service,
-        address=settings.advertise_host,
-        port=settings.advertise_port,
-        health_url=f"{base}/health",
-        weight=settings.weight,
-        ttl=settings.ttl,
-    )

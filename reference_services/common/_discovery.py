@@ -1,0 +1,87 @@
+"""How a service instance joins the system: register and heartbeat, and reach other services by name."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from harness.discovery import (
+    ClientMetrics,
+    InstanceSource,
+    Registration,
+    RegistrationKeeper,
+    RegistryClient,
+    RegistryLookup,
+    ServiceClient,
+    ServiceClientConfig,
+    StaticInstances,
+)
+from harness.events import EventLog
+
+from ._settings import ServiceSettings
+
+
+class Peers:
+    """ServiceClients to other services, found through the registry; one client per target service."""
+
+    def __init__(self, source: InstanceSource, events: EventLog, metrics: ClientMetrics) -> None:
+        self._source = source
+        self._events = events
+        self._metrics = metrics
+        self._clients: dict[str, ServiceClient] = {}
+
+    def client(self, service: str, config: ServiceClientConfig | None = None) -> ServiceClient:
+        """The ServiceClient for ``service``; ``config`` applies when it is first created."""
+        client = self._clients.get(service)
+        if client is None:
+            client = ServiceClient(
+                service, self._source, config=config, events=self._events, metrics=self._metrics
+            )
+            self._clients[service] = client
+        return client
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+
+
+@asynccontextmanager
+async def joined(
+    settings: ServiceSettings, service: str, events: EventLog, metrics: ClientMetrics
+) -> AsyncIterator[Peers]:
+    """Register this instance (when a registry is configured) for the lifetime of the block.
+
+    Without a registry the instance runs alone and calls to peers fail with NoAvailableInstance.
+    """
+    async with AsyncExitStack() as stack:
+        if settings.registry_url is None:
+            peers = Peers(StaticInstances(()), events, metrics)
+        else:
+            registry = await stack.enter_async_context(RegistryClient(settings.registry_url))
+            lookup = RegistryLookup(registry, events=events)
+            stack.push_async_callback(lookup.aclose)
+            peers = Peers(lookup, events, metrics)
+            await stack.enter_async_context(
+                RegistrationKeeper(
+                    registry,
+                    registration(settings, service),
+                    interval=settings.heartbeat_interval,
+                    events=events,
+                )
+            )
+        stack.push_async_callback(peers.aclose)
+        yield peers
+
+
+def registration(settings: ServiceSettings, service: str) -> Registration:
+    """What this instance tells the registry: its advertised address and its health URL."""
+    base = f"http://{settings.advertise_host}:{settings.advertise_port}"
+    return Registration(
+        instance_id=settings.instance_id,
+        service=service,
+        address=settings.advertise_host,
+        port=settings.advertise_port,
+        health_url=f"{base}/health",
+        weight=settings.weight,
+        ttl=settings.ttl,
+    )
