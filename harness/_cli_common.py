@@ -1,0 +1,34 @@
+"""Helpers the CLI commands share: loopback guard and settings validation with one-line errors."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, TypeVar
+
+import pydantic
+
+from harness.errors import ConfigError
+
+_Settings = TypeVar("_Settings", bound=pydantic.BaseModel)
+
+
+def ensure_loopback(host: str, *, allow_remote: bool, what: str) -> None:
+    """Refuse a non-loopback address unless the user opted in explicitly."""
+    if allow_remote or host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(f"{what} {host!r} is not a loopback address; pass --allow-remote to use it anyway")
+
+
+def build_settings(model: type[_Settings], **values: Any) -> _Settings:
+    """Validate flags into a settings model; a bad value becomes one readable ConfigError line."""
+    try:
+        return model(**values)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"invalid {where.replace('_', '-')}: {first['msg']}") from exc

@@ -1,0 +1,161 @@
+"""The saga orchestrator service: POST /orders runs the order saga; a recovery loop finishes the rest.
+
+On start, and then every ``recovery_interval``, every saga that is neither COMPLETED nor COMPENSATED and
+not being driven right now is driven again, so a crash or a participant outage never leaves one stuck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Response
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from harness.discovery import ClientMetrics, ServiceClientConfig
+from harness.events import EventLog
+from harness.resilience import BreakerConfig, RetryPolicy
+from reference_services.common import (
+    NAME_PATTERN,
+    ApiError,
+    ErrorBody,
+    create_service_app,
+    joined,
+    require_json,
+    stopping_event,
+)
+
+from ._log import IdempotencyConflict, SagaLog, SagaState
+from ._models import OrderList, OrderRequest, OrderView
+from ._participants import HttpParticipants
+from ._saga import SagaDriver
+from ._settings import OrchestratorSettings
+
+IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=128)]
+
+
+class _Sagas:
+    """Drives sagas so that no saga is driven twice at once in this process."""
+
+    def __init__(self, driver: SagaDriver, finished: Counter) -> None:
+        self.driver = driver
+        self.finished = finished
+        self.active: dict[str, asyncio.Task[None]] = {}
+
+    def start(self, order_id: str) -> asyncio.Task[None]:
+        task = self.active.get(order_id)
+        if task is None:
+            task = asyncio.create_task(self._drive(order_id), name=f"saga-{order_id}")
+            self.active[order_id] = task
+        return task
+
+    async def _drive(self, order_id: str) -> None:
+        try:
+            order = await self.driver.drive(order_id)
+            if order.state.terminal:
+                self.finished.labels(order.state.value).inc()
+        finally:
+            self.active.pop(order_id, None)
+
+    async def recover_forever(self, interval: float, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            for order_id in self.driver.log.unfinished():
+                self.start(order_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), interval)
+
+    async def stop(self) -> None:
+        for task in list(self.active.values()):
+            task.cancel()
+        await asyncio.gather(*self.active.values(), return_exceptions=True)
+
+
+def create_app(settings: OrchestratorSettings) -> FastAPI:
+    """Build one orchestrator instance over its saga log."""
+    metrics = CollectorRegistry()
+    events = EventLog(settings.instance_id, settings.event_log)
+    log = SagaLog(settings.database)
+    finished = Counter(
+        "saga_finished_total", "Sagas that reached a final state.", ["state"], registry=metrics
+    )
+    Gauge("saga_unfinished", "Sagas neither COMPLETED nor COMPENSATED.", registry=metrics).set_function(
+        lambda: len(log.unfinished())
+    )
+    client_config = ServiceClientConfig(
+        breaker=BreakerConfig(
+            window_size=20, minimum_calls=10, failure_rate_threshold=0.5, open_duration=2.0
+        ),
+        retry=RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=0.5),
+        attempt_timeout=settings.call_timeout,
+        deadline=settings.call_timeout * 3,
+    )
+    holder: dict[str, _Sagas] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with joined(settings, "orchestrator", events, ClientMetrics(metrics)) as peers:
+            participants = HttpParticipants(
+                peers.client("users", client_config), peers.client("notifications", client_config)
+            )
+            sagas = holder["sagas"] = _Sagas(SagaDriver(log, participants, events), finished)
+            recovery = asyncio.create_task(
+                sagas.recover_forever(settings.recovery_interval, stopping_event(app)), name="saga-recovery"
+            )
+            try:
+                yield
+            finally:
+                recovery.cancel()
+                await asyncio.gather(recovery, return_exceptions=True)
+                await sagas.stop()
+        log.close()
+        events.close()
+
+    app = create_service_app(
+        "orchestrator", max_body_bytes=settings.max_body_bytes, metrics=metrics, lifespan=lifespan
+    )
+    router = APIRouter(tags=["orders"])
+    not_found: dict[int | str, dict[str, object]] = {404: {"model": ErrorBody}}
+
+    @router.post(
+        "/orders",
+        status_code=201,
+        dependencies=[Depends(require_json)],
+        responses={200: {"model": OrderView}, 202: {"model": OrderView}, 409: {"model": ErrorBody}},
+    )
+    async def place_order(body: OrderRequest, key: IdempotencyKey, response: Response) -> OrderView:
+        """Run the order saga; 201 with the outcome, 200 for a replayed key, 202 if still running."""
+        try:
+            order, created = log.create_order(key, body.user_id, body.amount)
+        except IdempotencyConflict as exc:
+            raise ApiError(409, "idempotency_conflict", str(exc)) from exc
+        if not order.state.terminal:
+            task = holder["sagas"].start(order.order_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), settings.saga_deadline)
+        current = log.get(order.order_id)
+        assert current is not None
+        response.status_code = 202 if not current.state.terminal else (201 if created else 200)
+        return OrderView.of(current, log.steps(order.order_id))
+
+    @router.get("/orders/{order_id}", responses=not_found)
+    async def get_order(order_id: str) -> OrderView:
+        """The saga's state and its step history."""
+        order = log.get(order_id)
+        if order is None:
+            raise ApiError(404, "not_found", f"Order {order_id!r} does not exist.")
+        return OrderView.of(order, log.steps(order_id))
+
+    @router.get("/orders")
+    async def list_orders(
+        state: SagaState | None = None,
+        user_id: Annotated[str | None, Query(min_length=1, max_length=63, pattern=NAME_PATTERN)] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> OrderList:
+        """Orders, optionally of one state or user, with counts by state."""
+        orders = log.orders(state=state, user_id=user_id, limit=limit)
+        return OrderList(orders=[OrderView.of(o) for o in orders], counts=log.counts())
+
+    app.include_router(router)
+    return app

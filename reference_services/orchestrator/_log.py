@@ -1,0 +1,228 @@
+"""The durable saga log: orders and their step history in SQLite, written before every step.
+
+Each step is logged as ``started`` together with the saga's new state in one transaction *before* the
+participant is called, and as ``succeeded``/``failed`` after. After a crash, the state says where each
+saga stood and the last ``started`` row without an outcome says which call may or may not have happened.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+class SagaState(enum.StrEnum):
+    PENDING = "PENDING"
+    RESERVING_CREDIT = "RESERVING_CREDIT"
+    RECORDING_ORDER = "RECORDING_ORDER"
+    NOTIFYING = "NOTIFYING"
+    CONFIRMING_CREDIT = "CONFIRMING_CREDIT"
+    COMPLETED = "COMPLETED"
+    COMPENSATING = "COMPENSATING"
+    COMPENSATED = "COMPENSATED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (SagaState.COMPLETED, SagaState.COMPENSATED)
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: str
+    idempotency_key: str
+    user_id: str
+    amount: int
+    state: SagaState
+    reason: str | None
+    created_at: str
+    updated_at: str
+
+    @property
+    def reservation_id(self) -> str:
+        """Idempotency key of every credit call for this saga, derived from the saga id."""
+        return f"order-{self.order_id}"
+
+    @property
+    def notification_id(self) -> str:
+        return f"order-{self.order_id}-completed"
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    seq: int
+    step: str
+    status: str
+    detail: str
+    at: str
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key was used before for a different order."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    order_id TEXT PRIMARY KEY,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_state ON orders(state);
+CREATE TABLE IF NOT EXISTS saga_log (
+    order_id TEXT NOT NULL REFERENCES orders(order_id),
+    seq INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    status TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (order_id, seq)
+);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class SagaLog:
+    """Orders and saga steps in one SQLite file (WAL); every write is its own short transaction."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a logged step must survive power loss, not just a crash
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def create_order(self, idempotency_key: str, user_id: str, amount: int) -> tuple[Order, bool]:
+        """The order for this key: a new PENDING one (True), or the one created before (False)."""
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM orders WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+            if row is not None:
+                existing = _order(row)
+                if (existing.user_id, existing.amount) != (user_id, amount):
+                    raise IdempotencyConflict(
+                        f"idempotency key {idempotency_key!r} was used for order {existing.order_id} "
+                        f"(user {existing.user_id!r}, amount {existing.amount})"
+                    )
+                return existing, False
+            now = _now()
+            order_id = uuid.uuid4().hex
+            db.execute(
+                "INSERT INTO orders VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
+                (order_id, idempotency_key, user_id, amount, SagaState.PENDING, now, now),
+            )
+            self._append(db, order_id, "saga", "created", {"user_id": user_id, "amount": amount}, now)
+        order = self.get(order_id)
+        assert order is not None
+        return order, True
+
+    def transition(
+        self,
+        order_id: str,
+        step: str,
+        status: str,
+        state: SagaState,
+        detail: dict[str, Any] | None = None,
+        *,
+        reason: str | None = None,
+    ) -> Order:
+        """Append one log row and move the saga to ``state``, atomically."""
+        now = _now()
+        with self._transaction() as db:
+            self._append(db, order_id, step, status, detail or {}, now)
+            if reason is None:
+                db.execute(
+                    "UPDATE orders SET state = ?, updated_at = ? WHERE order_id = ?", (state, now, order_id)
+                )
+            else:
+                db.execute(
+                    "UPDATE orders SET state = ?, reason = ?, updated_at = ? WHERE order_id = ?",
+                    (state, reason, now, order_id),
+                )
+        order = self.get(order_id)
+        assert order is not None
+        return order
+
+    @staticmethod
+    def _append(
+        db: sqlite3.Connection, order_id: str, step: str, status: str, detail: dict[str, Any], at: str
+    ) -> None:
+        db.execute(
+            "INSERT INTO saga_log SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? "
+            "FROM saga_log WHERE order_id = ?",
+            (order_id, step, status, json.dumps(detail, separators=(",", ":")), at, order_id),
+        )
+
+    def get(self, order_id: str) -> Order | None:
+        row = self._db.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+        return _order(row) if row is not None else None
+
+    def steps(self, order_id: str) -> list[StepRecord]:
+        rows = self._db.execute(
+            "SELECT seq, step, status, detail, at FROM saga_log WHERE order_id = ? ORDER BY seq", (order_id,)
+        ).fetchall()
+        return [StepRecord(r["seq"], r["step"], r["status"], r["detail"], r["at"]) for r in rows]
+
+    def orders(
+        self, *, state: SagaState | None = None, user_id: str | None = None, limit: int = 1000
+    ) -> list[Order]:
+        query, args = "SELECT * FROM orders WHERE 1 = 1", list[str]()
+        if state is not None:
+            query, args = query + " AND state = ?", [*args, state]
+        if user_id is not None:
+            query, args = query + " AND user_id = ?", [*args, user_id]
+        rows = self._db.execute(query + " ORDER BY created_at, order_id LIMIT ?", (*args, limit)).fetchall()
+        return [_order(r) for r in rows]
+
+    def unfinished(self) -> list[str]:
+        """Ids of every saga that is neither COMPLETED nor COMPENSATED, oldest first."""
+        rows = self._db.execute(
+            "SELECT order_id FROM orders WHERE state NOT IN (?, ?) ORDER BY created_at",
+            (SagaState.COMPLETED, SagaState.COMPENSATED),
+        ).fetchall()
+        return [r["order_id"] for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT state, COUNT(*) AS n FROM orders GROUP BY state").fetchall()
+        return {r["state"]: r["n"] for r in rows}
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _order(row: sqlite3.Row) -> Order:
+    return Order(
+        order_id=row["order_id"],
+        idempotency_key=row["idempotency_key"],
+        user_id=row["user_id"],
+        amount=row["amount"],
+        state=SagaState(row["state"]),
+        reason=row["reason"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
