@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from harness._serve_cli import serve
+from harness._up_cli import status, up
 from harness.errors import CheckFailed, HarnessError
 
 
@@ -66,6 +67,8 @@ def demo(instances: int, calls: int, workdir: Path | None) -> None:
 
 
 cli.add_command(serve)
+cli.add_command(up)
+cli.add_command(status)
 
 
 def main() -> None:

@@ -49,6 +49,7 @@ class ServiceProcess:
         self.log_path = self.workdir / f"{name}.log"
         self.port: int | None = None
         self._popen: subprocess.Popen[bytes] | None = None
+        self._spawned_at = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -79,6 +80,10 @@ class ServiceProcess:
 
     def start(self) -> ServiceProcess:
         """Spawn the process and block until it answers ``/health``; raise ServiceStartError otherwise."""
+        return self.spawn().wait_ready()
+
+    def spawn(self) -> ServiceProcess:
+        """Spawn the process without waiting, so several can start at once; then call ``wait_ready``."""
         if self.is_running():
             raise RuntimeError(f"{self.name} is already running")
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +99,12 @@ class ServiceProcess:
                 env=env,
                 start_new_session=True,  # a Ctrl-C in the terminal reaches the harness, which stops us
             )
-        self._wait_ready(time.monotonic() + self.startup_timeout)
+        self._spawned_at = time.monotonic()
+        return self
+
+    def wait_ready(self) -> ServiceProcess:
+        """Block until the spawned process answers ``/health`` within ``startup_timeout`` of its spawn."""
+        self._wait_ready(self._spawned_at + self.startup_timeout)
         return self
 
     def _wait_ready(self, deadline: float) -> None:

@@ -6,7 +6,7 @@ here once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
@@ -19,6 +19,7 @@ from ._guards import BodyLimitMiddleware
 from ._metrics import RequestMetrics, RequestMetricsMiddleware
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+ReadinessCheck = Callable[[], Awaitable[Mapping[str, bool]]]
 
 
 class HealthBody(BaseModel):
@@ -30,6 +31,16 @@ class HealthBody(BaseModel):
     service: str
 
 
+class ReadyBody(BaseModel):
+    """The answer of ``GET /ready``: one boolean per dependency."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: str
+    service: str
+    checks: dict[str, bool]
+
+
 def create_service_app(
     name: str,
     *,
@@ -38,12 +49,14 @@ def create_service_app(
     lifespan: Lifespan | None = None,
     version: str = "0.1.0",
     health: Callable[[], bool] | None = None,
+    ready: ReadinessCheck | None = None,
 ) -> FastAPI:
     """A FastAPI app with the shared error handling, body limit, ``/health`` and ``/metrics``.
 
     Middleware, outermost first: request metrics, catch-all 500, body size limit. Request metrics and a
     ``service_info`` metric are registered in ``metrics``, which ``/metrics`` exposes. ``health``, if
     given, is asked on every ``GET /health``: False answers 503 ``{"status": "unhealthy", ...}``.
+    ``ready`` names the dependencies ``GET /ready`` checks (each True when reachable); any False -> 503.
     """
     app = FastAPI(
         title=name,
@@ -68,6 +81,15 @@ def create_service_app(
             response.status_code = 503
             return HealthBody(status="unhealthy", service=name)
         return HealthBody(status="ok", service=name)
+
+    @app.get("/ready", tags=["operations"], responses={503: {"model": ReadyBody}})
+    async def readiness(response: Response) -> ReadyBody:
+        """200 when every dependency this instance needs is reachable, else 503 naming the missing ones."""
+        checks = dict(await ready()) if ready is not None else {}
+        if not all(checks.values()):
+            response.status_code = 503
+            return ReadyBody(status="not_ready", service=name, checks=checks)
+        return ReadyBody(status="ready", service=name, checks=checks)
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def prometheus_metrics() -> Response:

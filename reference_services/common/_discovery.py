@@ -16,6 +16,7 @@ from harness.discovery import (
     ServiceClientConfig,
     StaticInstances,
 )
+from harness.errors import HarnessError
 from harness.events import EventLog
 
 from ._settings import ServiceSettings
@@ -39,6 +40,16 @@ class Peers:
             )
             self._clients[service] = client
         return client
+
+    async def reachable(self, *services: str) -> dict[str, bool]:
+        """For readiness: does discovery know at least one instance of each service right now?"""
+        checks = {}
+        for service in services:
+            try:
+                checks[service] = len(await self._source.instances(service)) > 0
+            except HarnessError:
+                checks[service] = False
+        return checks
 
     async def aclose(self) -> None:
         for client in self._clients.values():

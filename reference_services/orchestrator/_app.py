@@ -21,6 +21,7 @@ from reference_services.common import (
     NAME_PATTERN,
     ApiError,
     ErrorBody,
+    Peers,
     create_service_app,
     joined,
     require_json,
@@ -92,10 +93,12 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         deadline=settings.call_timeout * 3,
     )
     holder: dict[str, _Sagas] = {}
+    joined_peers: list[Peers] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with joined(settings, "orchestrator", events, ClientMetrics(metrics)) as peers:
+            joined_peers.append(peers)
             participants = HttpParticipants(
                 peers.client("users", client_config), peers.client("notifications", client_config)
             )
@@ -112,8 +115,18 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         log.close()
         events.close()
 
+    async def ready() -> dict[str, bool]:
+        checks = {"saga_log": log.healthy()}
+        if joined_peers:
+            checks.update(await joined_peers[0].reachable("users", "notifications"))
+        return checks
+
     app = create_service_app(
-        "orchestrator", max_body_bytes=settings.max_body_bytes, metrics=metrics, lifespan=lifespan
+        "orchestrator",
+        max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
+        lifespan=lifespan,
+        ready=ready,
     )
     router = APIRouter(tags=["orders"])
     not_found: dict[int | str, dict[str, object]] = {404: {"model": ErrorBody}}

@@ -211,6 +211,14 @@ class SagaLog:
         rows = self._db.execute("SELECT state, COUNT(*) AS n FROM orders GROUP BY state").fetchall()
         return {r["state"]: r["n"] for r in rows}
 
+    def healthy(self) -> bool:
+        """Can the log be read right now (for readiness)?"""
+        try:
+            self._db.execute("SELECT 1 FROM orders LIMIT 1").fetchall()
+        except sqlite3.Error:
+            return False
+        return True
+
     def close(self) -> None:
         self._db.close()
 

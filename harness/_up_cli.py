@@ -1,0 +1,138 @@
+"""``harness up`` and ``harness status``: the reference stack in the foreground, and a look at it."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from types import FrameType
+
+import click
+import httpx
+
+from harness.errors import CheckFailed
+from harness.stack import InstanceStatus, Stack, load_topology, read_status
+
+DEFAULT_WORKDIR = Path(".harness/run")
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _table(stack: Stack) -> None:
+    click.echo(f"  {'service':<14} {'instance':<16} {'url':<26} pid")
+    for name, process in stack.processes.items():
+        click.echo(f"  {stack.kinds[name]:<14} {name:<16} {process.url:<26} {process.pid}")
+
+
+def _status_line(stack: Stack, reported: set[str]) -> str:
+    """One compact line: running instances per service and orders by state; crashes reported once."""
+    up: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    for name, process in stack.processes.items():
+        kind = stack.kinds[name]
+        total[kind] += 1
+        if process.is_running():
+            up[kind] += 1
+        elif name not in reported:
+            reported.add(name)
+            click.echo(f"\n! {name} exited with code {process.returncode}; log: {process.log_path}", err=True)
+    parts = [f"{kind} {up[kind]}/{total[kind]}" for kind in total]
+    orchestrators = [p for p in stack.instances("orchestrator") if p.is_running()]
+    if orchestrators:
+        try:
+            counts = httpx.get(f"{orchestrators[0].url}/orders", params={"limit": 1}, timeout=1.0).json()[
+                "counts"
+            ]
+            parts.append(
+                "orders " + (", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none")
+            )
+        except (httpx.HTTPError, KeyError, ValueError):
+            parts.append("orders ?")
+    return time.strftime("%H:%M:%S ") + " | ".join(parts)
+
+
+@click.command()
+@click.option(
+    "--topology",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="TOML file with services, instance counts and timings (default: built in).",
+)
+@click.option(
+    "--workdir",
+    default=DEFAULT_WORKDIR,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Databases, logs and event files go here.",
+)
+@click.option(
+    "--orders",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 10_000),
+    help="Place this many orders once the stack is up.",
+)
+@click.option(
+    "--for", "run_for", type=click.FloatRange(min=0), help="Stop after this many seconds (default: Ctrl-C)."
+)
+@click.option("--status-interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1))
+def up(
+    topology: Path | None, workdir: Path, orders: int, run_for: float | None, status_interval: float
+) -> None:
+    """Start the reference stack on loopback, wait until it is ready, keep it running until Ctrl-C."""
+    from harness.stack._orders import place_orders
+
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    stack = Stack(load_topology(topology), workdir, progress=lambda line: click.echo(f"  {line}"))
+    click.echo(f"starting the stack in {stack.workdir}")
+    try:
+        stack.start()
+        click.echo(f"\n{len(stack.processes)} processes ready in {stack.started_in:.2f}s\n")
+        _table(stack)
+        if orders:
+            click.echo(f"\nplacing {orders} orders:")
+            for order in place_orders(stack, orders):
+                click.echo(
+                    f"  {order.order_id}  amount {order.amount}  -> {order.state} (HTTP {order.status_code})"
+                )
+        click.echo("\nrunning; Ctrl-C stops everything\n")
+        reported: set[str] = set()
+        deadline = None if run_for is None else time.monotonic() + run_for
+        tty = sys.stdout.isatty()
+        while deadline is None or time.monotonic() < deadline:
+            line = _status_line(stack, reported)
+            click.echo(f"\r{line}" if tty else line, nl=not tty)
+            wait = status_interval if deadline is None else min(status_interval, deadline - time.monotonic())
+            time.sleep(max(0.0, wait))
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted")
+    finally:
+        began = time.monotonic()
+        stack.stop()
+        signal.signal(signal.SIGTERM, previous)
+        click.echo(f"\nstopped {len(stack.processes)} processes in {time.monotonic() - began:.2f}s")
+
+
+@click.command()
+@click.option(
+    "--workdir", default=DEFAULT_WORKDIR, show_default=True, type=click.Path(file_okay=False, path_type=Path)
+)
+def status(workdir: Path) -> None:
+    """Show what a running `harness up` started, and whether each instance answers /health."""
+    statuses = read_status(workdir)
+    click.echo(f"  {'service':<14} {'instance':<16} {'url':<26} {'pid':<8} health")
+    for item in statuses:
+        click.echo(f"  {item.kind:<14} {item.name:<16} {item.url:<26} {item.pid!s:<8} {_health(item)}")
+    unhealthy = [item.name for item in statuses if item.health != "ok"]
+    if unhealthy:
+        raise CheckFailed(
+            f"{len(unhealthy)} of {len(statuses)} instances are not healthy: {', '.join(unhealthy)}"
+        )
+
+
+def _health(item: InstanceStatus) -> str:
+    color = "green" if item.health == "ok" else "red"
+    return click.style(item.health, fg=color)

@@ -1,0 +1,220 @@
+"""The reference stack as real processes on loopback: start in dependency order, watch, stop, no orphans.
+
+Used by ``harness up`` and, as a context manager, by tests: ``with Stack(topology, workdir) as stack:``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from harness.errors import EnvironmentUnavailable
+from harness.stack._process import ServiceProcess
+from harness.stack._topology import Topology
+
+Progress = Callable[[str], None]
+STATE_FILE = "stack.json"
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    """What ``harness status`` shows for one process."""
+
+    name: str
+    kind: str
+    url: str
+    pid: int | None
+    running: bool
+    health: str  # "ok", "unhealthy", "unreachable" or "exited (code N)"
+
+
+class Stack:
+    """Registry first, then every service instance in parallel; each registers itself and heartbeats."""
+
+    def __init__(self, topology: Topology | None = None, workdir: Path | None = None, *,
+                 progress: Progress = lambda _line: None) -> None:  # fmt: skip
+        self.topology = topology or Topology()
+        self.workdir = (workdir or Path(".harness/run")).resolve()
+        self.progress = progress
+        self.processes: dict[str, ServiceProcess] = {}
+        self.kinds: dict[str, str] = {}
+        self.started_in = 0.0
+
+    # -- paths ------------------------------------------------------------------------------------
+
+    def database(self, kind: str) -> Path:
+        """One database per service: the users instances share theirs, like a stateless app tier."""
+        return self.workdir / "data" / f"{kind}.sqlite3"
+
+    def event_log(self, name: str) -> Path:
+        return self.workdir / "events" / f"{name}.jsonl"
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> Stack:
+        began = time.monotonic()
+        for folder in ("data", "events", "logs"):
+            (self.workdir / folder).mkdir(parents=True, exist_ok=True)
+        try:
+            registry = self._process("registry", "registry", self._registry_args())
+            registry.start()
+            self.progress(f"registry ready at {registry.url}")
+            spawned = [self._process(name, kind, self._instance_args(kind, name)).spawn()
+                       for kind, name in self.topology.instances()]  # fmt: skip
+            for process in spawned:
+                process.wait_ready()
+            self._wait_registered(began + self.topology.startup_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.started_in = time.monotonic() - began
+        self._write_state()
+        return self
+
+    def _process(self, name: str, kind: str, args: list[str], port: int = 0) -> ServiceProcess:
+        process = ServiceProcess(
+            name,
+            kind,
+            args,
+            host=self.topology.host,
+            port=port,
+            workdir=self.workdir / "logs",
+            startup_timeout=self.topology.startup_timeout,
+        )
+        self.processes[name] = process
+        self.kinds[name] = kind
+        return process
+
+    def _registry_args(self) -> list[str]:
+        r = self.topology.registry
+        return ["--ttl", str(r.ttl), "--check-interval", str(r.check_interval),
+                "--check-timeout", str(r.check_timeout), "--check-failures", str(r.check_failures),
+                "--event-log", str(self.event_log("registry"))]  # fmt: skip
+
+    def _instance_args(self, kind: str, name: str) -> list[str]:
+        service = self.topology.service(kind)
+        return ["--instance-id", name, "--registry", self.registry_url,
+                "--heartbeat-interval", str(service.heartbeat_interval),
+                "--ttl", str(self.topology.registry.ttl),
+                "--database", str(self.database(kind)), "--max-in-flight", str(service.max_in_flight),
+                "--event-log", str(self.event_log(name))]  # fmt: skip
+
+    def _wait_registered(self, deadline: float) -> None:
+        """Until the registry lists every instance as healthy, so the first call finds them all."""
+        expected: dict[str, int] = {}
+        for kind, _name in self.topology.instances():
+            expected[kind] = expected.get(kind, 0) + 1
+        seen: dict[str, int] = {}
+        with httpx.Client(timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                services = http.get(f"{self.registry_url}/v1/services").json()["services"]
+                seen = {kind: services.get(kind, {}).get("healthy", 0) for kind in expected}
+                if seen == expected:
+                    return
+                time.sleep(0.05)
+        raise EnvironmentUnavailable(
+            f"instances did not all register in time: expected {expected}, saw {seen}"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM every process, newest first (each deregisters), SIGKILL what does not exit in time."""
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+        (self.workdir / STATE_FILE).unlink(missing_ok=True)
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- operating on instances ---------------------------------------------------------------------
+
+    @property
+    def registry_url(self) -> str:
+        return self.processes["registry"].url
+
+    def url(self, name: str) -> str:
+        return self.processes[name].url
+
+    def instances(self, kind: str) -> list[ServiceProcess]:
+        return [p for name, p in self.processes.items() if self.kinds[name] == kind]
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one instance: the crash case, no deregistration, no cleanup."""
+        self.processes[name].kill()
+
+    def restart(self, name: str) -> ServiceProcess:
+        """Start a stopped or killed instance again on the same port (its address stays valid)."""
+        old = self.processes[name]
+        old.stop()
+        kind = self.kinds[name]
+        args = self._registry_args() if kind == "registry" else self._instance_args(kind, name)
+        process = self._process(name, kind, args, port=old.port or 0).start()
+        self._write_state()
+        return process
+
+    def status(self) -> list[InstanceStatus]:
+        return [
+            _status(name, self.kinds[name], p.url, p.pid, p.returncode) for name, p in self.processes.items()
+        ]
+
+    def _write_state(self) -> None:
+        state = {
+            "harness_pid": os.getpid(),
+            "registry": self.registry_url,
+            "instances": [{"name": name, "kind": self.kinds[name], "url": p.url, "pid": p.pid,
+                           "log": str(p.log_path)} for name, p in self.processes.items()],
+        }  # fmt: skip
+        path = self.workdir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def _status(name: str, kind: str, url: str, pid: int | None, returncode: int | None) -> InstanceStatus:
+    if returncode is not None:
+        return InstanceStatus(name, kind, url, pid, False, f"exited (code {returncode})")
+    try:
+        answer = httpx.get(f"{url}/health", timeout=1.0)
+        health = "ok" if answer.status_code == 200 else "unhealthy"
+    except httpx.TransportError:
+        health = "unreachable"
+    return InstanceStatus(name, kind, url, pid, True, health)
+
+
+def read_status(workdir: Path) -> list[InstanceStatus]:
+    """Status of the stack a ``harness up`` in ``workdir`` is running, from its state file."""
+    path = workdir.resolve() / STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise EnvironmentUnavailable(f"no stack is running in {workdir} (no {STATE_FILE}); start one with "
+                                     "`harness up`") from exc  # fmt: skip
+    statuses = []
+    for item in state["instances"]:
+        name, kind, url, pid = item["name"], item["kind"], item["url"], item["pid"]
+        if pid is not None and _pid_alive(pid):
+            statuses.append(_status(name, kind, url, pid, None))
+        else:
+            statuses.append(InstanceStatus(name, kind, url, pid, False, "not running"))
+    return statuses
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
