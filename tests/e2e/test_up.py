@@ -1,0 +1,73 @@
+"""`harness up` and `harness status` as a user runs them: the whole stack, orders, a clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.e2e._run import harness
+
+
+def pids_in(output: str) -> list[int]:
+    """The pid column of the table `harness up` prints."""
+    return [int(line.split()[-1]) for line in output.splitlines() if line.strip().startswith(("registry ",
+            "users ", "notifications ", "orchestrator "))]  # fmt: skip
+
+
+def gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists()
+
+
+class TestUp:
+    def test_up_places_orders_and_stops_cleanly(self, tmp_path: Path) -> None:
+        """Start, three orders COMPLETED, stop after the run time, no process left behind."""
+        result = harness("up", "--workdir", str(tmp_path), "--orders", "3", "--for", "0.5")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "processes ready in" in result.stdout
+        pids = pids_in(result.stdout)
+        assert len(pids) == 6
+        assert result.stdout.count("-> COMPLETED") == 3
+        assert "stopped 6 processes" in result.stdout
+        assert all(gone(pid) for pid in pids)
+        assert not (tmp_path / "stack.json").exists()
+
+    def test_status_while_running_then_sigterm_stops_everything(self, tmp_path: Path) -> None:
+        """`harness status` sees six healthy instances; SIGTERM to `harness up` stops them all."""
+        up = subprocess.Popen(
+            [sys.executable, "-m", "harness", "up", "--workdir", str(tmp_path)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        try:
+            state = tmp_path / "stack.json"
+            deadline = time.monotonic() + 60.0
+            while not state.exists() and up.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert state.exists(), "harness up did not come up"
+            pids = [item["pid"] for item in json.loads(state.read_text())["instances"]]
+            status = harness("status", "--workdir", str(tmp_path))
+            assert status.returncode == 0, status.stdout + status.stderr
+            assert status.stdout.count(" ok") == 6
+            os.kill(up.pid, signal.SIGTERM)
+            output, _ = up.communicate(timeout=30)
+        finally:
+            if up.poll() is None:
+                up.kill()
+        assert up.returncode == 0, output
+        assert all(gone(pid) for pid in pids)
+        after = harness("status", "--workdir", str(tmp_path))
+        assert after.returncode == 3
+        assert "no stack is running" in after.stderr
+
+    def test_bad_topology_is_a_one_line_config_error(self, tmp_path: Path) -> None:
+        """An unknown service in the topology: exit 2, one line naming it."""
+        topology = tmp_path / "topology.toml"
+        topology.write_text("[services.payments]\ninstances = 2\n")
+        result = harness("up", "--topology", str(topology), "--workdir", str(tmp_path))
+        assert result.returncode == 2
+        assert "payments" in result.stderr
+        assert result.stderr.count("\n") == 1

@@ -1,0 +1,208 @@
+"""The order saga across real processes: registry, users x3, notifications, orchestrator on loopback."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness.checks import check_saga_invariants, collect_saga_snapshot
+from harness.stack import Stack, Topology
+from harness.stack._topology import RegistryTopology, ServiceTopology
+
+FAST = Topology(
+    registry=RegistryTopology(ttl=2.0, check_interval=0.5, check_timeout=0.5, check_failures=2),
+    services={
+        "users": ServiceTopology(instances=3, heartbeat_interval=0.5),
+        "notifications": ServiceTopology(instances=1, heartbeat_interval=0.5),
+        "orchestrator": ServiceTopology(instances=1, heartbeat_interval=0.5),
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack for the tests that leave every process running."""
+    with Stack(FAST, tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+@pytest.fixture
+def own_stack(tmp_path: Path) -> Iterator[Stack]:
+    """A stack of its own, for a test that kills or stops processes."""
+    with Stack(FAST, tmp_path) as running:
+        yield running
+
+
+def create_user(stack: Stack, credit: int) -> str:
+    user = f"u-{uuid.uuid4().hex[:10]}"
+    answer = httpx.post(
+        f"{stack.instances('users')[0].url}/users",
+        json={"id": user, "name": "Test User", "email": f"{user}@example.test", "credit": credit},
+    )
+    assert answer.status_code == 201, answer.text
+    return user
+
+
+def place(
+    stack: Stack, user: str, amount: int, key: str | None = None, timeout: float = 30.0
+) -> httpx.Response:
+    return httpx.post(
+        f"{stack.url('orchestrator-1')}/orders",
+        json={"user_id": user, "amount": amount},
+        headers={"Idempotency-Key": key or uuid.uuid4().hex},
+        timeout=timeout,
+    )
+
+
+def invariant_violations(stack: Stack) -> list[str]:
+    snapshot = collect_saga_snapshot(
+        stack.url("orchestrator-1"), stack.instances("users")[0].url, stack.instances("notifications")[0].url
+    )
+    return check_saga_invariants(snapshot)
+
+
+class TestOrderSaga:
+    def test_order_completes_and_holds_credit(self, stack: Stack) -> None:
+        """201 COMPLETED; credit held at users; exactly one notification for the order."""
+        user = create_user(stack, credit=1000)
+        answer = place(stack, user, 300)
+        assert answer.status_code == 201
+        order = answer.json()
+        assert order["state"] == "COMPLETED"
+        assert [s["step"] for s in order["steps"] if s["status"] == "succeeded"] == [
+            "reserve_credit", "record_order", "notify", "confirm_credit"]  # fmt: skip
+        held = httpx.get(f"{stack.instances('users')[1].url}/users/{user}").json()
+        assert (held["reserved"], held["available"]) == (300, 700)
+        notes = httpx.get(
+            f"{stack.instances('notifications')[0].url}/notifications", params={"user_id": user}
+        )
+        order_notes = [n for n in notes.json()["notifications"] if n["type"] == "order.completed"]
+        assert [n["notification_id"] for n in order_notes] == [f"order-{order['order_id']}-completed"]
+        assert invariant_violations(stack) == []
+
+    def test_replayed_post_creates_one_order(self, stack: Stack) -> None:
+        """The same Idempotency-Key twice: one order, the second answer 200 with the same id."""
+        user = create_user(stack, credit=1000)
+        first = place(stack, user, 100, key=f"{user}-k")
+        again = place(stack, user, 100, key=f"{user}-k")
+        assert (first.status_code, again.status_code) == (201, 200)
+        assert first.json()["order_id"] == again.json()["order_id"]
+        orders = httpx.get(f"{stack.url('orchestrator-1')}/orders", params={"user_id": user}).json()["orders"]
+        assert len(orders) == 1
+        reservations = httpx.get(f"{stack.instances('users')[2].url}/users/{user}/reservations").json()
+        assert len(reservations["reservations"]) == 1
+
+    def test_same_key_for_a_different_order_conflicts(self, stack: Stack) -> None:
+        """A key reused with another amount is a 409 naming the first order."""
+        user = create_user(stack, credit=1000)
+        first = place(stack, user, 100, key=f"{user}-k").json()
+        conflict = place(stack, user, 200, key=f"{user}-k")
+        assert conflict.status_code == 409
+        assert first["order_id"] in conflict.json()["message"]
+
+    def test_insufficient_credit_compensates(self, stack: Stack) -> None:
+        """More than the credit: users says no, the saga ends COMPENSATED and nothing is held."""
+        user = create_user(stack, credit=50)
+        order = place(stack, user, 100).json()
+        assert order["state"] == "COMPENSATED"
+        assert order["reason"].startswith("reserve_credit rejected")
+        assert httpx.get(f"{stack.instances('users')[0].url}/users/{user}").json()["reserved"] == 0
+
+    @pytest.mark.parametrize(
+        ("body", "headers"),
+        [
+            pytest.param({"user_id": "u", "amount": 0}, {"Idempotency-Key": "k"}, id="zero-amount"),
+            pytest.param({"user_id": "u", "amount": "10"}, {"Idempotency-Key": "k"}, id="amount-as-string"),
+            pytest.param(
+                {"user_id": "u", "amount": 10, "x": 1}, {"Idempotency-Key": "k"}, id="unknown-field"
+            ),
+            pytest.param({"user_id": "bad id", "amount": 10}, {"Idempotency-Key": "k"}, id="bad-user-id"),
+            pytest.param({"user_id": "u", "amount": 10}, {}, id="no-idempotency-key"),
+        ],
+    )
+    def test_bad_orders_are_4xx_json(
+        self, stack: Stack, body: dict[str, object], headers: dict[str, str]
+    ) -> None:
+        """Bad input never reaches the saga and never yields a 5xx."""
+        answer = httpx.post(f"{stack.url('orchestrator-1')}/orders", json=body, headers=headers)
+        assert 400 <= answer.status_code < 500
+        assert answer.json()["error"]
+
+    def test_unknown_order_is_404(self, stack: Stack) -> None:
+        """GET of an order that does not exist is a JSON 404."""
+        answer = httpx.get(f"{stack.url('orchestrator-1')}/orders/nope")
+        assert answer.status_code == 404
+        assert answer.json()["error"] == "not_found"
+
+
+class TestFailures:
+    def test_failing_participant_leads_to_full_compensation(self, own_stack: Stack) -> None:
+        """Notifications stopped: reserve and record succeed, notify fails, both are undone."""
+        user = create_user(own_stack, credit=1000)
+        own_stack.processes["notifications-1"].stop()
+        order = place(own_stack, user, 100).json()
+        assert order["state"] == "COMPENSATED"
+        done = [(s["step"], s["status"]) for s in order["steps"]]
+        for step in ("reserve_credit", "record_order", "cancel_order", "release_credit"):
+            assert (step, "succeeded") in done
+        assert ("notify", "failed") in done
+        assert httpx.get(f"{own_stack.instances('users')[0].url}/users/{user}").json()["reserved"] == 0
+        own_stack.restart("notifications-1")
+        assert invariant_violations(own_stack) == []
+
+    def test_orchestrator_killed_with_sagas_in_flight_leaves_no_half_done_order(
+        self, own_stack: Stack
+    ) -> None:
+        """SIGKILL with 50 sagas in flight, restart: every order ends COMPLETED or COMPENSATED, consistent."""
+        users = [create_user(own_stack, credit=1000) for _ in range(5)]
+        keys = [(users[n % 5], f"kill-{n}") for n in range(50)]
+        database = own_stack.database("orchestrator")
+
+        def post(user_key: tuple[str, str]) -> int | None:
+            try:
+                return place(own_stack, user_key[0], 150, key=user_key[1], timeout=10.0).status_code
+            except httpx.TransportError:
+                return None
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+            futures = [pool.submit(post, item) for item in keys]
+            deadline = time.monotonic() + 20.0
+            while count_orders(database) < 10 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            own_stack.kill("orchestrator-1")
+            concurrent.futures.wait(futures, timeout=30.0)
+        unfinished_at_kill = count_orders(database, unfinished=True)
+        assert unfinished_at_kill > 0, "the kill came after every saga had finished: nothing was tested"
+
+        own_stack.restart("orchestrator-1")
+        deadline = time.monotonic() + 30.0
+        while count_orders(database, unfinished=True) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert count_orders(database, unfinished=True) == 0
+        # Clients retry what failed; the same keys must not create new orders.
+        before = count_orders(database)
+        replays = [place(own_stack, user, 150, key=key) for user, key in keys]
+        assert all(r.status_code in (200, 201) for r in replays)
+        assert count_orders(database) == len(keys) >= before
+        assert invariant_violations(own_stack) == []
+
+
+def count_orders(database: Path, *, unfinished: bool = False) -> int:
+    """Read the orchestrator's own saga log, as an operator would after a crash."""
+    if not database.exists():
+        return 0
+    query = "SELECT COUNT(*) FROM orders"
+    if unfinished:
+        query += " WHERE state NOT IN ('COMPLETED', 'COMPENSATED')"
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5.0) as db:
+        try:
+            return int(db.execute(query).fetchone()[0])
+        except sqlite3.OperationalError:  # the orchestrator has not created its tables yet
+            return 0
