@@ -14,9 +14,11 @@ from tests.e2e._run import harness
 
 
 def pids_in(output: str) -> list[int]:
-    """The pid column of the table `harness up` prints."""
-    return [int(line.split()[-1]) for line in output.splitlines() if line.strip().startswith(("registry ",
-            "users ", "notifications ", "orchestrator "))]  # fmt: skip
+    """The pid column of the table `harness up` prints: service, instance, URL, pid."""
+    rows = [line.split() for line in output.splitlines()]
+    return [
+        int(row[3]) for row in rows if len(row) == 4 and row[2].startswith("http://") and row[3].isdigit()
+    ]
 
 
 def gone(pid: int) -> bool:
