@@ -3,23 +3,29 @@
 from ._app import create_service_app
 from ._discovery import Peers, joined, registration
 from ._errors import ApiError, ErrorBody, ErrorDetail, error_response
-from ._guards import BodyTooLarge, require_json
+from ._guards import BodyTooLarge, LoadShedMiddleware, require_json
 from ._server import run_app, stopping_event
 from ._settings import NAME_PATTERN, ServiceSettings
+from ._sqlite import Database, StorageBusy, read_transaction, write_transaction
 
 __all__ = [
     "NAME_PATTERN",
     "ApiError",
     "BodyTooLarge",
+    "Database",
     "ErrorBody",
     "ErrorDetail",
+    "LoadShedMiddleware",
     "Peers",
     "ServiceSettings",
+    "StorageBusy",
     "create_service_app",
     "error_response",
     "joined",
+    "read_transaction",
     "registration",
     "require_json",
     "run_app",
     "stopping_event",
+    "write_transaction",
 ]

@@ -1,4 +1,4 @@
-"""Guards on request bodies, applied before a handler sees them: a size limit and a JSON content type.
+"""Guards applied before a handler runs: a body size limit, a JSON content type, and load shedding.
 
 The size limit is pure ASGI so it holds for every route, with or without ``Content-Length``, and never
 lets more than the limit reach the application.
@@ -7,8 +7,10 @@ lets more than the limit reach the application.
 from __future__ import annotations
 
 import email.message
+from collections.abc import Collection
 
 from fastapi import Request
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -108,3 +110,55 @@ async def require_json(request: Request) -> None:
         raise ApiError(
             415, "unsupported_media_type", f"The request body must be sent as application/json, not {got}."
         )
+
+
+class LoadShedMiddleware:
+    """Answer 503 ``overloaded`` (``Retry-After: 1``) while ``max_in_flight`` requests are already in flight.
+
+    Pure ASGI; add it last so it runs outermost and a shed request costs almost nothing: refusing early
+    keeps the admitted requests fast instead of letting every request slow down together.
+    ``exempt_paths`` (health and metrics) are never shed and never counted, so probes keep seeing the
+    truth under overload. With ``metrics``, the in-flight gauge and the shed counter are registered there.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_in_flight: int,
+        exempt_paths: Collection[str] = ("/health", "/metrics"),
+        metrics: CollectorRegistry | None = None,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.exempt_paths = frozenset(exempt_paths)
+        self.in_flight = 0
+        self._shed: Counter | None = None
+        if metrics is not None:
+            gauge = Gauge("http_requests_in_flight", "HTTP requests being handled now.", registry=metrics)
+            gauge.set_function(lambda: self.in_flight)
+            self._shed = Counter(
+                "http_requests_shed",
+                "Requests refused with 503 because too many were in flight.",
+                registry=metrics,
+            )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.exempt_paths:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            if self._shed is not None:
+                self._shed.inc()
+            message = f"The service is handling {self.in_flight} requests, its limit; retry shortly."
+            await error_response(503, "overloaded", message, headers={"Retry-After": "1"})(
+                scope, receive, send
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

@@ -21,6 +21,7 @@ from reference_services.common import (
     NAME_PATTERN,
     ApiError,
     ErrorBody,
+    LoadShedMiddleware,
     Peers,
     create_service_app,
     joined,
@@ -171,4 +172,5 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         return OrderList(orders=[OrderView.of(o) for o in orders], counts=log.counts())
 
     app.include_router(router)
+    app.add_middleware(LoadShedMiddleware, max_in_flight=settings.max_in_flight, metrics=metrics)
     return app

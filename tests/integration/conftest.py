@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ import pytest
 
 from harness.stack import ServiceProcess
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from ._support import child_env
 
 
 @dataclass(frozen=True)
@@ -50,8 +49,7 @@ def start_registry(
         "--check-timeout", str(check_timeout),
         "--check-failures", str(check_failures),
     ]  # fmt: skip
-    pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-    process = ServiceProcess("registry", "registry", args, workdir=workdir, env={"PYTHONPATH": pythonpath})
+    process = ServiceProcess("registry", "registry", args, workdir=workdir, env=child_env())
     process.start()
     return RunningRegistry(process, event_log, ttl, check_interval, check_timeout, check_failures)
 

@@ -1,0 +1,142 @@
+"""The transactional outbox table: events written with the change that caused them, claimed with a lease.
+
+Instances sharing the database claim due rows for ``lease`` seconds, so two relays rarely send the same
+event; a crash between sending and marking only means the event is sent again (at least once).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from reference_services.common import Database
+
+OUTBOX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id        TEXT    NOT NULL UNIQUE,
+    type            TEXT    NOT NULL,
+    payload         TEXT    NOT NULL,
+    created_at      TEXT    NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL    NOT NULL,
+    lease_owner     TEXT,
+    lease_until     REAL,
+    delivered_at    TEXT,
+    last_error      TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (next_attempt_at) WHERE delivered_at IS NULL;
+"""
+
+_FREE = "delivered_at IS NULL AND next_attempt_at <= :now AND (lease_until IS NULL OR lease_until <= :now)"
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One claimed, undelivered event."""
+
+    seq: int
+    event_id: str
+    type: str
+    payload: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Undelivered rows, and how many of them are due and not leased now."""
+
+    pending: int
+    due: int
+
+
+def enqueue(
+    conn: sqlite3.Connection, event_id: str, type_: str, payload: Mapping[str, Any], created_at: datetime
+) -> None:
+    """Add an event; call it inside the transaction that makes the change the event reports."""
+    conn.execute(
+        "INSERT INTO outbox (event_id, type, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?)",
+        (
+            event_id,
+            type_,
+            json.dumps(payload, separators=(",", ":")),
+            created_at.isoformat(timespec="microseconds"),
+            0.0,
+        ),
+    )
+
+
+class Outbox:
+    """Queries of the relay; times are Unix seconds from the caller, so tests can move the clock."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def backlog(self, now: float) -> Backlog:
+        return await self._db.run(_backlog, now)
+
+    async def claim(self, owner: str, now: float, lease: float, limit: int) -> list[OutboxMessage]:
+        """Lease up to ``limit`` due rows to ``owner`` until ``now + lease``, oldest first."""
+        return await self._db.run(_claim, owner, now, lease, limit)
+
+    async def mark_delivered(self, seq: int, at: datetime) -> bool:
+        """False when the row was already marked (another relay delivered it too)."""
+        return await self._db.run(_mark_delivered, seq, at)
+
+    async def mark_failed(self, seq: int, owner: str, next_attempt_at: float, error: str) -> None:
+        """Count the failed attempt and free the row for ``next_attempt_at`` (if ``owner`` still holds it)."""
+        await self._db.run(_mark_failed, seq, owner, next_attempt_at, error)
+
+    async def release_leases(self, owner: str) -> int:
+        """Free every row leased to ``owner``: its previous incarnation died holding them, or it stops."""
+        return await self._db.run(_release_leases, owner)
+
+
+def _backlog(conn: sqlite3.Connection, now: float) -> Backlog:
+    row = conn.execute(
+        f"SELECT COUNT(*), COALESCE(SUM({_FREE}), 0) FROM outbox WHERE delivered_at IS NULL", {"now": now}
+    ).fetchone()
+    return Backlog(pending=int(row[0]), due=int(row[1]))
+
+
+def _claim(conn: sqlite3.Connection, owner: str, now: float, lease: float, limit: int) -> list[OutboxMessage]:
+    # One statement, so the pick and the lease are atomic across processes without an explicit transaction.
+    rows = conn.execute(
+        f"""UPDATE outbox SET lease_owner = :owner, lease_until = :until
+            WHERE seq IN (SELECT seq FROM outbox WHERE {_FREE} ORDER BY seq LIMIT :limit)
+            RETURNING seq, event_id, type, payload, attempts""",
+        {"owner": owner, "until": now + lease, "now": now, "limit": limit},
+    ).fetchall()
+    messages = [OutboxMessage(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+    return sorted(messages, key=lambda m: m.seq)
+
+
+def _mark_delivered(conn: sqlite3.Connection, seq: int, at: datetime) -> bool:
+    cursor = conn.execute(
+        """UPDATE outbox SET delivered_at = ?, lease_owner = NULL, lease_until = NULL, last_error = NULL
+           WHERE seq = ? AND delivered_at IS NULL""",
+        (at.isoformat(timespec="microseconds"), seq),
+    )
+    return cursor.rowcount == 1
+
+
+def _mark_failed(conn: sqlite3.Connection, seq: int, owner: str, next_attempt_at: float, error: str) -> None:
+    conn.execute(
+        """UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,
+                             lease_owner = NULL, lease_until = NULL
+           WHERE seq = ? AND delivered_at IS NULL AND lease_owner = ?""",
+        (next_attempt_at, error[:500], seq, owner),
+    )
+
+
+def _release_leases(conn: sqlite3.Connection, owner: str) -> int:
+    cursor = conn.execute(
+        """UPDATE outbox SET lease_owner = NULL, lease_until = NULL
+           WHERE lease_owner = ? AND delivered_at IS NULL""",
+        (owner,),
+    )
+    return cursor.rowcount

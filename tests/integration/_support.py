@@ -1,0 +1,120 @@
+"""Helpers the integration tests share: start service processes, poll with a deadline, common calls."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from harness.stack import ServiceProcess
+
+T = TypeVar("T")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def sample(text: str, name: str) -> float | None:
+    """The value of an unlabelled sample in Prometheus text, if present."""
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    return None
+
+
+async def balance(http: httpx.AsyncClient, user_id: str) -> tuple[int, int]:
+    """(reserved, available) of a user."""
+    response = await http.get(f"/users/{user_id}")
+    assert response.status_code == 200, response.text
+    return response.json()["reserved"], response.json()["available"]
+
+
+def child_env() -> dict[str, str]:
+    """The repository on the child's path, wherever pytest was started from."""
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+
+
+async def create_user(http: httpx.AsyncClient, credit: int = 100, **fields: Any) -> dict[str, Any]:
+    user_id = fields.pop("id", unique())
+    body = {"id": user_id, "name": f"Name of {user_id}", "email": f"{user_id}@example.org", "credit": credit}
+    response = await http.post("/users", json={**body, **fields})
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, within: float, what: str, every: float = 0.02
+) -> T:
+    """Poll ``probe`` until it returns something other than None; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await probe()
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {within:g}s")
+        await asyncio.sleep(every)
+
+
+def notifications_process(
+    workdir: Path,
+    database: Path,
+    *,
+    instance_id: str = "notifications-1",
+    registry: str | None = None,
+    max_in_flight: int | None = None,
+) -> ServiceProcess:
+    """A notifications instance (not started yet); events go to ``<workdir>/<instance_id>.jsonl``."""
+    args = ["--instance-id", instance_id, "--database", str(database),
+            "--event-log", str(workdir / f"{instance_id}.jsonl")]  # fmt: skip
+    if registry is not None:
+        args += ["--registry", registry, "--heartbeat-interval", "0.2", "--ttl", "1.0"]
+    if max_in_flight is not None:
+        args += ["--max-in-flight", str(max_in_flight)]
+    return ServiceProcess(instance_id, "notifications", args, workdir=workdir, env=child_env())
+
+
+async def reserve(
+    http: httpx.AsyncClient, user_id: str, reservation_id: str, amount: int, order_id: str | None = None
+) -> httpx.Response:
+    body = {"reservation_id": reservation_id, "amount": amount, "order_id": order_id}
+    return await http.post(f"/users/{user_id}/reservations", json=body)
+
+
+def unique(prefix: str = "u") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def users_process(
+    workdir: Path,
+    database: Path,
+    *,
+    instance_id: str = "users-1",
+    registry: str | None = None,
+    outbox_interval: float = 0.05,
+    max_in_flight: int | None = None,
+) -> ServiceProcess:
+    """A users instance (not started yet); events go to ``<workdir>/<instance_id>.jsonl``."""
+    events = workdir / f"{instance_id}.jsonl"
+    args = ["--instance-id", instance_id, "--database", str(database),
+            "--outbox-interval", str(outbox_interval), "--event-log", str(events)]  # fmt: skip
+    if registry is not None:
+        args += ["--registry", registry, "--heartbeat-interval", "0.2", "--ttl", "1.0"]
+    if max_in_flight is not None:
+        args += ["--max-in-flight", str(max_in_flight)]
+    return ServiceProcess(instance_id, "users", args, workdir=workdir, env=child_env())
+
+
+async def wait_in_flight(http: httpx.AsyncClient, expected: float) -> None:
+    """Poll ``/metrics`` (never shed) until the in-flight gauge shows ``expected``."""
+
+    async def probe() -> float | None:
+        value = sample((await http.get("/metrics")).text, "http_requests_in_flight")
+        return value if value == expected else None
+
+    await eventually(probe, within=5.0, what=f"{expected:g} requests in flight")
