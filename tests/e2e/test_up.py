@@ -39,11 +39,14 @@ class TestUp:
         assert not (tmp_path / "stack.json").exists()
 
     def test_status_while_running_then_sigterm_stops_everything(self, tmp_path: Path) -> None:
-        """`harness status` sees six healthy instances; SIGTERM to `harness up` stops them all."""
-        up = subprocess.Popen(
-            [sys.executable, "-m", "harness", "up", "--workdir", str(tmp_path)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
+        """`harness status` sees six healthy instances, then a crashed one; SIGTERM stops everything."""
+        output_file = tmp_path / "up.out"
+        with output_file.open("w") as sink:
+            up = subprocess.Popen(
+                [sys.executable, "-m", "harness", "up", "--workdir", str(tmp_path),
+                 "--status-interval", "0.2"],
+                stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
         try:
             state = tmp_path / "stack.json"
             deadline = time.monotonic() + 60.0
@@ -54,12 +57,26 @@ class TestUp:
             status = harness("status", "--workdir", str(tmp_path))
             assert status.returncode == 0, status.stdout + status.stderr
             assert status.stdout.count(" ok") == 6
+            crashed = next(
+                item for item in json.loads(state.read_text())["instances"] if item["name"] == "users-2"
+            )
+            os.kill(crashed["pid"], signal.SIGKILL)
+            after_crash = harness("status", "--workdir", str(tmp_path))
+            assert after_crash.returncode == 1
+            assert "users-2" in after_crash.stderr
+            deadline = time.monotonic() + 10.0
+            while (
+                "users-2 exited with code -9" not in output_file.read_text() and time.monotonic() < deadline
+            ):
+                time.sleep(0.05)
             os.kill(up.pid, signal.SIGTERM)
-            output, _ = up.communicate(timeout=30)
+            up.wait(timeout=30)
         finally:
             if up.poll() is None:
                 up.kill()
+        output = output_file.read_text()
         assert up.returncode == 0, output
+        assert "users-2 exited with code -9" in output
         assert all(gone(pid) for pid in pids)
         after = harness("status", "--workdir", str(tmp_path))
         assert after.returncode == 3
