@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -15,6 +16,14 @@ from types import TracebackType
 import httpx
 
 from harness.errors import ServiceStartError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the harness dies, even by SIGKILL, so none is orphaned."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ServiceProcess:
@@ -98,6 +107,7 @@ class ServiceProcess:
                 stdin=subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,  # a Ctrl-C in the terminal reaches the harness, which stops us
+                preexec_fn=_die_with_parent,
             )
         self._spawned_at = time.monotonic()
         return self

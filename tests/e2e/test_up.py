@@ -90,3 +90,22 @@ class TestUp:
         assert result.returncode == 2
         assert "payments" in result.stderr
         assert result.stderr.count("\n") == 1
+
+    def test_sigkilled_harness_leaves_no_orphans(self, tmp_path: Path) -> None:
+        """Even SIGKILL of `harness up` (no cleanup possible) takes every service process down with it."""
+        up = subprocess.Popen(
+            [sys.executable, "-m", "harness", "up", "--workdir", str(tmp_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        state = tmp_path / "stack.json"
+        deadline = time.monotonic() + 60.0
+        while not state.exists() and up.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert state.exists(), "harness up did not come up"
+        pids = [item["pid"] for item in json.loads(state.read_text())["instances"]]
+        up.kill()
+        up.wait()
+        deadline = time.monotonic() + 15.0
+        while not all(gone(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in pids if not gone(pid)] == []
