@@ -171,13 +171,20 @@ class TestFailures:
             except httpx.TransportError:
                 return None
 
-        with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
-            futures = [pool.submit(post, item) for item in keys]
-            deadline = time.monotonic() + 20.0
-            while count_orders(database) < 10 and time.monotonic() < deadline:
-                time.sleep(0.005)
-            own_stack.kill("orchestrator-1")
-            concurrent.futures.wait(futures, timeout=30.0)
+        # A slow database at users (its write lock held here) keeps every saga in flight until the kill.
+        users_db = sqlite3.connect(own_stack.database("users"), timeout=5.0, isolation_level=None)
+        users_db.execute("BEGIN IMMEDIATE")
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+                futures = [pool.submit(post, item) for item in keys]
+                deadline = time.monotonic() + 20.0
+                while count_orders(database) < len(keys) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                own_stack.kill("orchestrator-1")
+                concurrent.futures.wait(futures, timeout=30.0)
+        finally:
+            users_db.execute("ROLLBACK")
+            users_db.close()
         unfinished_at_kill = count_orders(database, unfinished=True)
         assert unfinished_at_kill > 0, "the kill came after every saga had finished: nothing was tested"
 
