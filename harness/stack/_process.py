@@ -27,11 +27,11 @@ def _die_with_parent() -> None:
 
 
 class ServiceProcess:
-    """One ``harness serve <kind> ...`` child process on loopback.
+    """One ``harness serve <kind> ...`` (or another ``subcommand``) child process on loopback.
 
     The child binds its own port (0 = any free one) and writes it to a port file; ``start`` waits for that
-    file and then for ``GET /health`` to answer 200, within ``startup_timeout``. Output goes to a log file
-    whose tail is shown when start-up fails.
+    file and then for ``GET <ready_path>`` to answer 200, within ``startup_timeout``. Output goes to a log
+    file whose tail is shown when start-up fails.
     """
 
     def __init__(
@@ -45,9 +45,13 @@ class ServiceProcess:
         workdir: Path | None = None,
         startup_timeout: float = 20.0,
         env: dict[str, str] | None = None,
+        subcommand: Sequence[str] | None = None,
+        ready_path: str = "/health",
     ) -> None:
         self.name = name
         self.kind = kind
+        self.subcommand = list(subcommand) if subcommand is not None else ["serve", kind]
+        self.ready_path = ready_path
         self.args = list(args)
         self.host = host
         self.requested_port = port
@@ -76,8 +80,7 @@ class ServiceProcess:
             sys.executable,
             "-m",
             "harness",
-            "serve",
-            self.kind,
+            *self.subcommand,
             "--host",
             self.host,
             "--port",
@@ -131,7 +134,7 @@ class ServiceProcess:
                     self.port = int(self.port_file.read_text(encoding="utf-8"))
                 if self.port is not None:
                     try:
-                        if client.get(f"{self.url}/health").status_code == 200:
+                        if client.get(f"{self.url}{self.ready_path}").status_code == 200:
                             return
                     except httpx.TransportError:
                         pass
