@@ -54,6 +54,8 @@ def instance_options(kind: str) -> Callable[[Any], Any]:
                      help="TTL to ask the registry for (default: its own)."),
         click.option("--weight", default=1, show_default=True, type=click.IntRange(1, 1000),
                      help="Weight for weighted balancers."),
+        click.option("--advertise-port", type=click.IntRange(1, 65535),
+                     help="Port to register instead of the bound one (e.g. a fault proxy in front)."),
     )  # fmt: skip
 
 
@@ -83,9 +85,10 @@ def serve_instance(
     from reference_services.common import run_app
 
     ensure_loopback(host, allow_remote=allow_remote, what="--host")
+    advertise_port = values.pop("advertise_port", None)
     settings = build_settings(settings_model, advertise_host=host, **values)
     run_app(
-        lambda bound: create_app(settings.model_copy(update={"advertise_port": bound})),
+        lambda bound: create_app(settings.model_copy(update={"advertise_port": advertise_port or bound})),
         host=host,
         port=port,
         port_file=port_file,

@@ -23,9 +23,10 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _table(stack: Stack) -> None:
-    click.echo(f"  {'service':<14} {'instance':<16} {'url':<26} pid")
+    click.echo(f"  {'service':<14} {'instance':<16} {'url':<24} {'reached via proxy':<20} pid")
     for name, process in stack.processes.items():
-        click.echo(f"  {stack.kinds[name]:<14} {name:<16} {process.url:<26} {process.pid}")
+        via = stack.proxies.get(name, "-")
+        click.echo(f"  {stack.kinds[name]:<14} {name:<16} {process.url:<24} {via:<20} {process.pid}")
 
 
 def _status_line(stack: Stack, reported: set[str]) -> str:

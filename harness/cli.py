@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from harness._faults_cli import toxiproxy
 from harness._serve_cli import serve
 from harness._up_cli import status, up
 from harness.errors import CheckFailed, HarnessError
@@ -69,6 +70,7 @@ def demo(instances: int, calls: int, workdir: Path | None) -> None:
 cli.add_command(serve)
 cli.add_command(up)
 cli.add_command(status)
+cli.add_command(toxiproxy)
 
 
 def main() -> None:

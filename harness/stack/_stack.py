@@ -1,22 +1,29 @@
 """The reference stack as real processes on loopback: start in dependency order, watch, stop, no orphans.
 
+With proxies on (the default), a Toxiproxy-compatible server (the embedded one, or a real one at
+``TOXIPROXY_URL``) gets one proxy per instance, named after it, and each instance registers the proxy's
+address: every call between services crosses a proxy, so a toxic on ``users-2`` degrades only users-2.
 Used by ``harness up`` and, as a context manager, by tests: ``with Stack(topology, workdir) as stack:``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
+from harness._process import ServiceProcess
 from harness.errors import EnvironmentUnavailable
-from harness.stack._process import ServiceProcess
+from harness.faults import FaultError, ToxiproxyClient
 from harness.stack._topology import Topology
 
 Progress = Callable[[str], None]
@@ -45,7 +52,10 @@ class Stack:
         self.progress = progress
         self.processes: dict[str, ServiceProcess] = {}
         self.kinds: dict[str, str] = {}
+        self.proxies: dict[str, str] = {}  # instance name -> proxied "host:port"
+        self.toxiproxy: ToxiproxyClient | None = None
         self.started_in = 0.0
+        self._external_toxiproxy = os.environ.get("TOXIPROXY_URL") if self.topology.proxies else None
 
     # -- paths ------------------------------------------------------------------------------------
 
@@ -63,10 +73,11 @@ class Stack:
         for folder in ("data", "events", "logs"):
             (self.workdir / folder).mkdir(parents=True, exist_ok=True)
         try:
-            registry = self._process("registry", "registry", self._registry_args())
-            registry.start()
-            self.progress(f"registry ready at {registry.url}")
-            spawned = [self._process(name, kind, self._instance_args(kind, name)).spawn()
+            if self.topology.proxies:
+                self._start_toxiproxy()
+            self._start("registry", "registry", self._registry_args()).wait_ready()
+            self.progress(f"registry ready at {self.registry_url}")
+            spawned = [self._start(name, kind, self._instance_args(kind, name))
                        for kind, name in self.topology.instances()]  # fmt: skip
             for process in spawned:
                 process.wait_ready()
@@ -78,7 +89,38 @@ class Stack:
         self._write_state()
         return self
 
-    def _process(self, name: str, kind: str, args: list[str], port: int = 0) -> ServiceProcess:
+    def _start_toxiproxy(self) -> None:
+        if self._external_toxiproxy is not None:
+            self.toxiproxy = ToxiproxyClient(self._external_toxiproxy)
+            try:
+                version = self.toxiproxy.version()
+            except FaultError as exc:
+                raise EnvironmentUnavailable(f"TOXIPROXY_URL={self._external_toxiproxy}: {exc}") from exc
+            self.progress(f"using Toxiproxy {version} at {self._external_toxiproxy}")
+            return
+        seed = [] if self.topology.toxiproxy_seed is None else ["--seed", str(self.topology.toxiproxy_seed)]
+        process = self._process("toxiproxy", "toxiproxy", ["--proxy-metrics", *seed],
+                                subcommand=["toxiproxy"], ready_path="/version").start()  # fmt: skip
+        self.toxiproxy = ToxiproxyClient(process.url)
+        self.progress(f"fault proxy ready at {process.url}")
+
+    def _start(self, name: str, kind: str, args: list[str]) -> ServiceProcess:
+        """Spawn one instance; with proxies, on a port chosen here, behind a proxy it advertises."""
+        if self.toxiproxy is None:
+            return self._process(name, kind, args).spawn()
+        port = _free_port(self.topology.host)
+        upstream = f"{self.topology.host}:{port}"
+        with contextlib.suppress(FaultError):  # a proxy left by an earlier run of the same stack
+            self.toxiproxy.delete_proxy(name)
+        proxy = self.toxiproxy.create_proxy(name, upstream, listen=f"{self.topology.host}:0")
+        self.proxies[name] = f"{proxy.host}:{proxy.port}"
+        if kind != "registry":
+            args = [*args, "--advertise-port", str(proxy.port)]
+        return self._process(name, kind, args, port=port).spawn()
+
+    def _process(
+        self, name: str, kind: str, args: list[str], port: int = 0, **options: Any
+    ) -> ServiceProcess:
         process = ServiceProcess(
             name,
             kind,
@@ -87,6 +129,7 @@ class Stack:
             port=port,
             workdir=self.workdir / "logs",
             startup_timeout=self.topology.startup_timeout,
+            **options,
         )
         self.processes[name] = process
         self.kinds[name] = kind
@@ -100,7 +143,7 @@ class Stack:
 
     def _instance_args(self, kind: str, name: str) -> list[str]:
         service = self.topology.service(kind)
-        return ["--instance-id", name, "--registry", self.registry_url,
+        return ["--instance-id", name, "--registry", self.registry_url_for_services,
                 "--heartbeat-interval", str(service.heartbeat_interval),
                 "--ttl", str(self.topology.registry.ttl),
                 "--database", str(self.database(kind)), "--max-in-flight", str(service.max_in_flight),
@@ -127,6 +170,13 @@ class Stack:
         """SIGTERM every process, newest first (each deregisters), SIGKILL what does not exit in time."""
         for process in reversed(list(self.processes.values())):
             process.stop()
+        if self.toxiproxy is not None:
+            if self._external_toxiproxy is not None:  # leave a shared Toxiproxy as we found it
+                for name in self.proxies:
+                    with contextlib.suppress(FaultError):
+                        self.toxiproxy.delete_proxy(name)
+            self.toxiproxy.close()
+            self.toxiproxy = None
         (self.workdir / STATE_FILE).unlink(missing_ok=True)
 
     def __enter__(self) -> Stack:
@@ -141,7 +191,19 @@ class Stack:
 
     @property
     def registry_url(self) -> str:
+        """The registry itself, for the harness."""
         return self.processes["registry"].url
+
+    @property
+    def registry_url_for_services(self) -> str:
+        """What instances use: through the registry's proxy when there is one."""
+        proxied = self.proxies.get("registry")
+        return f"http://{proxied}" if proxied else self.registry_url
+
+    def proxied_url(self, name: str) -> str:
+        """The address others reach ``name`` at: its proxy, or the instance itself without proxies."""
+        proxied = self.proxies.get(name)
+        return f"http://{proxied}" if proxied else self.url(name)
 
     def url(self, name: str) -> str:
         return self.processes[name].url
@@ -154,12 +216,13 @@ class Stack:
         self.processes[name].kill()
 
     def restart(self, name: str) -> ServiceProcess:
-        """Start a stopped or killed instance again on the same port (its address stays valid)."""
+        """Start a stopped or killed instance again on the same port, so its address stays valid."""
         old = self.processes[name]
         old.stop()
-        kind = self.kinds[name]
-        args = self._registry_args() if kind == "registry" else self._instance_args(kind, name)
-        process = self._process(name, kind, args, port=old.port or 0).start()
+        process = ServiceProcess(old.name, old.kind, old.args, host=old.host, port=old.port or 0,
+                                 workdir=old.workdir, startup_timeout=old.startup_timeout,
+                                 subcommand=old.subcommand, ready_path=old.ready_path)  # fmt: skip
+        self.processes[name] = process.start()
         self._write_state()
         return process
 
@@ -172,8 +235,11 @@ class Stack:
         state = {
             "harness_pid": os.getpid(),
             "registry": self.registry_url,
-            "instances": [{"name": name, "kind": self.kinds[name], "url": p.url, "pid": p.pid,
-                           "log": str(p.log_path)} for name, p in self.processes.items()],
+            "instances": [
+                {"name": name, "kind": self.kinds[name], "url": p.url, "pid": p.pid,
+                 "proxy": self.proxies.get(name), "ready_path": p.ready_path, "log": str(p.log_path)}
+                for name, p in self.processes.items()
+            ],
         }  # fmt: skip
         path = self.workdir / STATE_FILE
         tmp = path.with_suffix(".tmp")
@@ -181,11 +247,13 @@ class Stack:
         os.replace(tmp, path)
 
 
-def _status(name: str, kind: str, url: str, pid: int | None, returncode: int | None) -> InstanceStatus:
+def _status(
+    name: str, kind: str, url: str, pid: int | None, returncode: int | None, ready_path: str = "/health"
+) -> InstanceStatus:
     if returncode is not None:
         return InstanceStatus(name, kind, url, pid, False, f"exited (code {returncode})")
     try:
-        answer = httpx.get(f"{url}/health", timeout=1.0)
+        answer = httpx.get(f"{url}{ready_path}", timeout=1.0)
         health = "ok" if answer.status_code == 200 else "unhealthy"
     except httpx.TransportError:
         health = "unreachable"
@@ -204,10 +272,17 @@ def read_status(workdir: Path) -> list[InstanceStatus]:
     for item in state["instances"]:
         name, kind, url, pid = item["name"], item["kind"], item["url"], item["pid"]
         if pid is not None and _pid_alive(pid):
-            statuses.append(_status(name, kind, url, pid, None))
+            statuses.append(_status(name, kind, url, pid, None, item.get("ready_path", "/health")))
         else:
             statuses.append(InstanceStatus(name, kind, url, pid, False, "not running"))
     return statuses
+
+
+def _free_port(host: str) -> int:
+    """A port the OS considers free now; the instance binds it a moment later."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def _pid_alive(pid: int) -> bool:

@@ -54,6 +54,8 @@ class Topology(BaseModel):
     registry: RegistryTopology = Field(default_factory=RegistryTopology)
     services: dict[str, ServiceTopology] = Field(default_factory=_default_services)
     startup_timeout: float = Field(default=30.0, gt=0)
+    proxies: bool = Field(default=True, description="route every instance's traffic through a fault proxy")
+    toxiproxy_seed: int | None = None
 
     @field_validator("services")
     @classmethod

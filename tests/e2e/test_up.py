@@ -14,10 +14,10 @@ from tests.e2e._run import harness
 
 
 def pids_in(output: str) -> list[int]:
-    """The pid column of the table `harness up` prints: service, instance, URL, pid."""
+    """The pid column of the table `harness up` prints: service, instance, URL, proxy, pid."""
     rows = [line.split() for line in output.splitlines()]
     return [
-        int(row[3]) for row in rows if len(row) == 4 and row[2].startswith("http://") and row[3].isdigit()
+        int(row[4]) for row in rows if len(row) == 5 and row[2].startswith("http://") and row[4].isdigit()
     ]
 
 
@@ -27,19 +27,19 @@ def gone(pid: int) -> bool:
 
 class TestUp:
     def test_up_places_orders_and_stops_cleanly(self, tmp_path: Path) -> None:
-        """Start, three orders COMPLETED, stop after the run time, no process left behind."""
+        """Start (fault proxy + six services), three orders COMPLETED, stop on time, nothing left."""
         result = harness("up", "--workdir", str(tmp_path), "--orders", "3", "--for", "0.5")
         assert result.returncode == 0, result.stdout + result.stderr
         assert "processes ready in" in result.stdout
         pids = pids_in(result.stdout)
-        assert len(pids) == 6
+        assert len(pids) == 7
         assert result.stdout.count("-> COMPLETED") == 3
-        assert "stopped 6 processes" in result.stdout
+        assert "stopped 7 processes" in result.stdout
         assert all(gone(pid) for pid in pids)
         assert not (tmp_path / "stack.json").exists()
 
     def test_status_while_running_then_sigterm_stops_everything(self, tmp_path: Path) -> None:
-        """`harness status` sees six healthy instances, then a crashed one; SIGTERM stops everything."""
+        """`harness status` sees seven healthy processes, then a crashed one; SIGTERM stops everything."""
         output_file = tmp_path / "up.out"
         with output_file.open("w") as sink:
             up = subprocess.Popen(
@@ -56,7 +56,7 @@ class TestUp:
             pids = [item["pid"] for item in json.loads(state.read_text())["instances"]]
             status = harness("status", "--workdir", str(tmp_path))
             assert status.returncode == 0, status.stdout + status.stderr
-            assert status.stdout.count(" ok") == 6
+            assert status.stdout.count(" ok") == 7
             crashed = next(
                 item for item in json.loads(state.read_text())["instances"] if item["name"] == "users-2"
             )

@@ -1,0 +1,278 @@
+"""The server's proxies and what the API does to them, HTTP-free: Toxiproxy's checks in its order, with its
+messages, raised as ApiError; request bodies are decoded with Go's rules."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+
+from harness.faults._addresses import AddressError, remote_address_refusal, resolve_tcp
+from harness.faults._gojson import GoField, GoJSONError, GoStruct, Kind, bind, bind_list, decode
+from harness.faults._link import Direction, ToxicEntry
+from harness.faults._proxy import CounterFactory, Proxy
+from harness.faults._toxics import TOXICS, Toxic
+
+
+class ApiError(Exception):
+    """An API failure: the message and status code of Toxiproxy's ``{"error":..,"status":..}`` body."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class PopulateError(ApiError):
+    """A failed ``/populate``, with the proxies it had created before failing (None before any)."""
+
+    def __init__(self, message: str, status: int, proxies: list[Proxy] | None) -> None:
+        super().__init__(message, status)
+        self.proxies = proxies
+
+
+_EMPTY_STRUCT = GoStruct("Logger", "zerolog.Logger")
+_PROXY_FIELDS = (
+    GoField("name", Kind.STRING, "string"),
+    GoField("listen", Kind.STRING, "string"),
+    GoField("upstream", Kind.STRING, "string"),
+    GoField("enabled", Kind.BOOL, "bool"),
+    GoField("Logger", Kind.STRUCT, "zerolog.Logger", _EMPTY_STRUCT),  # exported by accident upstream
+)
+PROXY = GoStruct("Proxy", "toxiproxy.Proxy", _PROXY_FIELDS)
+POPULATE_ENTRY = GoStruct("", 'struct { toxiproxy.Proxy; Enabled *bool "json:\\"enabled\\"" }', _PROXY_FIELDS)
+POPULATE_SLICE = f"[]{POPULATE_ENTRY.type_string}"
+TOXIC_WRAPPER = GoStruct(
+    "ToxicWrapper",
+    "toxics.ToxicWrapper",
+    (
+        GoField("attributes", Kind.STRUCT, "toxics.NoopToxic", GoStruct("NoopToxic", "toxics.NoopToxic")),
+        GoField("name", Kind.STRING, "string"),
+        GoField("type", Kind.STRING, "string"),
+        GoField("stream", Kind.STRING, "string"),
+        GoField("toxicity", Kind.FLOAT32, "float32"),
+    ),
+)
+_ATTRIBUTES_TAG = 'Attributes interface {} "json:\\"attributes\\""'
+
+
+def _attributes_layout(kind: type[Toxic], *, with_toxicity: bool) -> GoStruct:
+    layout = kind.layout()
+    attributes = GoField("attributes", Kind.STRUCT, layout.type_string, layout)
+    if not with_toxicity:
+        return GoStruct("", f"struct {{ {_ATTRIBUTES_TAG} }}", (attributes,))
+    toxicity = GoField("toxicity", Kind.FLOAT32, "float32")
+    return GoStruct(
+        "", f'struct {{ {_ATTRIBUTES_TAG}; Toxicity float32 "json:\\"toxicity\\"" }}', (attributes, toxicity)
+    )
+
+
+def _bad_body(exc: GoJSONError) -> ApiError:
+    return ApiError(f"bad request body: {exc}", 400)
+
+
+def parse_direction(stream: str) -> Direction | None:
+    return {"upstream": Direction.UPSTREAM, "downstream": Direction.DOWNSTREAM}.get(stream.lower())
+
+
+class ProxyCollection:
+    """Every proxy of one server, by name in creation order; mutations are serialised by one lock."""
+
+    def __init__(
+        self,
+        *,
+        rng: random.Random,
+        counters: CounterFactory,
+        allow_remote: bool,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.proxies: dict[str, Proxy] = {}
+        self._rng = rng
+        self._counters = counters
+        self._allow_remote = allow_remote
+        self._loop = loop
+        self._lock = asyncio.Lock()
+
+    def _new_proxy(self, name: str, listen: str, upstream: str) -> Proxy:
+        return Proxy(name, listen, upstream, rng=self._rng, counters=self._counters, loop=self._loop)
+
+    def _refusal(self, listen: str, upstream: str) -> str | None:
+        if self._allow_remote:
+            return None
+        return remote_address_refusal(listen, "listen") or remote_address_refusal(upstream, "upstream")
+
+    def get(self, name: str) -> Proxy:
+        proxy = self.proxies.get(name)
+        if proxy is None:
+            raise ApiError("proxy not found", 404)
+        return proxy
+
+    @staticmethod
+    async def _differs(proxy: Proxy, listen: str, upstream: str) -> bool:
+        """Toxiproxy's ``Differs``: the resolved new listen or the upstream differ from the current ones."""
+        resolved = str(await resolve_tcp(listen))
+        return proxy.listen != resolved or proxy.upstream != upstream
+
+    async def create(self, body: bytes) -> Proxy:
+        try:
+            fields = bind(decode(body), PROXY)
+        except GoJSONError as exc:
+            raise _bad_body(exc) from None
+        name, upstream = fields.get("name", ""), fields.get("upstream", "")
+        if not name:
+            raise ApiError("missing required field: name", 400)
+        if not upstream:
+            raise ApiError("missing required field: upstream", 400)
+        async with self._lock:
+            if name in self.proxies:
+                raise ApiError("proxy already exists", 409)
+            listen = fields.get("listen", "")
+            refusal = self._refusal(listen, upstream)
+            if refusal:
+                raise ApiError(refusal, 400)
+            proxy = self._new_proxy(name, listen, upstream)
+            if fields.get("enabled", True):
+                await self._start(proxy)
+            self.proxies[name] = proxy
+            return proxy
+
+    @staticmethod
+    async def _start(proxy: Proxy) -> None:
+        try:
+            await proxy.start()
+        except AddressError as exc:
+            raise ApiError(str(exc), 500) from None
+
+    async def update(self, name: str, body: bytes) -> Proxy:
+        async with self._lock:
+            proxy = self.get(name)
+            try:
+                fields = bind(decode(body), PROXY)
+            except GoJSONError as exc:
+                raise _bad_body(exc) from None
+            listen = fields.get("listen", proxy.listen)
+            upstream = fields.get("upstream", proxy.upstream)
+            enabled = fields.get("enabled", proxy.enabled)
+            refusal = self._refusal(listen, upstream)
+            if refusal:
+                raise ApiError(refusal, 400)
+            try:
+                differs = await self._differs(proxy, listen, upstream)
+            except AddressError as exc:
+                raise ApiError(str(exc), 500) from None
+            if differs:
+                proxy.stop()
+                proxy.listen, proxy.upstream = listen, upstream
+            if enabled and not proxy.enabled:
+                await self._start(proxy)  # on failure the proxy stays disabled, with the new listen value
+            elif not enabled:
+                proxy.stop()
+            return proxy
+
+    async def delete(self, name: str) -> None:
+        async with self._lock:
+            self.get(name).stop()
+            del self.proxies[name]
+
+    async def populate(self, body: bytes) -> list[Proxy]:
+        try:
+            entries = bind_list(decode(body), POPULATE_ENTRY, POPULATE_SLICE)
+        except GoJSONError as exc:
+            raise PopulateError(f"bad request body: {exc}", 400, None) from None
+        for number, entry in enumerate(entries, start=1):
+            for required in ("name", "upstream"):
+                if not entry.get(required):
+                    raise PopulateError(f"missing required field: {required} at proxy {number}", 400, None)
+        for number, entry in enumerate(entries, start=1):
+            refusal = self._refusal(entry.get("listen", ""), entry["upstream"])
+            if refusal:
+                raise PopulateError(f"{refusal} (proxy {number})", 400, None)
+        created: list[Proxy] = []
+        async with self._lock:
+            for entry in entries:
+                name, listen, upstream = entry["name"], entry.get("listen", ""), entry["upstream"]
+                existing = self.proxies.get(name)
+                if existing is not None:
+                    try:
+                        differs = await self._differs(existing, listen, upstream)
+                    except AddressError as exc:
+                        raise PopulateError(str(exc), 500, created or None) from None
+                    if not differs:
+                        created.append(existing)  # kept as it is: toxics and enabled state stay
+                        continue
+                    existing.stop()
+                proxy = self._new_proxy(name, listen, upstream)
+                if entry.get("enabled", True):
+                    try:
+                        await proxy.start()
+                    except AddressError as exc:
+                        raise PopulateError(str(exc), 500, created or None) from None
+                self.proxies[name] = proxy
+                created.append(proxy)
+        return created
+
+    async def reset(self) -> None:
+        """Enable every proxy and remove every toxic; stops at the first proxy that cannot listen."""
+        async with self._lock:
+            for proxy in list(self.proxies.values()):
+                await self._start(proxy)
+                await proxy.remove_all_toxics()
+
+    def toxic(self, proxy: Proxy, name: str) -> ToxicEntry:
+        entry = proxy.find_toxic(name)
+        if entry is None:
+            raise ApiError("toxic not found", 404)
+        return entry
+
+    async def add_toxic(self, proxy_name: str, body: bytes) -> ToxicEntry:
+        async with self._lock:
+            proxy = self.get(proxy_name)
+            try:
+                value = decode(body)
+                fields = bind(value, TOXIC_WRAPPER)
+            except GoJSONError as exc:
+                raise _bad_body(exc) from None
+            stream = fields.get("stream", "downstream")
+            direction = parse_direction(stream)
+            if direction is None:
+                raise ApiError("stream was invalid, can be either upstream or downstream", 400)
+            type_name = fields.get("type", "")
+            name = fields.get("name") or f"{type_name}_{stream}"
+            kind = TOXICS.get(type_name)
+            if kind is None:
+                raise ApiError("invalid toxic type", 400)
+            if proxy.find_toxic(name) is not None:
+                raise ApiError("toxic already exists", 409)
+            try:
+                attributes = bind(value, _attributes_layout(kind, with_toxicity=False)).get("attributes", {})
+            except GoJSONError as exc:
+                raise _bad_body(exc) from None
+            entry = ToxicEntry(
+                name, type_name, stream, direction, fields.get("toxicity", 1.0), kind(**attributes)
+            )
+            proxy.add_toxic(entry)
+            return entry
+
+    async def update_toxic(self, proxy_name: str, toxic_name: str, body: bytes) -> ToxicEntry:
+        async with self._lock:
+            proxy = self.get(proxy_name)
+            entry = self.toxic(proxy, toxic_name)
+            try:
+                fields = bind(decode(body), _attributes_layout(type(entry.toxic), with_toxicity=True))
+            except GoJSONError as exc:
+                raise _bad_body(exc) from None
+            # Only attributes (merged) and toxicity change; type, name and stream in the body are ignored.
+            entry.toxic = dataclasses.replace(entry.toxic, **fields.get("attributes", {}))
+            entry.toxicity = fields.get("toxicity", entry.toxicity)
+            proxy.update_toxic(entry)
+            return entry
+
+    async def remove_toxic(self, proxy_name: str, toxic_name: str) -> None:
+        async with self._lock:
+            proxy = self.get(proxy_name)
+            await proxy.remove_toxic(self.toxic(proxy, toxic_name))
+
+    def close(self) -> None:
+        """Stop every proxy (listeners and open connections)."""
+        for proxy in self.proxies.values():
+            proxy.stop()

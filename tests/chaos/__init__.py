@@ -1,0 +1,1 @@
+"""Chaos level: faults injected through the Toxiproxy-compatible proxy, measured over real TCP."""

@@ -1,0 +1,187 @@
+"""What the toxics' server puts on the wire and reads from it: Go's JSON, addresses and request ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.faults._addresses import AddressError, remote_address_refusal, split_host_port
+from harness.faults._api import RequestIds, _clean_path
+from harness.faults._collection import PROXY, TOXIC_WRAPPER
+from harness.faults._gojson import GoJSONError, Number, bind, decode, go_float32, go_string
+
+
+class TestDecodeSyntax:
+    @pytest.mark.parametrize(
+        ("body", "message"),
+        [
+            pytest.param(b"", "EOF", id="empty"),
+            pytest.param(b" \n\t", "EOF", id="only-space"),
+            pytest.param(b'{"a":', "unexpected EOF", id="truncated"),
+            pytest.param(b"x", "invalid character 'x' looking for beginning of value", id="junk"),
+            pytest.param(
+                b"{1}", "invalid character '1' looking for beginning of object key string", id="key"
+            ),
+            pytest.param(b'{"a" 1}', "invalid character '1' after object key", id="colon"),
+            pytest.param(b'{"a":1 "b"}', "invalid character '\"' after object key:value pair", id="comma"),
+            pytest.param(b"[1 2]", "invalid character '2' after array element", id="array"),
+            pytest.param(
+                b"[1,]", "invalid character ']' looking for beginning of value", id="trailing-comma"
+            ),
+            pytest.param(b'"\x01"', "invalid character '\\x01' in string literal", id="control"),
+            pytest.param(b'"\\q"', "invalid character 'q' in string escape code", id="escape"),
+            pytest.param(b"-a", "invalid character 'a' in numeric literal", id="minus"),
+            pytest.param(
+                b"1.x", "invalid character 'x' after decimal point in numeric literal", id="decimal"
+            ),
+            pytest.param(b"1ex", "invalid character 'x' in exponent of numeric literal", id="exponent"),
+            pytest.param(b"tru ", "invalid character ' ' in literal true (expecting 'e')", id="literal"),
+            pytest.param(
+                b"\xc3", "invalid character '\u00c3' looking for beginning of value", id="latin1-byte"
+            ),
+        ],
+    )
+    def test_errors_read_like_go(self, body: bytes, message: str) -> None:
+        with pytest.raises(GoJSONError) as caught:
+            decode(body)
+        assert str(caught.value) == message
+
+    def test_first_value_only(self) -> None:
+        """Like json.Decoder.Decode, bytes after the first value are not read."""
+        assert decode(b'{"a":1} trailing junk') == [("a", Number("1"))]
+
+
+class TestBind:
+    def test_keys_are_case_insensitive_and_null_keeps_defaults(self) -> None:
+        assert bind(decode(b'{"NAME":"a","Upstream":"b:1","enabled":null}'), PROXY) == {
+            "name": "a",
+            "upstream": "b:1",
+        }
+
+    def test_last_duplicate_wins(self) -> None:
+        assert bind(decode(b'{"name":"a","name":"b"}'), PROXY) == {"name": "b"}
+
+    @pytest.mark.parametrize(
+        ("body", "message"),
+        [
+            pytest.param(
+                b'{"name":1}',
+                "json: cannot unmarshal number into Go struct field Proxy.name of type string",
+                id="number-into-string",
+            ),
+            pytest.param(
+                b'{"Logger":3}',
+                "json: cannot unmarshal number into Go struct field Proxy.Logger of type zerolog.Logger",
+                id="logger",
+            ),
+            pytest.param(
+                b"[]", "json: cannot unmarshal array into Go value of type toxiproxy.Proxy", id="top-level"
+            ),
+        ],
+    )
+    def test_type_errors_read_like_go(self, body: bytes, message: str) -> None:
+        with pytest.raises(GoJSONError) as caught:
+            bind(decode(body), PROXY)
+        assert str(caught.value) == message
+
+    @pytest.mark.parametrize(
+        ("literal", "expected"),
+        [
+            pytest.param(b"0.5", 0.5, id="half"),
+            pytest.param(b"1e-3", pytest.approx(0.001), id="exponent"),
+            pytest.param(b"1e39", None, id="overflow"),
+        ],
+    )
+    def test_float32_fields(self, literal: bytes, expected: object) -> None:
+        body = b'{"toxicity":' + literal + b"}"
+        if expected is None:
+            with pytest.raises(GoJSONError, match=r"number 1e39 into Go struct field ToxicWrapper\.toxicity"):
+                bind(decode(body), TOXIC_WRAPPER)
+        else:
+            assert bind(decode(body), TOXIC_WRAPPER)["toxicity"] == expected
+
+
+class TestEncode:
+    @pytest.mark.parametrize(
+        ("value", "printed"),
+        [
+            pytest.param(1.0, "1", id="one"),
+            pytest.param(0.5, "0.5", id="half"),
+            pytest.param(0.1, "0.1", id="tenth"),
+            pytest.param(1 / 3, "0.33333334", id="third"),
+            pytest.param(1e-7, "1e-7", id="small"),
+            pytest.param(1e21, "1e+21", id="large"),
+            pytest.param(123456789.0, "123456790", id="float32-rounding"),
+        ],
+    )
+    def test_float32_is_shortest_round_trip(self, value: float, printed: str) -> None:
+        assert go_float32(value) == printed
+
+    def test_strings_escape_html_like_go(self) -> None:
+        assert go_string("<a&b>\u2028") == '"\\u003ca\\u0026b\\u003e\\u2028"'
+
+
+class TestAddresses:
+    @pytest.mark.parametrize(
+        ("address", "expected"),
+        [
+            pytest.param("127.0.0.1:80", ("127.0.0.1", "80"), id="ipv4"),
+            pytest.param("[::1]:80", ("::1", "80"), id="ipv6"),
+            pytest.param(":80", ("", "80"), id="empty-host"),
+            pytest.param("localhost:", ("localhost", ""), id="empty-port"),
+        ],
+    )
+    def test_split(self, address: str, expected: tuple[str, str]) -> None:
+        assert split_host_port(address) == expected
+
+    @pytest.mark.parametrize(
+        ("address", "message"),
+        [
+            pytest.param("foo", "address foo: missing port in address", id="no-port"),
+            pytest.param("::1:80", "address ::1:80: too many colons in address", id="colons"),
+            pytest.param("[::1:80", "address [::1:80: missing ']' in address", id="bracket"),
+        ],
+    )
+    def test_split_errors_read_like_go(self, address: str, message: str) -> None:
+        with pytest.raises(AddressError, match=message.replace("[", r"\[")):
+            split_host_port(address)
+
+    @pytest.mark.parametrize(
+        ("address", "what", "refused"),
+        [
+            pytest.param("127.0.0.1:0", "listen", False, id="loopback"),
+            pytest.param("localhost:8080", "listen", False, id="localhost"),
+            pytest.param("[::1]:0", "listen", False, id="ipv6-loopback"),
+            pytest.param("", "listen", True, id="empty-is-every-interface"),
+            pytest.param("0.0.0.0:0", "listen", True, id="any"),
+            pytest.param("10.0.0.1:80", "upstream", True, id="remote"),
+            pytest.param("db.internal:5432", "upstream", True, id="host-name"),
+            pytest.param(":5432", "upstream", False, id="upstream-empty-host-is-local"),
+            pytest.param("garbage", "upstream", False, id="unparseable-fails-later-anyway"),
+        ],
+    )
+    def test_loopback_policy(self, address: str, what: str, refused: bool) -> None:
+        refusal = remote_address_refusal(address, what)
+        assert (refusal is not None) == refused
+        if refusal:
+            assert f"{what} address {address} " in refusal
+
+
+class TestRouting:
+    def test_request_ids_are_20_base32hex_chars_and_distinct(self) -> None:
+        ids = RequestIds()
+        first, second = ids.next(), ids.next()
+        assert len(first) == 20
+        assert set(first) <= set("0123456789abcdefghijklmnopqrstuv")
+        assert first != second
+
+    @pytest.mark.parametrize(
+        ("path", "cleaned"),
+        [
+            pytest.param("/proxies", "/proxies", id="clean"),
+            pytest.param("//proxies", "/proxies", id="double-slash"),
+            pytest.param("/proxies/./a/../b", "/proxies/b", id="dots"),
+            pytest.param("/proxies/", "/proxies/", id="trailing-slash-kept"),
+        ],
+    )
+    def test_paths_are_cleaned_like_gorilla_mux(self, path: str, cleaned: str) -> None:
+        assert _clean_path(path) == cleaned
