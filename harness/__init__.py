@@ -1,8 +1,9 @@
 """Contract and chaos testing harness for microservices.
 
 The subpackages are the public API: ``harness.resilience`` (breaker, balancers, retry, bulkhead,
-deadline), ``harness.discovery`` (registry client, lookups, ServiceClient), ``harness.stack`` (service
-processes), ``harness.events`` (JSON-lines event log) and ``harness.errors`` (the error tree).
+deadline), ``harness.discovery`` (registry client, lookups, ServiceClient), ``harness.faults`` (the
+Toxiproxy-compatible server and client), ``harness.stack`` (the reference stack as processes),
+``harness.checks`` (saga invariants), ``harness.events`` (JSON-lines event log) and ``harness.errors``.
 """
 
 from harness.errors import HarnessError
