@@ -126,15 +126,14 @@ class ToxiproxyClient:
         self.close()
 
 
-class Proxy:
-    """A proxy on the server and what can be done to it; ``info`` is its state as last read."""
+class _ProxyFacts:
+    """What both proxy handles read from ``info``, the proxy's state as last read."""
 
-    def __init__(self, client: ToxiproxyClient, info: ProxyInfo) -> None:
-        self.client = client
-        self.info = info
+    info: ProxyInfo
 
     def __repr__(self) -> str:
-        return f"Proxy({self.info.name!r}, listen={self.info.listen!r}, upstream={self.info.upstream!r})"
+        facts = f"{self.info.name!r}, listen={self.info.listen!r}, upstream={self.info.upstream!r}"
+        return f"{type(self).__name__}({facts})"
 
     @property
     def name(self) -> str:
@@ -151,6 +150,14 @@ class Proxy:
     @property
     def port(self) -> int:
         return self.info.port
+
+
+class Proxy(_ProxyFacts):
+    """A proxy on the server and what can be done to it."""
+
+    def __init__(self, client: ToxiproxyClient, info: ProxyInfo) -> None:
+        self.client = client
+        self.info = info
 
     def refresh(self) -> Proxy:
         self.info = self.client.proxy(self.name).info
@@ -326,31 +333,12 @@ class AsyncToxiproxyClient:
         await self.aclose()
 
 
-class AsyncProxy:
+class AsyncProxy(_ProxyFacts):
     """The async counterpart of Proxy."""
 
     def __init__(self, client: AsyncToxiproxyClient, info: ProxyInfo) -> None:
         self.client = client
         self.info = info
-
-    def __repr__(self) -> str:
-        return f"AsyncProxy({self.info.name!r}, listen={self.info.listen!r}, upstream={self.info.upstream!r})"
-
-    @property
-    def name(self) -> str:
-        return self.info.name
-
-    @property
-    def listen(self) -> str:
-        return self.info.listen
-
-    @property
-    def host(self) -> str:
-        return self.info.host
-
-    @property
-    def port(self) -> int:
-        return self.info.port
 
     async def refresh(self) -> AsyncProxy:
         self.info = (await self.client.proxy(self.name)).info
