@@ -56,6 +56,7 @@ def instance_options(kind: str) -> Callable[[Any], Any]:
                      help="Weight for weighted balancers."),
         click.option("--advertise-port", type=click.IntRange(1, 65535),
                      help="Port to register instead of the bound one (e.g. a fault proxy in front)."),
+        click.option("--test-mode", is_flag=True, help="Serve the provider-state route of contract tests."),
     )  # fmt: skip
 
 

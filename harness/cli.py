@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from harness._contract_cli import contract
 from harness._faults_cli import toxiproxy
 from harness._serve_cli import serve
 from harness._up_cli import status, up
@@ -71,6 +72,7 @@ cli.add_command(serve)
 cli.add_command(up)
 cli.add_command(status)
 cli.add_command(toxiproxy)
+cli.add_command(contract)
 
 
 def main() -> None:

@@ -4,24 +4,40 @@ from ._app import create_service_app
 from ._discovery import Peers, joined, registration
 from ._errors import ApiError, ErrorBody, ErrorDetail, error_response
 from ._guards import BodyTooLarge, LoadShedMiddleware, require_json
+from ._provider_states import (
+    PROVIDER_STATES_PATH,
+    LoadShedSwitch,
+    NoParams,
+    ProviderState,
+    StateChange,
+    exempt_paths,
+    provider_states_router,
+)
 from ._server import run_app, stopping_event
 from ._settings import NAME_PATTERN, ServiceSettings
 from ._sqlite import Database, StorageBusy, read_transaction, write_transaction
 
 __all__ = [
     "NAME_PATTERN",
+    "PROVIDER_STATES_PATH",
     "ApiError",
     "BodyTooLarge",
     "Database",
     "ErrorBody",
     "ErrorDetail",
     "LoadShedMiddleware",
+    "LoadShedSwitch",
+    "NoParams",
     "Peers",
+    "ProviderState",
     "ServiceSettings",
+    "StateChange",
     "StorageBusy",
     "create_service_app",
     "error_response",
+    "exempt_paths",
     "joined",
+    "provider_states_router",
     "read_transaction",
     "registration",
     "require_json",

@@ -23,3 +23,4 @@ class ServiceSettings(BaseModel):
     weight: int = Field(default=1, ge=1, le=1000)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     event_log: Path | None = None
+    test_mode: bool = Field(default=False, description="Serve the provider-state route of contract tests.")

@@ -25,6 +25,7 @@ from reference_services.common import (
     StorageBusy,
     create_service_app,
     error_response,
+    exempt_paths,
     joined,
     require_json,
 )
@@ -37,6 +38,7 @@ from ._models import (
     NotificationRequest,
     NotificationView,
 )
+from ._provider_states import router as provider_states_router
 from ._settings import NotificationsSettings
 from ._store import (
     NOTIFICATIONS_SCHEMA,
@@ -101,7 +103,14 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
     app.add_exception_handler(IdempotencyConflict, _error_response)
     app.add_exception_handler(StorageBusy, _error_response)
     app.include_router(_router(store, events, _Counters(metrics)))
-    app.add_middleware(LoadShedMiddleware, max_in_flight=settings.max_in_flight, metrics=metrics)
+    if settings.test_mode:  # contract verification only: never mounted in a normal run
+        app.include_router(provider_states_router(store, app))
+    app.add_middleware(
+        LoadShedMiddleware,
+        max_in_flight=settings.max_in_flight,
+        metrics=metrics,
+        exempt_paths=exempt_paths(settings.test_mode),
+    )
     return app
 
 

@@ -83,6 +83,10 @@ class NotificationsStore:
         """The user's notifications, oldest first (none for an unknown user)."""
         return await self._db.run(_for_user, user_id)
 
+    async def delete(self, notification_id: str) -> bool:
+        """Remove one notification (for contract provider states only); False when unknown."""
+        return await self._db.run(_delete, notification_id)
+
     async def reachable(self) -> bool:
         """Whether the database answers a query now (for readiness)."""
         try:
@@ -117,6 +121,12 @@ def _get(conn: sqlite3.Connection, notification_id: str) -> Notification | None:
         f"SELECT {_COLUMNS} FROM notifications WHERE notification_id = ?", (notification_id,)
     ).fetchone()
     return None if row is None else _from_row(row)
+
+
+def _delete(conn: sqlite3.Connection, notification_id: str) -> bool:
+    with write_transaction(conn):
+        deleted = conn.execute("DELETE FROM notifications WHERE notification_id = ?", (notification_id,))
+        return deleted.rowcount > 0
 
 
 def _for_user(conn: sqlite3.Connection, user_id: str) -> list[Notification]:

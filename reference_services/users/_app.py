@@ -29,6 +29,7 @@ from reference_services.common import (
     StorageBusy,
     create_service_app,
     error_response,
+    exempt_paths,
     joined,
     require_json,
 )
@@ -45,6 +46,7 @@ from ._models import (
     UserView,
 )
 from ._outbox import OUTBOX_SCHEMA, Outbox
+from ._provider_states import router as provider_states_router
 from ._relay import OutboxRelay, RelayMetrics
 from ._settings import UsersSettings
 from ._store import (
@@ -145,7 +147,14 @@ def create_app(settings: UsersSettings) -> FastAPI:
     app.add_exception_handler(StoreError, _error_response)
     app.add_exception_handler(StorageBusy, _error_response)
     app.include_router(_router(store, relay, events, metrics))
-    app.add_middleware(LoadShedMiddleware, max_in_flight=settings.max_in_flight, metrics=metrics)
+    if settings.test_mode:  # contract verification only: never mounted in a normal run
+        app.include_router(provider_states_router(store, app))
+    app.add_middleware(
+        LoadShedMiddleware,
+        max_in_flight=settings.max_in_flight,
+        metrics=metrics,
+        exempt_paths=exempt_paths(settings.test_mode),
+    )
     return app
 
 

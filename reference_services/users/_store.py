@@ -175,6 +175,10 @@ class UsersStore:
         """The user's reservations, oldest first."""
         return await self._db.run(_reservations, user_id)
 
+    async def delete_user(self, user_id: str) -> bool:
+        """Remove a user and its reservations (for contract provider states only); False when unknown."""
+        return await self._db.run(_delete_user, user_id)
+
     async def reachable(self) -> bool:
         """Whether the database answers a query now (for readiness)."""
         try:
@@ -264,6 +268,12 @@ def _get_user(conn: sqlite3.Connection, user_id: str) -> User:
     if row is None:
         raise UnknownUser(user_id)
     return User(row[0], row[1], row[2], row[3], reserved=row[5], created_at=datetime.fromisoformat(row[4]))
+
+
+def _delete_user(conn: sqlite3.Connection, user_id: str) -> bool:
+    with write_transaction(conn):
+        conn.execute("DELETE FROM reservations WHERE user_id = ?", (user_id,))
+        return conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount > 0
 
 
 def _reservations(conn: sqlite3.Connection, user_id: str) -> list[Reservation]:

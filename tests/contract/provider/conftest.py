@@ -1,0 +1,29 @@
+"""Provider fixtures: every provider as its own real process on loopback, in test mode, for the session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from harness.contract import PROVIDERS, ProviderTarget, provider_target, running_providers
+
+from .._support import REPO_ROOT
+
+
+def child_env() -> dict[str, str]:
+    """The repository on the children's path, wherever pytest was started from."""
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+
+
+@pytest.fixture(scope="session")
+def providers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ProviderTarget]]:
+    """Every provider started once (users and notifications with ``--test-mode``); with ``TOXIPROXY_URL``
+    set, the Toxiproxy pact is verified against that server (a real Toxiproxy; it gets reset) instead."""
+    real_toxiproxy = os.environ.get("TOXIPROXY_URL")
+    names = [name for name in PROVIDERS if not (real_toxiproxy and name == "toxiproxy")]
+    with running_providers(names, tmp_path_factory.mktemp("providers"), env=child_env()) as targets:
+        if real_toxiproxy:
+            targets["toxiproxy"] = provider_target("toxiproxy", real_toxiproxy)
+        yield targets
