@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -13,9 +12,9 @@ from typing import Any, TypeVar
 import httpx
 
 from harness.stack import ServiceProcess
+from tests._children import child_env
 
 T = TypeVar("T")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def sample(text: str, name: str) -> float | None:
@@ -31,11 +30,6 @@ async def balance(http: httpx.AsyncClient, user_id: str) -> tuple[int, int]:
     response = await http.get(f"/users/{user_id}")
     assert response.status_code == 200, response.text
     return response.json()["reserved"], response.json()["available"]
-
-
-def child_env() -> dict[str, str]:
-    """The repository on the child's path, wherever pytest was started from."""
-    return {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
 
 
 async def create_user(http: httpx.AsyncClient, credit: int = 100, **fields: Any) -> dict[str, Any]:

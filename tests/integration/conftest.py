@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from harness.stack import ServiceProcess
-
-from ._support import child_env
+from tests._children import child_env
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ import pytest
 
 from harness.errors import EnvironmentUnavailable
 from harness.faults import ThreadedToxiproxyServer, ToxiproxyProcess
+from tests._children import child_env
 
 REAL_SERVER = os.environ.get("TOXIPROXY_URL")
 embedded_only = pytest.mark.skipif(bool(REAL_SERVER), reason="a property of the embedded server")
 REQUEST_ID = re.compile(r"[0-9a-v]{20}")
 TEXT = "text/plain; charset=utf-8"
 DEAD_UPSTREAM = "127.0.0.1:1"  # stored, dialled only when a client connects
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -727,7 +727,7 @@ class TestEmbeddedExtras:
             json.dumps([{"name": "from_config", "upstream": DEAD_UPSTREAM, "listen": "127.0.0.1:0"}])
         )
         args = ["--config", str(config), "--seed", "5", "--proxy-metrics"]
-        process = ToxiproxyProcess(args, workdir=tmp_path, env={"PYTHONPATH": str(REPO_ROOT)})
+        process = ToxiproxyProcess(args, workdir=tmp_path, env=child_env())
         with process, httpx.Client(base_url=process.url, trust_env=False) as api:
             assert list(api.get("/proxies").json()) == ["from_config"]
             assert api.get("/metrics").status_code == 200
@@ -737,9 +737,7 @@ class TestEmbeddedExtras:
         """Unlike toxiproxy-server, which logs and goes on, a config that cannot be applied is exit code 2."""
         config = tmp_path / "proxies.json"
         config.write_text('[{"name": "no_upstream"}]')
-        process = ToxiproxyProcess(
-            ["--config", str(config)], workdir=tmp_path, env={"PYTHONPATH": str(REPO_ROOT)}
-        )
+        process = ToxiproxyProcess(["--config", str(config)], workdir=tmp_path, env=child_env())
         with pytest.raises(EnvironmentUnavailable, match="exited with code 2"):
             process.start()
         assert "missing required field: upstream at proxy 1" in process.log_tail()

@@ -18,7 +18,6 @@ from harness.stack import ServiceProcess
 from ._support import balance, create_user, reserve, unique, users_process
 
 T = TypeVar("T")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def error_of(response: httpx.Response) -> str:

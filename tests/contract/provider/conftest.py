@@ -8,13 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.contract import PROVIDERS, ProviderTarget, provider_target, running_providers
-
-from .._support import REPO_ROOT
-
-
-def child_env() -> dict[str, str]:
-    """The repository on the children's path, wherever pytest was started from."""
-    return {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+from tests._children import child_env
 
 
 @pytest.fixture(scope="session")
