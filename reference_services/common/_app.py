@@ -6,7 +6,7 @@ here once.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Info, gene
 from pydantic import BaseModel, ConfigDict
 
 from ._errors import CatchAllMiddleware, ErrorBody, install_error_handlers
-from ._guards import BodyLimitMiddleware
+from ._guards import BodyLimitMiddleware, LoadShedMiddleware
 from ._metrics import RequestMetrics, RequestMetricsMiddleware
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -50,6 +50,8 @@ def create_service_app(
     version: str = "0.1.0",
     health: Callable[[], bool] | None = None,
     ready: ReadinessCheck | None = None,
+    max_in_flight: int | None = None,
+    shed_exempt: Collection[str] = ("/health", "/metrics"),
 ) -> FastAPI:
     """A FastAPI app with the shared error handling, body limit, ``/health`` and ``/metrics``.
 
@@ -57,6 +59,7 @@ def create_service_app(
     ``service_info`` metric are registered in ``metrics``, which ``/metrics`` exposes. ``health``, if
     given, is asked on every ``GET /health``: False answers 503 ``{"status": "unhealthy", ...}``.
     ``ready`` names the dependencies ``GET /ready`` checks (each True when reachable); any False -> 503.
+    With ``max_in_flight``, requests beyond it (except ``shed_exempt`` paths) are shed: 503, Retry-After.
     """
     app = FastAPI(
         title=name,
@@ -70,6 +73,10 @@ def create_service_app(
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(RequestMetricsMiddleware, metrics=RequestMetrics(metrics))
+    if max_in_flight is not None:
+        app.add_middleware(
+            LoadShedMiddleware, max_in_flight=max_in_flight, metrics=metrics, exempt_paths=shed_exempt
+        )
     Info("service", "The service this process runs.", registry=metrics).info(
         {"service": name, "version": version}
     )

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._sqlite import StorageBusy
+
 logger = logging.getLogger(__name__)
 
 _SOURCES = {"body": "field", "query": "query parameter", "path": "path parameter", "header": "header"}
@@ -164,9 +166,16 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer validation and HTTP errors with the common JSON error body."""
+    """Answer validation and HTTP errors, and a database too busy to answer, with the common JSON body."""
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(HTTPException, _on_http_exception)
+    app.add_exception_handler(StorageBusy, _on_storage_busy)
+
+
+async def _on_storage_busy(request: Request, exc: Exception) -> Response:
+    return error_response(
+        503, "storage_busy", "The database is busy; retry shortly.", headers={"Retry-After": "1"}
+    )
 
 
 class CatchAllMiddleware:

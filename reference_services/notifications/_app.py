@@ -21,8 +21,6 @@ from reference_services.common import (
     ApiError,
     Database,
     ErrorBody,
-    LoadShedMiddleware,
-    StorageBusy,
     create_service_app,
     error_response,
     exempt_paths,
@@ -98,26 +96,22 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
         return {"database": await store.reachable()}
 
     app = create_service_app(
-        SERVICE, max_body_bytes=settings.max_body_bytes, metrics=metrics, lifespan=lifespan, ready=ready
+        SERVICE,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
+        lifespan=lifespan,
+        ready=ready,
+        max_in_flight=settings.max_in_flight,
+        shed_exempt=exempt_paths(settings.test_mode),
     )
     app.add_exception_handler(IdempotencyConflict, _error_response)
-    app.add_exception_handler(StorageBusy, _error_response)
     app.include_router(_router(store, events, _Counters(metrics)))
     if settings.test_mode:  # contract verification only: never mounted in a normal run
         app.include_router(provider_states_router(store, app))
-    app.add_middleware(
-        LoadShedMiddleware,
-        max_in_flight=settings.max_in_flight,
-        metrics=metrics,
-        exempt_paths=exempt_paths(settings.test_mode),
-    )
     return app
 
 
 async def _error_response(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, StorageBusy):
-        message = "The database is busy; retry shortly."
-        return error_response(503, "storage_busy", message, headers={"Retry-After": "1"})
     return error_response(409, "idempotency_conflict", str(exc))
 
 

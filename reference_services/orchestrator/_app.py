@@ -21,7 +21,6 @@ from reference_services.common import (
     NAME_PATTERN,
     ApiError,
     ErrorBody,
-    LoadShedMiddleware,
     Peers,
     create_service_app,
     joined,
@@ -128,6 +127,7 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         metrics=metrics,
         lifespan=lifespan,
         ready=ready,
+        max_in_flight=settings.max_in_flight,
     )
     router = APIRouter(tags=["orders"])
     not_found: dict[int | str, dict[str, object]] = {404: {"model": ErrorBody}}
@@ -172,5 +172,4 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         return OrderList(orders=[OrderView.of(o) for o in orders], counts=log.counts())
 
     app.include_router(router)
-    app.add_middleware(LoadShedMiddleware, max_in_flight=settings.max_in_flight, metrics=metrics)
     return app

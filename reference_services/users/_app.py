@@ -24,7 +24,6 @@ from reference_services.common import (
     NAME_PATTERN,
     Database,
     ErrorBody,
-    LoadShedMiddleware,
     Peers,
     StorageBusy,
     create_service_app,
@@ -142,19 +141,18 @@ def create_app(settings: UsersSettings) -> FastAPI:
         return {"database": await store.reachable()}
 
     app = create_service_app(
-        SERVICE, max_body_bytes=settings.max_body_bytes, metrics=metrics, lifespan=lifespan, ready=ready
+        SERVICE,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
+        lifespan=lifespan,
+        ready=ready,
+        max_in_flight=settings.max_in_flight,
+        shed_exempt=exempt_paths(settings.test_mode),
     )
     app.add_exception_handler(StoreError, _error_response)
-    app.add_exception_handler(StorageBusy, _error_response)
     app.include_router(_router(store, relay, events, metrics))
     if settings.test_mode:  # contract verification only: never mounted in a normal run
         app.include_router(provider_states_router(store, app))
-    app.add_middleware(
-        LoadShedMiddleware,
-        max_in_flight=settings.max_in_flight,
-        metrics=metrics,
-        exempt_paths=exempt_paths(settings.test_mode),
-    )
     return app
 
 
@@ -172,9 +170,6 @@ async def _error_response(request: Request, exc: Exception) -> Response:
     if isinstance(exc, InsufficientCredit):
         body = InsufficientCreditBody(message=str(exc), available=exc.available)
         return Response(body.model_dump_json(), status_code=409, media_type="application/json")
-    if isinstance(exc, StorageBusy):
-        message = "The database is busy; retry shortly."
-        return error_response(503, "storage_busy", message, headers={"Retry-After": "1"})
     status, code = next((v for k, v in _STATUS.items() if isinstance(exc, k)), (409, "conflict"))
     return error_response(status, code, str(exc))
 
