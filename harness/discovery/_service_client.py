@@ -24,6 +24,7 @@ from harness.errors import (
     CallFailed,
     DeadlineExceeded,
     NoAvailableInstance,
+    RegistryError,
 )
 from harness.events import EventLog
 from harness.resilience import (
@@ -247,7 +248,14 @@ class ServiceClient:
             await self._sleep(delay)
 
     async def _pick(self, tried: list[str]) -> Instance:
-        instances = {i.id: i for i in await self.source.instances(self.service)}
+        try:
+            instances = {i.id: i for i in await self.source.instances(self.service)}
+        except RegistryError as exc:
+            self._reject("no_instance")
+            raise NoAvailableInstance(
+                f"{self.service}: no instance known and the registry cannot be asked: {exc}",
+                service=self.service,
+            ) from exc
         candidates = [Candidate(i.id, i.weight) for i in instances.values()]
         try:
             chosen = choose(self.balancer, candidates, self._admits, service=self.service, exclude=tried)

@@ -57,6 +57,8 @@ class _Sagas:
             order = await self.driver.drive(order_id)
             if order.state.terminal:
                 self.finished.labels(order.state.value).inc()
+        except Exception as exc:  # the saga log holds where it stopped; the recovery loop tries again
+            self.driver.events.emit("saga.drive_failed", order_id=order_id, error=repr(exc))
         finally:
             self.active.pop(order_id, None)
 

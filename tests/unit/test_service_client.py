@@ -10,7 +10,7 @@ import pytest
 import respx
 
 from harness.discovery import Instance, ServiceClient, ServiceClientConfig, StaticInstances
-from harness.errors import BulkheadFullError, CallFailed, NoAvailableInstance
+from harness.errors import BulkheadFullError, CallFailed, NoAvailableInstance, RegistryUnavailable
 from harness.events import EventLog
 from harness.resilience import BreakerConfig, BreakerState, ManualClock, RetryPolicy
 
@@ -82,6 +82,21 @@ class TestBalancing:
             for _ in range(9):
                 assert (await client.get("/echo")).status_code == 200
         assert [r.call_count for r in routes] == [3, 3, 3]
+
+    async def test_unreachable_registry_with_nothing_cached_is_a_call_error(
+        self, clock: ManualClock, sleep: FakeSleep
+    ) -> None:
+        """A lookup that cannot reach the registry surfaces as NoAvailableInstance, the documented error."""
+
+        class DownRegistry:
+            async def instances(self, service: str) -> list[Instance]:
+                raise RegistryUnavailable("registry at http://127.0.0.1:1 unreachable during lookup")
+
+        client = ServiceClient("echo", DownRegistry(), clock=clock, sleep=sleep, events=EventLog("test"))
+        async with client:
+            with pytest.raises(NoAvailableInstance, match="registry") as info:
+                await client.get("/echo")
+        assert isinstance(info.value.__cause__, RegistryUnavailable)
 
     async def test_no_instances_fails_fast(self, clock: ManualClock, sleep: FakeSleep) -> None:
         """An empty instance list raises NoAvailableInstance naming the service."""
