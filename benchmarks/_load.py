@@ -20,7 +20,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     statuses: dict[int, int] = {}
     body = json.loads(args.json) if args.json else None
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30.0) as http:
+    async with httpx.AsyncClient(limits=limits, timeout=30.0, trust_env=False) as http:
         stop_at = time.perf_counter() + args.duration
 
         async def worker() -> None:

@@ -61,7 +61,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def compare(url: str, port: int, calls: int, rounds: int, concurrency: int) -> None:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=5.0) as bare:
+    async with httpx.AsyncClient(limits=limits, timeout=5.0, trust_env=False) as bare:
         client = ServiceClient(
             "echo",
             StaticInstances([Instance("echo-1", "echo", "127.0.0.1", port)]),

@@ -121,7 +121,7 @@ class ServiceProcess:
         return self
 
     def _wait_ready(self, deadline: float) -> None:
-        with httpx.Client(timeout=1.0) as client:
+        with httpx.Client(timeout=1.0, trust_env=False) as client:
             while time.monotonic() < deadline:
                 if not self.is_running():
                     raise ServiceStartError(

@@ -45,9 +45,9 @@ def _status_line(stack: Stack, reported: set[str]) -> str:
     orchestrators = [p for p in stack.instances("orchestrator") if p.is_running()]
     if orchestrators:
         try:
-            counts = httpx.get(f"{orchestrators[0].url}/orders", params={"limit": 1}, timeout=1.0).json()[
-                "counts"
-            ]
+            counts = httpx.get(
+                f"{orchestrators[0].url}/orders", params={"limit": 1}, timeout=1.0, trust_env=False
+            ).json()["counts"]
             parts.append(
                 "orders " + (", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none")
             )

@@ -130,7 +130,7 @@ async def _scenario(
     )
     async with (
         RegistryClient(registry_url) as registry,
-        httpx.AsyncClient(timeout=2.0) as admin,
+        httpx.AsyncClient(timeout=2.0, trust_env=False) as admin,
     ):
         lookup = RegistryLookup(registry, wait=5.0)
         client = ServiceClient("echo", lookup, config=config)

@@ -66,7 +66,7 @@ def collect_saga_snapshot(
     orchestrator_url: str, users_url: str, notifications_url: str, *, timeout: float = 10.0
 ) -> SagaSnapshot:
     """Read the orders and, for every user that has one, its credit, reservations and notifications."""
-    with httpx.Client(timeout=timeout) as http:
+    with httpx.Client(timeout=timeout, trust_env=False) as http:
         orders = (
             http.get(f"{orchestrator_url}/orders", params={"limit": 10_000})
             .raise_for_status()

@@ -23,7 +23,7 @@ class RegistryClient:
         self.base_url = base_url.rstrip("/")
         self._timeout = timeout
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=timeout)
+        self._http = http or httpx.AsyncClient(timeout=timeout, trust_env=False)
 
     async def register(self, registration: Registration) -> InstanceView:
         """Register or refresh an instance; the registry answers 201 (new) or 200 (known)."""

@@ -127,6 +127,7 @@ class ServiceClient:
         self._rng = rng or random.Random()
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
+            trust_env=False,  # loopback traffic must never be sent to an HTTP proxy from the environment
             limits=httpx.Limits(
                 max_connections=self.config.max_concurrent * 2,
                 max_keepalive_connections=self.config.max_concurrent,

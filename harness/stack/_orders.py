@@ -28,7 +28,7 @@ def place_orders(stack: Stack, count: int, *, amount: int = 100, credit: int = 1
         raise EnvironmentUnavailable("placing orders needs at least one users and one orchestrator instance")
     customer = f"customer-{uuid.uuid4().hex[:8]}"
     placed = []
-    with httpx.Client(timeout=30.0) as http:
+    with httpx.Client(timeout=30.0, trust_env=False) as http:
         created = http.post(
             f"{users[0].url}/users",
             json={

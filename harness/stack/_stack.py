@@ -155,7 +155,7 @@ class Stack:
         for kind, _name in self.topology.instances():
             expected[kind] = expected.get(kind, 0) + 1
         seen: dict[str, int] = {}
-        with httpx.Client(timeout=2.0) as http:
+        with httpx.Client(timeout=2.0, trust_env=False) as http:
             while time.monotonic() < deadline:
                 services = http.get(f"{self.registry_url}/v1/services").json()["services"]
                 seen = {kind: services.get(kind, {}).get("healthy", 0) for kind in expected}
@@ -253,7 +253,7 @@ def _status(
     if returncode is not None:
         return InstanceStatus(name, kind, url, pid, False, f"exited (code {returncode})")
     try:
-        answer = httpx.get(f"{url}{ready_path}", timeout=1.0)
+        answer = httpx.get(f"{url}{ready_path}", timeout=1.0, trust_env=False)
         health = "ok" if answer.status_code == 200 else "unhealthy"
     except httpx.TransportError:
         health = "unreachable"
