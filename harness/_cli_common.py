@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, TypeVar
 
 import pydantic
 
+from harness._net import is_loopback_host, is_loopback_url
 from harness.errors import ConfigError
 
 _Settings = TypeVar("_Settings", bound=pydantic.BaseModel)
 
 
 def ensure_loopback(host: str, *, allow_remote: bool, what: str) -> None:
-    """Refuse a non-loopback address unless the user opted in explicitly."""
-    if allow_remote or host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    """Refuse a non-loopback address (a host or a URL) unless the user opted in explicitly."""
+    loopback = is_loopback_url(host) if "://" in host else is_loopback_host(host)
+    if not (allow_remote or loopback):
         raise ConfigError(f"{what} {host!r} is not a loopback address; pass --allow-remote to use it anyway")
 
 

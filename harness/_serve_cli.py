@@ -86,6 +86,8 @@ def serve_instance(
     from reference_services.common import run_app
 
     ensure_loopback(host, allow_remote=allow_remote, what="--host")
+    if values.get("registry_url"):
+        ensure_loopback(values["registry_url"], allow_remote=allow_remote, what="--registry")
     advertise_port = values.pop("advertise_port", None)
     settings = build_settings(settings_model, advertise_host=host, **values)
     run_app(

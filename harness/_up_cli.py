@@ -86,9 +86,9 @@ def up(
     """Start the reference stack on loopback, wait until it is ready, keep it running until Ctrl-C."""
     from harness.stack._orders import place_orders
 
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     stack = Stack(load_topology(topology), workdir, progress=lambda line: click.echo(f"  {line}"))
     click.echo(f"starting the stack in {stack.workdir}")
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         stack.start()
         click.echo(f"\n{len(stack.processes)} processes ready in {stack.started_in:.2f}s\n")
@@ -111,9 +111,13 @@ def up(
     except KeyboardInterrupt:
         click.echo("\ninterrupted")
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the stop short and leave processes behind.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
         began = time.monotonic()
         stack.stop()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, interrupt)
         click.echo(f"\nstopped {len(stack.processes)} processes in {time.monotonic() - began:.2f}s")
 
 

@@ -1,6 +1,6 @@
 """The discovery demo: a registry and echo instances as real processes, and a ServiceClient that has to cope.
 
-It is the main job until the full reference stack lands: it shows, with measured numbers, that round robin
+A small, self-checking showcase of the discovery layer: it shows, with measured numbers, that round robin
 spreads calls evenly, that a failing instance's breaker opens while callers still succeed, that it closes
 again after recovery, and that a killed instance leaves the lookups within its health-check bound.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from harness.discovery import RegistryClient, RegistryLookup, ServiceClient, ServiceClientConfig
+from harness.errors import EnvironmentUnavailable
 from harness.resilience import BreakerConfig, BreakerState, RetryPolicy
 from harness.stack import ServiceProcess
 
@@ -149,7 +150,9 @@ async def _wait_for_members(lookup: RegistryLookup, count: int, deadline: float)
     until = time.monotonic() + deadline
     while len(await lookup.instances("echo")) < count:
         if not await lookup.wait_for_change("echo", max(0.0, until - time.monotonic())):
-            raise TimeoutError(f"only {len(lookup.known('echo'))} of {count} echo instances registered")
+            raise EnvironmentUnavailable(
+                f"only {len(lookup.known('echo'))} of {count} echo instances registered"
+            )
 
 
 async def _served(admin: httpx.AsyncClient, echoes: dict[str, ServiceProcess]) -> dict[str, int]:

@@ -13,7 +13,6 @@ from typing import Protocol
 
 from harness.discovery._models import Instance
 from harness.discovery._registry_client import RegistryClient
-from harness.errors import RegistryError
 from harness.events import EventLog
 
 
@@ -59,14 +58,14 @@ class RegistryLookup:
 
     async def instances(self, service: str) -> Sequence[Instance]:
         """The current list; the first call for a service asks the registry and starts its watch."""
-        if service not in self._watches:
+        watch = self._watches.get(service)
+        if watch is None or watch.done():
             try:
-                await self._refresh(service, index=None)
+                if service not in self._lists:
+                    await self._refresh(service, index=None)
             finally:
                 # Even when the registry is down now, watch so the list fills in once it is back.
-                self._watches.setdefault(
-                    service, asyncio.create_task(self._watch(service), name=f"watch-{service}")
-                )
+                self._watches[service] = asyncio.create_task(self._watch(service), name=f"watch-{service}")
         return self._lists.get(service, ())
 
     def known(self, service: str) -> tuple[Instance, ...]:
@@ -110,7 +109,7 @@ class RegistryLookup:
         while True:
             try:
                 await self._refresh(service, index=self._indexes.get(service, 0))
-            except RegistryError as exc:
+            except Exception as exc:  # a watch must outlive any one failed query, whatever the cause
                 if not down:
                     down = True
                     self.events.emit(
@@ -126,6 +125,12 @@ class RegistryLookup:
                 down = False
                 self.events.emit("discovery.registry_recovered", service=service)
             delay = self.retry_delay
+
+    async def __aenter__(self) -> RegistryLookup:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         for task in self._watches.values():

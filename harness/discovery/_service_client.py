@@ -83,7 +83,7 @@ class InstanceStats:
 class _Attempt:
     instance: Instance
     response: httpx.Response | None
-    error: httpx.TransportError | None
+    error: httpx.HTTPError | None
 
     @property
     def outcome(self) -> str:
@@ -225,9 +225,10 @@ class ServiceClient:
             if deadline.expired:
                 self._reject("deadline")
                 raise DeadlineExceeded(
-                    f"{self.service}: deadline exceeded after {attempt_number - 1} attempt(s)",
+                    f"{self.service}: deadline of {deadline.seconds:g}s exceeded "
+                    f"after {attempt_number - 1} attempt(s)",
                     service=self.service,
-                    deadline=deadline.remaining(),
+                    deadline=deadline.seconds,
                 )
             instance = await self._pick(tried)
             attempt = await self._attempt(instance, method, path, params, json, content, headers, deadline)
@@ -289,7 +290,7 @@ class ServiceClient:
         self.balancer.started(instance.id)
         started = self._clock.monotonic()
         response: httpx.Response | None = None
-        error: httpx.TransportError | None = None
+        error: httpx.HTTPError | None = None
         try:
             response = await self._http.request(
                 method,
@@ -300,7 +301,7 @@ class ServiceClient:
                 headers=headers,
                 timeout=deadline.cap(self.config.attempt_timeout),
             )
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:  # transport errors, and answers httpx cannot decode
             error = exc
         except BaseException:
             breaker.release(permit)

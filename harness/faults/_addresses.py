@@ -10,6 +10,8 @@ import os
 import socket
 from dataclasses import dataclass
 
+from harness._net import is_loopback_host
+
 LISTEN_BACKLOG = 1024
 
 
@@ -160,19 +162,6 @@ def sockname_text(sockname: tuple[object, ...] | str) -> str:
     with contextlib.suppress(ValueError):
         host = _ip_text(ipaddress.ip_address(host.partition("%")[0]))
     return join_host_port(host, str(sockname[1]))
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback IP literals; an empty host means every interface, so False."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        ip = ipaddress.ip_address(host.partition("%")[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.is_loopback
-    return ip.is_loopback
 
 
 def remote_address_refusal(address: str, what: str) -> str | None:

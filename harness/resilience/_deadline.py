@@ -14,6 +14,7 @@ class Deadline:
 
     expires_at: float
     clock: Clock
+    seconds: float = math.inf  # the budget it was set with, for error messages
 
     @classmethod
     def after(cls, seconds: float, clock: Clock | None = None) -> Deadline:
@@ -21,7 +22,7 @@ class Deadline:
         if math.isnan(seconds) or seconds < 0:
             raise ValueError(f"a deadline needs seconds >= 0, got {seconds}")
         clock = clock if clock is not None else SystemClock()
-        return cls(clock.monotonic() + seconds, clock)
+        return cls(clock.monotonic() + seconds, clock, seconds)
 
     def remaining(self) -> float:
         """Seconds left, never below 0."""

@@ -27,10 +27,18 @@ def place_orders(stack: Stack, count: int, *, amount: int = 100, credit: int = 1
     if not users or not orchestrator:
         raise EnvironmentUnavailable("placing orders needs at least one users and one orchestrator instance")
     customer = f"customer-{uuid.uuid4().hex[:8]}"
+    try:
+        return _place(users[0].url, orchestrator[0].url, customer, count, amount, credit)
+    except (httpx.HTTPError, ValueError) as exc:
+        raise EnvironmentUnavailable(f"placing orders failed: {exc!r}") from exc
+
+
+def _place(users_url: str, orchestrator_url: str, customer: str, count: int, amount: int, credit: int
+           ) -> list[PlacedOrder]:  # fmt: skip
     placed = []
     with httpx.Client(timeout=30.0, trust_env=False) as http:
         created = http.post(
-            f"{users[0].url}/users",
+            f"{users_url}/users",
             json={
                 "id": customer,
                 "name": "Demo Customer",
@@ -44,7 +52,7 @@ def place_orders(stack: Stack, count: int, *, amount: int = 100, credit: int = 1
             )
         for n in range(count):
             answer = http.post(
-                f"{orchestrator[0].url}/orders",
+                f"{orchestrator_url}/orders",
                 json={"user_id": customer, "amount": amount},
                 headers={"Idempotency-Key": f"{customer}-order-{n}"},
             )

@@ -21,8 +21,9 @@ from typing import Any
 
 import httpx
 
+from harness._net import is_loopback_url
 from harness._process import ServiceProcess
-from harness.errors import EnvironmentUnavailable
+from harness.errors import ConfigError, EnvironmentUnavailable
 from harness.faults import FaultError, ToxiproxyClient
 from harness.stack._topology import Topology
 
@@ -69,6 +70,10 @@ class Stack:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> Stack:
+        running = _running_state(self.workdir / STATE_FILE)
+        if running is not None and running["harness_pid"] != os.getpid():
+            raise ConfigError(f"a stack is already running in {self.workdir} (harness pid "
+                              f"{running['harness_pid']}); stop it or choose another --workdir")  # fmt: skip
         began = time.monotonic()
         for folder in ("data", "events", "logs"):
             (self.workdir / folder).mkdir(parents=True, exist_ok=True)
@@ -91,6 +96,9 @@ class Stack:
 
     def _start_toxiproxy(self) -> None:
         if self._external_toxiproxy is not None:
+            if not is_loopback_url(self._external_toxiproxy):
+                raise ConfigError(f"TOXIPROXY_URL={self._external_toxiproxy} is not on loopback; the stack "
+                                  "only injects faults on this machine")  # fmt: skip
             self.toxiproxy = ToxiproxyClient(self._external_toxiproxy)
             try:
                 version = self.toxiproxy.version()
@@ -156,12 +164,19 @@ class Stack:
             expected[kind] = expected.get(kind, 0) + 1
         seen: dict[str, int] = {}
         with httpx.Client(timeout=2.0, trust_env=False) as http:
-            while time.monotonic() < deadline:
-                services = http.get(f"{self.registry_url}/v1/services").json()["services"]
+            while True:
+                try:
+                    services = http.get(f"{self.registry_url}/v1/services").json()["services"]
+                except (httpx.HTTPError, ValueError, KeyError) as exc:
+                    raise EnvironmentUnavailable(
+                        f"the registry did not answer its services list: {exc!r}"
+                    ) from exc
                 seen = {kind: services.get(kind, {}).get("healthy", 0) for kind in expected}
-                if seen == expected:
-                    return
+                if seen == expected or time.monotonic() >= deadline:
+                    break
                 time.sleep(0.05)
+        if seen == expected:
+            return
         raise EnvironmentUnavailable(
             f"instances did not all register in time: expected {expected}, saw {seen}"
         )
@@ -226,11 +241,6 @@ class Stack:
         self._write_state()
         return process
 
-    def status(self) -> list[InstanceStatus]:
-        return [
-            _status(name, self.kinds[name], p.url, p.pid, p.returncode) for name, p in self.processes.items()
-        ]
-
     def _write_state(self) -> None:
         state = {
             "harness_pid": os.getpid(),
@@ -263,11 +273,11 @@ def _status(
 def read_status(workdir: Path) -> list[InstanceStatus]:
     """Status of the stack a ``harness up`` in ``workdir`` is running, from its state file."""
     path = workdir.resolve() / STATE_FILE
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise EnvironmentUnavailable(f"no stack is running in {workdir} (no {STATE_FILE}); start one with "
-                                     "`harness up`") from exc  # fmt: skip
+    state = _running_state(path)
+    if state is None:
+        raise EnvironmentUnavailable(
+            f"no stack is running in {workdir} (no live `harness up` there); start one with `harness up`"
+        )
     statuses = []
     for item in state["instances"]:
         name, kind, url, pid = item["name"], item["kind"], item["url"], item["pid"]
@@ -276,6 +286,16 @@ def read_status(workdir: Path) -> list[InstanceStatus]:
         else:
             statuses.append(InstanceStatus(name, kind, url, pid, False, "not running"))
     return statuses
+
+
+def _running_state(path: Path) -> dict[str, Any] | None:
+    """The state file of a ``harness up`` that is still alive, or None (absent, unreadable or stale)."""
+    try:
+        state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        harness_pid = int(state["harness_pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return state if _pid_alive(harness_pid) else None
 
 
 def _free_port(host: str) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from harness._net import is_loopback_host
 from harness.errors import ConfigError
 
 SERVICE_KINDS = ("users", "notifications", "orchestrator")
@@ -57,12 +58,22 @@ class Topology(BaseModel):
     proxies: bool = Field(default=True, description="route every instance's traffic through a fault proxy")
     toxiproxy_seed: int | None = None
 
+    @field_validator("host")
+    @classmethod
+    def _loopback_host(cls, host: str) -> str:
+        if not is_loopback_host(host):
+            raise ValueError(f"{host!r} is not a loopback address; the stack runs on this machine only")
+        return host
+
     @field_validator("services")
     @classmethod
     def _known_services(cls, services: dict[str, ServiceTopology]) -> dict[str, ServiceTopology]:
         unknown = set(services) - set(SERVICE_KINDS)
         if unknown:
             raise ValueError(f"unknown service(s) {sorted(unknown)}; known: {list(SERVICE_KINDS)}")
+        orchestrators = services.get("orchestrator")
+        if orchestrators is not None and orchestrators.instances > 1:
+            raise ValueError("orchestrator: one instance per saga log; more would drive the same sagas twice")
         return services
 
     def instances(self) -> list[tuple[str, str]]:

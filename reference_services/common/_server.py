@@ -12,8 +12,6 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
 
 def stopping_event(app: FastAPI) -> asyncio.Event:
     """The app's "a stop was requested" event, created on first use; set by ``run_app`` on SIGTERM/SIGINT."""

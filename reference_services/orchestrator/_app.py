@@ -99,23 +99,27 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with joined(settings, "orchestrator", events, ClientMetrics(metrics)) as peers:
-            joined_peers.append(peers)
-            participants = HttpParticipants(
-                peers.client("users", client_config), peers.client("notifications", client_config)
-            )
-            sagas = holder["sagas"] = _Sagas(SagaDriver(log, participants, events), finished)
-            recovery = asyncio.create_task(
-                sagas.recover_forever(settings.recovery_interval, stopping_event(app)), name="saga-recovery"
-            )
-            try:
-                yield
-            finally:
-                recovery.cancel()
-                await asyncio.gather(recovery, return_exceptions=True)
-                await sagas.stop()
-        log.close()
-        events.close()
+        try:
+            async with joined(settings, "orchestrator", events, ClientMetrics(metrics)) as peers:
+                joined_peers[:] = [peers]
+                participants = HttpParticipants(
+                    peers.client("users", client_config), peers.client("notifications", client_config)
+                )
+                sagas = holder["sagas"] = _Sagas(SagaDriver(log, participants, events), finished)
+                recovery = asyncio.create_task(
+                    sagas.recover_forever(settings.recovery_interval, stopping_event(app)),
+                    name="saga-recovery",
+                )
+                try:
+                    yield
+                finally:
+                    recovery.cancel()
+                    await asyncio.gather(recovery, return_exceptions=True)
+                    await sagas.stop()
+        finally:
+            joined_peers.clear()
+            log.close()
+            events.close()
 
     async def ready() -> dict[str, bool]:
         checks = {"saga_log": log.healthy()}

@@ -30,7 +30,7 @@ class TestCommandLine:
         """`harness --help` names every command."""
         result = harness("--help")
         assert result.returncode == 0
-        for command in ("demo", "serve"):
+        for command in ("contract", "demo", "serve", "status", "toxiproxy", "up"):
             assert command in result.stdout
 
     @pytest.mark.parametrize(
@@ -40,6 +40,14 @@ class TestCommandLine:
                 ("serve", "registry", "--host", "10.1.2.3"), "not a loopback address", id="remote-host"
             ),
             pytest.param(("serve", "echo", "--instance-id", "bad id"), "invalid instance-id", id="bad-name"),
+            pytest.param(
+                ("serve", "echo", "--registry", "http://10.1.2.3:8500"),
+                "not a loopback address",
+                id="remote-registry",
+            ),
+            pytest.param(
+                ("toxiproxy", "--host", "192.168.1.1"), "not a loopback address", id="remote-toxiproxy"
+            ),
         ],
     )
     def test_config_errors_are_one_line_with_exit_code_2(self, args: tuple[str, ...], message: str) -> None:
