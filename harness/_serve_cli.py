@@ -151,6 +151,7 @@ def serve_registry(
         check_timeout=check_timeout,
         check_failures=check_failures,
         event_log=event_log,
+        allow_remote=allow_remote,
     )
     run_app(lambda _port: create_app(settings), host=host, port=port, port_file=port_file)
 

@@ -86,7 +86,8 @@ async def joined(
 
 def registration(settings: ServiceSettings, service: str) -> Registration:
     """What this instance tells the registry: its advertised address and its health URL."""
-    base = f"http://{settings.advertise_host}:{settings.advertise_port}"
+    host = f"[{settings.advertise_host}]" if ":" in settings.advertise_host else settings.advertise_host
+    base = f"http://{host}:{settings.advertise_port}"
     return Registration(
         instance_id=settings.instance_id,
         service=service,

@@ -50,6 +50,18 @@ class HttpParticipants:
         )
 
     async def notify(self, order: Order) -> StepResult:
+        result = await self._notify(order)
+        if result.outcome is Outcome.UNKNOWN:
+            # Notify is the pivot: before the saga compensates, make sure the customer was not told already.
+            try:
+                stored = await self.notifications.get(f"/notifications/{order.notification_id}")
+            except CallError:
+                return result
+            if stored.status_code == 200:
+                return StepResult(Outcome.OK, f"delivered before the failure ({result.detail})")
+        return result
+
+    async def _notify(self, order: Order) -> StepResult:
         return await self._call(
             self.notifications,
             "/notifications",

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from prometheus_client import CollectorRegistry
 
+from harness._net import is_loopback_host, is_loopback_url
 from harness.events import EventLog
 from reference_services.common import ApiError, ErrorBody, create_service_app, require_json, stopping_event
 
@@ -86,11 +87,11 @@ def create_app(settings: RegistrySettings) -> FastAPI:
     app = create_service_app(
         "registry", max_body_bytes=settings.max_body_bytes, metrics=metrics, lifespan=lifespan
     )
-    app.include_router(_router(store, journal))
+    app.include_router(_router(store, journal, allow_remote=settings.allow_remote))
     return app
 
 
-def _router(store: InstanceStore, journal: RegistryJournal) -> APIRouter:
+def _router(store: InstanceStore, journal: RegistryJournal, *, allow_remote: bool) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["registry"])
 
     def view(instance: Instance) -> InstanceView:
@@ -122,6 +123,8 @@ def _router(store: InstanceStore, journal: RegistryJournal) -> APIRouter:
         instance_id: InstanceId, body: RegistrationRequest, response: Response
     ) -> InstanceView:
         """Register an instance (201), or refresh its registration (200); idempotent per instance id."""
+        if not allow_remote:
+            _refuse_remote(body.address, body.health_url)
         registration = Registration(instance_id=instance_id, **body.model_dump())
         try:
             instance, created = store.register(registration)
@@ -200,6 +203,16 @@ def _router(store: InstanceStore, journal: RegistryJournal) -> APIRouter:
         return InstancesResponse(service=service, index=current, instances=[view(i) for i in instances])
 
     return router
+
+
+def _refuse_remote(address: str, health_url: str | None) -> None:
+    """The registry hands addresses to clients and probes health URLs: both stay on this machine."""
+    if not is_loopback_host(address):
+        raise ApiError(422, "remote_address", f"Address {address!r} is not on loopback; the registry was not "
+                       "started with --allow-remote.")  # fmt: skip
+    if health_url is not None and not is_loopback_url(health_url):
+        raise ApiError(422, "remote_address", f"Health URL {health_url!r} is not on loopback; the registry "
+                       "was not started with --allow-remote.")  # fmt: skip
 
 
 def _not_found(exc: UnknownInstance) -> ApiError:

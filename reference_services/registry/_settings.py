@@ -23,3 +23,6 @@ class RegistrySettings(BaseModel):
     max_body_bytes: int = Field(65536, ge=1, description="Largest request body accepted.")
     event_log: Path | None = Field(None, description="JSON-lines event file; None keeps events in memory.")
     max_instances: int = Field(10000, ge=1, description="Registrations beyond this are refused (507).")
+    allow_remote: bool = Field(
+        False, description="Accept instances (and health URLs) outside loopback; off: refused with 422."
+    )

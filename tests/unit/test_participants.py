@@ -1,0 +1,100 @@
+"""The orchestrator's participant calls against respx: what counts as done, rejected or unknown."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import respx
+
+from harness.discovery import Instance, ServiceClient, ServiceClientConfig, StaticInstances
+from harness.events import EventLog
+from harness.resilience import RetryPolicy
+from reference_services.orchestrator._log import Order, SagaState
+from reference_services.orchestrator._participants import HttpParticipants
+from reference_services.orchestrator._saga import Outcome
+
+USERS = Instance("users-1", "users", "127.0.0.1", 9101)
+NOTIFICATIONS = Instance("notifications-1", "notifications", "127.0.0.1", 9201)
+ORDER = Order("o1", "k1", "alice", 10, SagaState.NOTIFYING, None, "t", "t")
+NOTE_URL = f"{NOTIFICATIONS.base_url}/notifications"
+
+
+async def no_sleep(_seconds: float) -> None:
+    return None
+
+
+def client(service: str) -> ServiceClient:
+    config = ServiceClientConfig(retry=RetryPolicy(max_attempts=2), retry_budget_min_per_second=100.0)
+    source = StaticInstances([USERS, NOTIFICATIONS])
+    return ServiceClient(service, source, config=config, sleep=no_sleep, events=EventLog("test"))
+
+
+@pytest.fixture
+def participants() -> HttpParticipants:
+    return HttpParticipants(client("users"), client("notifications"))
+
+
+@pytest.fixture
+def mock() -> Iterator[respx.MockRouter]:
+    with respx.mock(assert_all_called=False) as router:
+        yield router
+
+
+class TestNotify:
+    async def test_a_notification_that_landed_before_the_failure_counts_as_sent(
+        self, participants: HttpParticipants, mock: respx.MockRouter
+    ) -> None:
+        """503 on the POST, but the notification is there: the saga goes forward, not into compensation."""
+        mock.post(NOTE_URL).mock(return_value=httpx.Response(503))
+        mock.get(f"{NOTE_URL}/{ORDER.notification_id}").mock(return_value=httpx.Response(200, json={}))
+        result = await participants.notify(ORDER)
+        assert result.outcome is Outcome.OK
+
+    async def test_a_notification_that_is_not_there_stays_unknown(
+        self, participants: HttpParticipants, mock: respx.MockRouter
+    ) -> None:
+        """503 on the POST and 404 on the lookup: the outcome stays UNKNOWN, so the saga compensates."""
+        mock.post(NOTE_URL).mock(return_value=httpx.Response(503))
+        mock.get(f"{NOTE_URL}/{ORDER.notification_id}").mock(return_value=httpx.Response(404, json={}))
+        assert (await participants.notify(ORDER)).outcome is Outcome.UNKNOWN
+
+    async def test_notify_carries_its_idempotency_key(
+        self, participants: HttpParticipants, mock: respx.MockRouter
+    ) -> None:
+        """The POST is keyed by the notification id, so a retry can never notify twice."""
+        route = mock.post(NOTE_URL).mock(return_value=httpx.Response(201, json={}))
+        assert (await participants.notify(ORDER)).outcome is Outcome.OK
+        sent = route.calls.last.request
+        assert sent.headers["Idempotency-Key"] == ORDER.notification_id
+
+
+class TestCredit:
+    @pytest.mark.parametrize(
+        ("status", "outcome"),
+        [
+            pytest.param(201, Outcome.OK, id="reserved"),
+            pytest.param(200, Outcome.OK, id="replayed"),
+            pytest.param(409, Outcome.REJECTED, id="insufficient"),
+            pytest.param(404, Outcome.REJECTED, id="unknown-user"),
+            pytest.param(503, Outcome.UNKNOWN, id="shedding"),
+        ],
+    )
+    async def test_reserve_outcomes(
+        self, participants: HttpParticipants, mock: respx.MockRouter, status: int, outcome: Outcome
+    ) -> None:
+        """Only a clear business answer is a rejection; a 5xx leaves the outcome unknown."""
+        mock.post(f"{USERS.base_url}/users/alice/reservations").mock(
+            return_value=httpx.Response(status, json={})
+        )
+        assert (await participants.reserve_credit(ORDER)).outcome is outcome
+
+    async def test_release_for_an_unknown_user_is_done(
+        self, participants: HttpParticipants, mock: respx.MockRouter
+    ) -> None:
+        """Nothing to release for a user that does not exist: the compensation succeeds."""
+        mock.post(f"{USERS.base_url}/users/alice/reservations/{ORDER.reservation_id}/release").mock(
+            return_value=httpx.Response(404, json={"error": "not_found"})
+        )
+        assert (await participants.release_credit(ORDER)).outcome is Outcome.OK
