@@ -97,11 +97,19 @@ class TestNotify:
         assert (await notify(pact, o)).outcome is Outcome.OK
 
     async def test_shedding_is_an_unknown_outcome(self, new_pact: NewPact) -> None:
-        """503 overloaded with Retry-After: retried after the time asked; the saga re-drives it later."""
+        """503 overloaded with Retry-After: retried as asked, then a lookup (also shed): UNKNOWN."""
         pact, o = new_pact(CONSUMER, PROVIDER), order(3)
         (
             notification_request(pact, "a notification while notifications sheds load", o)
             .given("notifications is shedding load")
+            .will_respond_with(503)
+            .with_header("Retry-After", match.regex("1", regex=r"^\d+$"))
+            .with_body(error_body("overloaded"), content_type=JSON)
+        )
+        (  # before compensating, the orchestrator asks whether the notification landed anyway
+            pact.upon_receiving("a lookup of a notification while notifications sheds load")
+            .given("notifications is shedding load")
+            .with_request("GET", f"/notifications/{o.notification_id}")
             .will_respond_with(503)
             .with_header("Retry-After", match.regex("1", regex=r"^\d+$"))
             .with_body(error_body("overloaded"), content_type=JSON)
