@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import click
 import pydantic
 
 from harness._net import is_loopback_host, is_loopback_url
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 
 _Settings = TypeVar("_Settings", bound=pydantic.BaseModel)
 
@@ -27,3 +28,14 @@ def build_settings(model: type[_Settings], **values: Any) -> _Settings:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise ConfigError(f"invalid {where.replace('_', '-')}: {first['msg']}") from exc
+
+
+class HarnessGroup(click.Group):
+    """Turns every HarnessError into one readable line and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HarnessError as exc:
+            click.echo(f"harness: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)

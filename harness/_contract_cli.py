@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import click
 
+from harness._cli_common import HarnessGroup
 from harness.contract import (
     DEFAULT_CONTRACTS,
     DEFAULT_RESULTS,
@@ -25,18 +25,6 @@ from harness.contract import (
     render_matrix,
     run_verification,
 )
-from harness.errors import HarnessError
-
-
-class ContractGroup(click.Group):
-    """Turns every HarnessError into one readable line and its exit code (also when run on its own)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except HarnessError as exc:
-            click.echo(f"harness: error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
 
 
 def _urls(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -65,7 +53,7 @@ results_option = click.option(
 )
 
 
-@click.group(cls=ContractGroup)
+@click.group(cls=HarnessGroup)
 def contract() -> None:
     """Consumer-driven contracts: verify the committed pacts, and can-i-deploy from the results."""
 

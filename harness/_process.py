@@ -20,6 +20,13 @@ from harness.errors import ServiceStartError
 _PR_SET_PDEATHSIG = 1
 
 
+def write_port_file(path: Path, port: int) -> None:
+    """The child's side of the port file: written atomically, so the parent never reads half a number."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(f"{port}\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: get SIGTERM when the harness dies, even by SIGKILL, so none is orphaned."""
     if sys.platform.startswith("linux"):

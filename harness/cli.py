@@ -6,26 +6,15 @@ Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error, 3 environmen
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
+from harness._cli_common import HarnessGroup
 from harness._contract_cli import contract
 from harness._faults_cli import toxiproxy
 from harness._serve_cli import serve
 from harness._up_cli import status, up
-from harness.errors import CheckFailed, HarnessError
-
-
-class HarnessGroup(click.Group):
-    """Turns every HarnessError into one readable line and its exit code."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except HarnessError as exc:
-            click.echo(f"harness: error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+from harness.errors import CheckFailed
 
 
 @click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"]})

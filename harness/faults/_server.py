@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import signal
 import threading
@@ -16,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness._process import write_port_file
 from harness.errors import ConfigError, EnvironmentUnavailable
 from harness.faults._addresses import AddressError, bind_listener, join_host_port
 from harness.faults._api import ToxiproxyApi
@@ -179,13 +179,6 @@ class ThreadedToxiproxyServer:
         self.stop()
 
 
-def _write_port_file(path: Path, port: int) -> None:
-    """Atomically, so a reader never sees a half-written number."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(f"{port}\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def run_toxiproxy(
     settings: ToxiproxySettings,
     *,
@@ -202,7 +195,7 @@ def run_toxiproxy(
         async with ToxiproxyServer(settings) as server:
             assert server.port is not None
             if port_file is not None:
-                _write_port_file(port_file, server.port)
+                write_port_file(port_file, server.port)
             if on_ready is not None:
                 on_ready(server.url)
             await stopping.wait()

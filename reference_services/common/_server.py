@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +10,8 @@ from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+
+from harness._process import write_port_file
 
 
 def stopping_event(app: FastAPI) -> asyncio.Event:
@@ -30,13 +31,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
-
-
-def write_port_file(path: Path, port: int) -> None:
-    """Write atomically, so a reader never sees a half-written number."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(f"{port}\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class _Server(uvicorn.Server):

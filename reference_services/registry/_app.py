@@ -17,13 +17,19 @@ from prometheus_client import CollectorRegistry
 
 from harness._net import is_loopback_host, is_loopback_url
 from harness.events import EventLog
-from reference_services.common import ApiError, ErrorBody, create_service_app, require_json, stopping_event
+from reference_services.common import (
+    NAME_PATTERN,
+    ApiError,
+    ErrorBody,
+    create_service_app,
+    require_json,
+    stopping_event,
+)
 
 from ._checker import HealthChecker, health_check_client, sweep_forever
 from ._journal import InstanceGauge, RegistryJournal
 from ._models import (
     NAME_MAX_LENGTH,
-    NAME_PATTERN,
     HeartbeatResponse,
     InstancesResponse,
     InstanceView,
