@@ -123,9 +123,12 @@ def verify(
 @contracts_option
 @results_option
 def can_i_deploy_command(service: str, contracts: Path, results: Path) -> None:
-    """Exit 0 when every pact SERVICE takes part in passed verification; 1 when not; 3 without results."""
+    """Exit 0 when every pact SERVICE takes part in passed verification; 1 when not; 2 when no pact names
+    SERVICE; 3 without recorded results."""
+    pacts = load_pacts(contracts)
+    can_i_deploy(service, pacts, [])  # an unknown service is a usage error, whether or not results exist
     record = read_results(results)
-    answer = can_i_deploy(service, load_pacts(contracts), record.results)
+    answer = can_i_deploy(service, pacts, record.results)
     for line in answer.verified:
         click.echo(f"  ok       {line}")
     for line in answer.blockers:

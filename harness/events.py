@@ -33,6 +33,7 @@ class EventLog:
         self._keep = keep
         self._lock = threading.Lock()
         self._file: IO[str] | None = None
+        self._closed = False
         self.events: list[dict[str, Any]] = []
         self.listeners: list[EventSink] = []
 
@@ -50,7 +51,7 @@ class EventLog:
             self.events.append(record)
             if len(self.events) > self._keep:
                 del self.events[: len(self.events) - self._keep]
-            if self.path is not None:
+            if self.path is not None and not self._closed:  # after close: memory only, no file left open
                 if self._file is None:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                     self._file = self.path.open("a", encoding="utf-8")
@@ -67,6 +68,7 @@ class EventLog:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._file is not None:
                 self._file.close()
                 self._file = None

@@ -48,6 +48,11 @@ class TestCommandLine:
             pytest.param(
                 ("toxiproxy", "--host", "192.168.1.1"), "not a loopback address", id="remote-toxiproxy"
             ),
+            pytest.param(
+                ("contract", "can-i-deploy", "payments", "--results", "/nonexistent/results.json"),
+                "no committed pact names 'payments'",
+                id="unknown-service-without-results",
+            ),
         ],
     )
     def test_config_errors_are_one_line_with_exit_code_2(self, args: tuple[str, ...], message: str) -> None:
