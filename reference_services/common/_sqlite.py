@@ -91,6 +91,14 @@ class Database:
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, job)
 
+    async def reachable(self) -> bool:
+        """Whether the database answers a query now (for readiness)."""
+        try:
+            await self.run(lambda conn: conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchall())
+        except Exception:  # not open yet, locked for long, or the file is gone: not ready, whatever it is
+            return False
+        return True
+
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._idle.get()  # never waits: there are as many connections as workers
         try:

@@ -93,7 +93,7 @@ def create_app(settings: NotificationsSettings) -> FastAPI:
             events.close()
 
     async def ready() -> dict[str, bool]:
-        return {"database": await store.reachable()}
+        return {"database": await db.reachable()}
 
     app = create_service_app(
         SERVICE,

@@ -87,14 +87,6 @@ class NotificationsStore:
         """Remove one notification (for contract provider states only); False when unknown."""
         return await self._db.run(_delete, notification_id)
 
-    async def reachable(self) -> bool:
-        """Whether the database answers a query now (for readiness)."""
-        try:
-            await self._db.run(lambda conn: conn.execute("SELECT 1 FROM notifications LIMIT 1").fetchall())
-        except Exception:  # not open yet, locked for long, or the file is gone: not ready, whatever it is
-            return False
-        return True
-
     def _accept(self, conn: sqlite3.Connection, new: NewNotification) -> tuple[Notification, bool]:
         with write_transaction(conn):
             existing = _get(conn, new.notification_id)

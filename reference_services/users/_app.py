@@ -138,7 +138,7 @@ def create_app(settings: UsersSettings) -> FastAPI:
 
     async def ready() -> dict[str, bool]:
         # Only the database: while notifications is down the outbox keeps events until it is back.
-        return {"database": await store.reachable()}
+        return {"database": await db.reachable()}
 
     app = create_service_app(
         SERVICE,

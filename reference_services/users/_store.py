@@ -179,14 +179,6 @@ class UsersStore:
         """Remove a user and its reservations (for contract provider states only); False when unknown."""
         return await self._db.run(_delete_user, user_id)
 
-    async def reachable(self) -> bool:
-        """Whether the database answers a query now (for readiness)."""
-        try:
-            await self._db.run(lambda conn: conn.execute("SELECT 1 FROM users LIMIT 1").fetchall())
-        except Exception:  # not open yet, locked for long, or the file is gone: not ready, whatever it is
-            return False
-        return True
-
     # -- transactions, run on a worker thread ------------------------------------------------------
 
     def _create_user(self, conn: sqlite3.Connection, new: NewUser, event_id: str) -> User:

@@ -38,6 +38,7 @@ def start_registry(
     check_interval: float = 0.2,
     check_timeout: float = 0.3,
     check_failures: int = 3,
+    port: int = 0,
 ) -> RunningRegistry:
     """Start ``harness serve registry`` as a child process and wait until it answers ``/health``."""
     event_log = workdir / "registry-events.jsonl"
@@ -48,7 +49,7 @@ def start_registry(
         "--check-timeout", str(check_timeout),
         "--check-failures", str(check_failures),
     ]  # fmt: skip
-    process = ServiceProcess("registry", "registry", args, workdir=workdir, env=child_env())
+    process = ServiceProcess("registry", "registry", args, port=port, workdir=workdir, env=child_env())
     process.start()
     return RunningRegistry(process, event_log, ttl, check_interval, check_timeout, check_failures)
 

@@ -15,16 +15,11 @@ from harness.discovery import RegistryClient, RegistryLookup, ServiceClient, Ser
 from harness.resilience import BreakerConfig, BreakerState, RetryPolicy
 from harness.stack import ServiceProcess
 
+from .conftest import start_registry
+
 TTL = 1.0
 CHECK_INTERVAL = 0.2
 CHECK_TIMEOUT = 0.3
-
-
-def start_registry(workdir: Path, port: int = 0, check_failures: int = 3) -> ServiceProcess:
-    args = ["--ttl", str(TTL), "--check-interval", str(CHECK_INTERVAL),
-            "--check-timeout", str(CHECK_TIMEOUT), "--check-failures", str(check_failures),
-            "--event-log", str(workdir / "registry.jsonl")]  # fmt: skip
-    return ServiceProcess("registry", "registry", args, port=port, workdir=workdir).start()
 
 
 def start_echo(workdir: Path, registry_url: str, n: int) -> ServiceProcess:
@@ -41,7 +36,9 @@ def workdir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def registry(workdir: Path) -> Iterator[ServiceProcess]:
-    process = start_registry(workdir)
+    process = start_registry(
+        workdir, ttl=TTL, check_interval=CHECK_INTERVAL, check_timeout=CHECK_TIMEOUT
+    ).process
     yield process
     process.stop()
 
@@ -145,7 +142,9 @@ class TestRegistryOutage:
             assert {i for i, s in client.stats().items() if s.successes} == set(echoes)
         assert await members(lookup) == set(echoes)
 
-        restarted = start_registry(workdir, port=port)
+        restarted = start_registry(
+            workdir, port=port, ttl=TTL, check_interval=CHECK_INTERVAL, check_timeout=CHECK_TIMEOUT
+        ).process
         try:
             async with RegistryClient(restarted.url) as fresh:
                 answer = await fresh.instances("echo")

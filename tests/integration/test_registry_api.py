@@ -13,6 +13,7 @@ import httpx
 
 from harness.events import read_events
 
+from ._support import eventually as poll
 from .conftest import HealthTarget, RunningRegistry, start_registry
 
 T = TypeVar("T")
@@ -41,14 +42,8 @@ async def eventually(
 ) -> tuple[T, float]:
     """Poll ``probe`` until it returns something other than None; returns it and the seconds it took."""
     started = time.monotonic()
-    deadline = started + within
-    while True:
-        result = await probe()
-        if result is not None:
-            return result, time.monotonic() - started
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {within:.2f}s")
-        await asyncio.sleep(every)
+    result = await poll(probe, within=within, what=what, every=every)
+    return result, time.monotonic() - started
 
 
 async def lookup(client: httpx.AsyncClient, service: str, **params: Any) -> dict[str, Any]:
