@@ -56,7 +56,10 @@ class TestUp:
             pids = [item["pid"] for item in json.loads(state.read_text())["instances"]]
             status = harness("status", "--workdir", str(tmp_path))
             assert status.returncode == 0, status.stdout + status.stderr
-            assert status.stdout.count(" ok") == 7
+            rows = [line.split() for line in status.stdout.splitlines()[1:]]
+            processes = ["toxiproxy", "registry", "users-1", "users-2", "users-3"]
+            processes += ["notifications-1", "orchestrator-1"]
+            assert {row[1]: row[-1] for row in rows} == dict.fromkeys(processes, "ok")
             crashed = next(
                 item for item in json.loads(state.read_text())["instances"] if item["name"] == "users-2"
             )
