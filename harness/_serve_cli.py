@@ -5,6 +5,7 @@ The stack starts each instance this way as a child process; a user can too, to p
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ import click
 from fastapi import FastAPI
 
 from harness._cli_common import build_settings, ensure_loopback
+from harness.errors import ConfigError
+
+REGISTRY_TOKEN_ENV = "HARNESS_REGISTRY_TOKEN"  # the same variable on both sides: one export, one stack
 
 
 @click.group()
@@ -56,6 +60,12 @@ def instance_options(kind: str) -> Callable[[Any], Any]:
                      help="Weight for weighted balancers."),
         click.option("--advertise-port", type=click.IntRange(1, 65535),
                      help="Port to register instead of the bound one (e.g. a fault proxy in front)."),
+        click.option("--advertise-health", is_flag=True,
+                     help="Register the advertised port in the health URL too, so the registry's checks "
+                          "cross the proxy in front; by default they reach this instance directly."),
+        click.option("--registry-token-file", type=click.Path(dir_okay=False, path_type=Path),
+                     help=f"File holding the registry's write token (default: ${REGISTRY_TOKEN_ENV}, "
+                          "else none)."),
         click.option("--test-mode", is_flag=True, help="Serve the provider-state route of contract tests."),
     )  # fmt: skip
 
@@ -89,13 +99,32 @@ def serve_instance(
     if values.get("registry_url"):
         ensure_loopback(values["registry_url"], allow_remote=allow_remote, what="--registry")
     advertise_port = values.pop("advertise_port", None)
-    settings = build_settings(settings_model, advertise_host=host, **values)
+    token = registry_token(values.pop("registry_token_file", None))
+    settings = build_settings(settings_model, advertise_host=host, registry_token=token, **values)
     run_app(
-        lambda bound: create_app(settings.model_copy(update={"advertise_port": advertise_port or bound})),
+        lambda bound: create_app(
+            settings.model_copy(update={"advertise_port": advertise_port or bound, "bound_port": bound})
+        ),
         host=host,
         port=port,
         port_file=port_file,
     )
+
+
+def registry_token(token_file: Path | None) -> str | None:
+    """The registry token: the file's content (one line), else ``$HARNESS_REGISTRY_TOKEN``, else None.
+
+    Never a flag of its own: a command line is visible to every user of the machine in ``ps``.
+    """
+    if token_file is None:
+        return os.environ.get(REGISTRY_TOKEN_ENV) or None
+    try:
+        token = token_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the registry token file {token_file}: {exc}") from exc
+    if not token:
+        raise ConfigError(f"the registry token file {token_file} is empty")
+    return token
 
 
 @serve.command("registry")
@@ -128,6 +157,12 @@ def serve_instance(
     type=click.IntRange(min=1),
     help="Consecutive failed health checks before an instance is evicted.",
 )
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"File holding the token every write must carry (default: ${REGISTRY_TOKEN_ENV}); without "
+    "one, any process on this machine may register or deregister instances.",
+)
 def serve_registry(
     host: str,
     port: int,
@@ -138,8 +173,14 @@ def serve_registry(
     check_interval: float,
     check_timeout: float,
     check_failures: int,
+    token_file: Path | None,
 ) -> None:
-    """The service registry: register, heartbeat TTL, active health checks, lookup and watch."""
+    """The service registry: register, heartbeat TTL, active health checks, lookup and watch.
+
+    Writes (register, heartbeat, deregister) need the registry's token when one is configured
+    (--token-file or $HARNESS_REGISTRY_TOKEN), sent as X-Registry-Token or Authorization: Bearer;
+    reads are open. `harness up` makes a fresh token for every run.
+    """
     from reference_services.common import run_app
     from reference_services.registry import RegistrySettings, create_app
 
@@ -152,8 +193,19 @@ def serve_registry(
         check_failures=check_failures,
         event_log=event_log,
         allow_remote=allow_remote,
+        token=registry_token(token_file),
     )
-    run_app(lambda _port: create_app(settings), host=host, port=port, port_file=port_file)
+    writes = (
+        "writes need the token"
+        if settings.token is not None
+        else f"writes are OPEN to any local process (no --token-file or ${REGISTRY_TOKEN_ENV})"
+    )
+
+    def announce(bound: int) -> FastAPI:
+        click.echo(f"registry on {host}:{bound}: {writes}", err=True)
+        return create_app(settings)
+
+    run_app(announce, host=host, port=port, port_file=port_file)
 
 
 @serve.command("echo")
@@ -210,6 +262,8 @@ def serve_notifications(**flags: Any) -> None:
 )
 @click.option("--call-timeout", default=2.0, show_default=True, type=click.FloatRange(min=0.01),
               help="Seconds per attempt towards users and notifications.")  # fmt: skip
+@click.option("--step-attempts", default=30, show_default=True, type=click.IntRange(min=1),
+              help="Starts of a step that may not compensate before its saga needs attention.")  # fmt: skip
 def serve_orchestrator(**flags: Any) -> None:
     """The order saga orchestrator with its durable saga log."""
     from reference_services.orchestrator import OrchestratorSettings, create_app

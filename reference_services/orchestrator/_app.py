@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from harness.discovery import ClientMetrics, ServiceClientConfig
@@ -28,13 +28,14 @@ from reference_services.common import (
     stopping_event,
 )
 
-from ._log import IdempotencyConflict, SagaLog, SagaState
+from ._log import IdempotencyConflict, Order, SagaLog, SagaState
 from ._models import OrderList, OrderRequest, OrderView
 from ._participants import HttpParticipants
 from ._saga import SagaDriver
 from ._settings import OrchestratorSettings
 
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=128)]
+OrderId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
 class _Sagas:
@@ -55,7 +56,7 @@ class _Sagas:
     async def _drive(self, order_id: str) -> None:
         try:
             order = await self.driver.drive(order_id)
-            if order.state.terminal:
+            if order.state.final:
                 self.finished.labels(order.state.value).inc()
         except Exception as exc:  # the saga log holds where it stopped; the recovery loop tries again
             self.driver.events.emit("saga.drive_failed", order_id=order_id, error=repr(exc))
@@ -81,11 +82,19 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     events = EventLog(settings.instance_id, settings.event_log)
     log = SagaLog(settings.database)
     finished = Counter(
-        "saga_finished_total", "Sagas that reached a final state.", ["state"], registry=metrics
+        "saga_finished_total",
+        "Sagas that reached a final state (COMPLETED, COMPENSATED or NEEDS_ATTENTION).",
+        ["state"],
+        registry=metrics,
     )
-    Gauge("saga_unfinished", "Sagas neither COMPLETED nor COMPENSATED.", registry=metrics).set_function(
+    Gauge("saga_unfinished", "Sagas still moving on by themselves.", registry=metrics).set_function(
         lambda: len(log.unfinished())
     )
+    Gauge(
+        "saga_needs_attention",
+        "Sagas that stopped within their bounds and wait for an operator.",
+        registry=metrics,
+    ).set_function(lambda: log.counts().get(SagaState.NEEDS_ATTENTION, 0))
     client_config = ServiceClientConfig(
         breaker=BreakerConfig(
             window_size=20, minimum_calls=10, failure_rate_threshold=0.5, open_duration=2.0
@@ -105,7 +114,8 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
                 participants = HttpParticipants(
                     peers.client("users", client_config), peers.client("notifications", client_config)
                 )
-                sagas = holder["sagas"] = _Sagas(SagaDriver(log, participants, events), finished)
+                driver = SagaDriver(log, participants, events, max_attempts=settings.step_attempts)
+                sagas = holder["sagas"] = _Sagas(driver, finished)
                 recovery = asyncio.create_task(
                     sagas.recover_forever(settings.recovery_interval, stopping_event(app)),
                     name="saga-recovery",
@@ -150,17 +160,35 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
             order, created = log.create_order(key, body.user_id, body.amount)
         except IdempotencyConflict as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from exc
-        if not order.state.terminal:
-            task = holder["sagas"].start(order.order_id)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), settings.saga_deadline)
-        current = log.get(order.order_id)
-        assert current is not None
-        response.status_code = 202 if not current.state.terminal else (201 if created else 200)
+        current = order if order.state.final else await _drive_for(order.order_id)
+        response.status_code = 202 if not current.state.final else (201 if created else 200)
         return OrderView.of(current, log.steps(order.order_id))
 
+    async def _drive_for(order_id: str) -> Order:
+        """Drive the saga and wait up to the saga deadline for it to become final; the order then."""
+        task = holder["sagas"].start(order_id)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), settings.saga_deadline)
+        current = log.get(order_id)
+        assert current is not None
+        return current
+
+    @router.post("/orders/{order_id}/resume", responses={**not_found, 202: {"model": OrderView}})
+    async def resume_order(order_id: OrderId, response: Response) -> OrderView:
+        """Send a NEEDS_ATTENTION saga on from where it stalled, with fresh attempt bounds (idempotent).
+
+        For an operator who fixed the cause (a participant back, a conflicting record removed). A saga
+        in any other state is returned as it is; 202 when it is still running after the saga deadline."""
+        order = log.resume(order_id)
+        if order is None:
+            raise ApiError(404, "not_found", f"Order {order_id!r} does not exist.")
+        if not order.state.final:
+            order = await _drive_for(order_id)
+        response.status_code = 200 if order.state.final else 202
+        return OrderView.of(order, log.steps(order_id))
+
     @router.get("/orders/{order_id}", responses=not_found)
-    async def get_order(order_id: str) -> OrderView:
+    async def get_order(order_id: OrderId) -> OrderView:
         """The saga's state and its step history."""
         order = log.get(order_id)
         if order is None:

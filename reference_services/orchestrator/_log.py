@@ -7,7 +7,6 @@ saga stood and the last ``started`` row without an outcome says which call may o
 
 from __future__ import annotations
 
-import enum
 import json
 import sqlite3
 import uuid
@@ -18,20 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ._steps import SAGA, SagaState, StepStatus
 
-class SagaState(enum.StrEnum):
-    PENDING = "PENDING"
-    RESERVING_CREDIT = "RESERVING_CREDIT"
-    RECORDING_ORDER = "RECORDING_ORDER"
-    NOTIFYING = "NOTIFYING"
-    CONFIRMING_CREDIT = "CONFIRMING_CREDIT"
-    COMPLETED = "COMPLETED"
-    COMPENSATING = "COMPENSATING"
-    COMPENSATED = "COMPENSATED"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (SagaState.COMPLETED, SagaState.COMPENSATED)
+__all__ = ["IdempotencyConflict", "Order", "SagaLog", "SagaState", "StepRecord"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +32,7 @@ class Order:
     reason: str | None
     created_at: str
     updated_at: str
+    stalled_in: SagaState | None = None  # with NEEDS_ATTENTION: the state the saga could not leave
 
     @property
     def reservation_id(self) -> str:
@@ -77,7 +66,8 @@ CREATE TABLE IF NOT EXISTS orders (
     state TEXT NOT NULL,
     reason TEXT,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    stalled_in TEXT
 );
 CREATE INDEX IF NOT EXISTS orders_state ON orders(state);
 CREATE TABLE IF NOT EXISTS saga_log (
@@ -90,6 +80,9 @@ CREATE TABLE IF NOT EXISTS saga_log (
     PRIMARY KEY (order_id, seq)
 );
 """
+
+
+SCHEMA_VERSION = 1
 
 
 def _now() -> str:
@@ -107,6 +100,24 @@ class SagaLog:
         self._db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable across process crashes
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a log written by an earlier version up to ``SCHEMA_VERSION``, once, atomically."""
+        with self._transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version >= SCHEMA_VERSION:
+                return
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(orders)")}
+            if "stalled_in" not in columns:
+                db.execute("ALTER TABLE orders ADD COLUMN stalled_in TEXT")
+            # Version 0 notified before confirming the credit. A saga it left in NOTIFYING has not
+            # confirmed yet: it goes forward from the pivot (the notification is deduplicated by id).
+            db.execute(
+                "UPDATE orders SET state = ? WHERE state = ?",
+                (SagaState.CONFIRMING_CREDIT, SagaState.NOTIFYING),
+            )
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -133,10 +144,11 @@ class SagaLog:
             now = _now()
             order_id = uuid.uuid4().hex
             db.execute(
-                "INSERT INTO orders VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
+                "INSERT INTO orders (order_id, idempotency_key, user_id, amount, state, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (order_id, idempotency_key, user_id, amount, SagaState.PENDING, now, now),
             )
-            self._append(db, order_id, "saga", "created", {"user_id": user_id, "amount": amount}, now)
+            self._append(db, order_id, SAGA, StepStatus.CREATED, {"user_id": user_id, "amount": amount}, now)
         order = self.get(order_id)
         assert order is not None
         return order, True
@@ -164,8 +176,52 @@ class SagaLog:
                     "UPDATE orders SET state = ?, reason = ?, updated_at = ? WHERE order_id = ?",
                     (state, reason, now, order_id),
                 )
+        return self._must_get(order_id)
+
+    def stall(self, order_id: str, step: str, stalled_in: SagaState, reason: str) -> Order:
+        """Give up on ``step`` for now: NEEDS_ATTENTION, remembering where the saga stood."""
+        now = _now()
+        with self._transaction() as db:
+            self._append(db, order_id, step, StepStatus.STALLED, {"reason": reason}, now)
+            db.execute(
+                "UPDATE orders SET state = ?, stalled_in = ?, reason = ?, updated_at = ? WHERE order_id = ?",
+                (SagaState.NEEDS_ATTENTION, stalled_in, reason, now, order_id),
+            )
+        return self._must_get(order_id)
+
+    def resume(self, order_id: str) -> Order | None:
+        """Send a NEEDS_ATTENTION saga back to where it stalled, with fresh attempt bounds; None if unknown.
+
+        A saga in any other state is returned as it is (resuming is idempotent)."""
+        now = _now()
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+            if row is None:
+                return None
+            order = _order(row)
+            if order.state is SagaState.NEEDS_ATTENTION and order.stalled_in is not None:
+                self._append(db, order_id, SAGA, StepStatus.RESUMED, {"state": order.stalled_in}, now)
+                db.execute(
+                    "UPDATE orders SET state = ?, stalled_in = NULL, updated_at = ? WHERE order_id = ?",
+                    (order.stalled_in, now, order_id),
+                )
+        return self._must_get(order_id)
+
+    def attempts(self, order_id: str, step: str) -> int:
+        """How often ``step`` was started since the saga was created or last resumed."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM saga_log WHERE order_id = :id AND step = :step AND status = :started "
+            "AND seq > (SELECT COALESCE(MAX(seq), 0) FROM saga_log WHERE order_id = :id AND step = :saga "
+            "AND status = :resumed)",
+            {"id": order_id, "step": step, "started": StepStatus.STARTED, "saga": SAGA,
+             "resumed": StepStatus.RESUMED},
+        ).fetchone()  # fmt: skip
+        return int(row[0])
+
+    def _must_get(self, order_id: str) -> Order:
         order = self.get(order_id)
-        assert order is not None
+        if order is None:
+            raise KeyError(order_id)
         return order
 
     @staticmethod
@@ -200,10 +256,12 @@ class SagaLog:
         return [_order(r) for r in rows]
 
     def unfinished(self) -> list[str]:
-        """Ids of every saga that is neither COMPLETED nor COMPENSATED, oldest first."""
+        """Ids of every saga that should still move on by itself (not final), oldest first."""
+        final = [state for state in SagaState if state.final]
         rows = self._db.execute(
-            "SELECT order_id FROM orders WHERE state NOT IN (?, ?) ORDER BY created_at",
-            (SagaState.COMPLETED, SagaState.COMPENSATED),
+            f"SELECT order_id FROM orders WHERE state NOT IN ({', '.join('?' * len(final))}) "
+            "ORDER BY created_at",
+            final,
         ).fetchall()
         return [r["order_id"] for r in rows]
 
@@ -233,4 +291,5 @@ def _order(row: sqlite3.Row) -> Order:
         reason=row["reason"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        stalled_in=SagaState(row["stalled_in"]) if row["stalled_in"] else None,
     )

@@ -40,6 +40,7 @@ class OrderView(BaseModel):
     reason: str | None
     created_at: str
     updated_at: str
+    stalled_in: SagaState | None = None
     steps: list[StepView] | None = None
 
     @classmethod
@@ -53,6 +54,7 @@ class OrderView(BaseModel):
             reason=order.reason,
             created_at=order.created_at,
             updated_at=order.updated_at,
+            stalled_in=order.stalled_in,
             steps=[StepView.of(s) for s in steps] if steps is not None else None,
         )
 

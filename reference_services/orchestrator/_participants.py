@@ -1,6 +1,6 @@
 """The saga's calls to users and notifications, through ServiceClient, mapped to step outcomes.
 
-Only a clear business answer (404, 409, 422) counts as REJECTED; anything without a clear answer
+Only a clear business answer (400, 404, 409, 422) counts as REJECTED; anything without a clear answer
 (transport errors, 5xx, an open breaker everywhere) is UNKNOWN, because the call may have landed.
 """
 
@@ -38,8 +38,8 @@ class HttpParticipants:
             f"/users/{order.user_id}/reservations/{order.reservation_id}/release",
             order.reservation_id,
         )
-        if result.outcome is Outcome.REJECTED and result.detail.startswith("404"):
-            return StepResult(Outcome.OK, "no such user: nothing to release")
+        if result.outcome is Outcome.REJECTED and result.status == 404:
+            return StepResult(Outcome.OK, "no such user: nothing to release", result.status)
         return result
 
     async def confirm_credit(self, order: Order) -> StepResult:
@@ -50,18 +50,7 @@ class HttpParticipants:
         )
 
     async def notify(self, order: Order) -> StepResult:
-        result = await self._notify(order)
-        if result.outcome is Outcome.UNKNOWN:
-            # Notify is the pivot: before the saga compensates, make sure the customer was not told already.
-            try:
-                stored = await self.notifications.get(f"/notifications/{order.notification_id}")
-            except CallError:
-                return result
-            if stored.status_code == 200:
-                return StepResult(Outcome.OK, f"delivered before the failure ({result.detail})")
-        return result
-
-    async def _notify(self, order: Order) -> StepResult:
+        """Tell the customer; runs after the pivot, and a redelivery with the same id is deduplicated."""
         return await self._call(
             self.notifications,
             "/notifications",
@@ -86,7 +75,9 @@ class HttpParticipants:
 def _result(response: httpx.Response) -> StepResult:
     detail = f"{response.status_code} {response.text[:200]}"
     if response.is_success:
-        return StepResult(Outcome.OK, detail)
-    if response.status_code in REJECTIONS:
-        return StepResult(Outcome.REJECTED, detail)
-    return StepResult(Outcome.UNKNOWN, detail)
+        outcome = Outcome.OK
+    elif response.status_code in REJECTIONS:
+        outcome = Outcome.REJECTED
+    else:
+        outcome = Outcome.UNKNOWN
+    return StepResult(outcome, detail, response.status_code)

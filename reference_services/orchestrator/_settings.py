@@ -22,3 +22,8 @@ class OrchestratorSettings(ServiceSettings):
         default=10.0, gt=0, description="how long POST /orders waits for the outcome"
     )
     call_timeout: float = Field(default=2.0, gt=0, description="per attempt, towards users and notifications")
+    step_attempts: int = Field(
+        default=30,
+        ge=1,
+        description="starts of a step that may not compensate before the saga stops as NEEDS_ATTENTION",
+    )

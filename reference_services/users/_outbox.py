@@ -1,7 +1,9 @@
 """The transactional outbox table: events written with the change that caused them, claimed with a lease.
 
 Instances sharing the database claim due rows for ``lease`` seconds, so two relays rarely send the same
-event; a crash between sending and marking only means the event is sent again (at least once).
+event; a crash between sending and marking only means the event is sent again (at least once). An event
+the receiver refuses outright (a 4xx: retrying cannot help) moves to the dead-letter table, where an
+operator sees it and can requeue it once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from reference_services.common import Database
+from reference_services.common import Database, write_transaction
 
 OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -30,6 +32,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error      TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (next_attempt_at) WHERE delivered_at IS NULL;
+CREATE TABLE IF NOT EXISTS outbox_dead_letters (
+    event_id  TEXT    PRIMARY KEY,
+    type      TEXT    NOT NULL,
+    payload   TEXT    NOT NULL,
+    created_at TEXT   NOT NULL,
+    attempts  INTEGER NOT NULL,
+    reason    TEXT    NOT NULL,
+    dead_at   TEXT    NOT NULL
+);
 """
 
 _FREE = "delivered_at IS NULL AND next_attempt_at <= :now AND (lease_until IS NULL OR lease_until <= :now)"
@@ -47,11 +58,23 @@ class OutboxMessage:
 
 
 @dataclass(frozen=True)
+class DeadLetter:
+    """An event the receiver refused outright; it waits for an operator."""
+
+    event_id: str
+    type: str
+    attempts: int
+    reason: str
+    dead_at: str
+
+
+@dataclass(frozen=True)
 class Backlog:
-    """Undelivered rows, and how many of them are due and not leased now."""
+    """Undelivered rows, how many of them are due and not leased now, and the dead letters."""
 
     pending: int
     due: int
+    dead: int = 0
 
 
 def enqueue(
@@ -91,6 +114,18 @@ class Outbox:
         """Count the failed attempt and free the row for ``next_attempt_at`` (if ``owner`` still holds it)."""
         await self._db.run(_mark_failed, seq, owner, next_attempt_at, error)
 
+    async def dead_letter(self, seq: int, owner: str, reason: str, at: datetime) -> bool:
+        """Move a claimed row to the dead letters (if ``owner`` still holds it); False when it did not."""
+        return await self._db.run(_dead_letter, seq, owner, reason, at)
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        """Every dead letter, oldest first."""
+        return await self._db.run(_dead_letters)
+
+    async def requeue(self, event_id: str) -> bool:
+        """Put a dead letter back in the outbox with fresh attempts; False when there is no such letter."""
+        return await self._db.run(_requeue, event_id)
+
     async def release_leases(self, owner: str) -> int:
         """Free every row leased to ``owner``: its previous incarnation died holding them, or it stops."""
         return await self._db.run(_release_leases, owner)
@@ -100,7 +135,8 @@ def _backlog(conn: sqlite3.Connection, now: float) -> Backlog:
     row = conn.execute(
         f"SELECT COUNT(*), COALESCE(SUM({_FREE}), 0) FROM outbox WHERE delivered_at IS NULL", {"now": now}
     ).fetchone()
-    return Backlog(pending=int(row[0]), due=int(row[1]))
+    dead = conn.execute("SELECT COUNT(*) FROM outbox_dead_letters").fetchone()[0]
+    return Backlog(pending=int(row[0]), due=int(row[1]), dead=int(dead))
 
 
 def _claim(conn: sqlite3.Connection, owner: str, now: float, lease: float, limit: int) -> list[OutboxMessage]:
@@ -140,3 +176,44 @@ def _release_leases(conn: sqlite3.Connection, owner: str) -> int:
         (owner,),
     )
     return cursor.rowcount
+
+
+def _dead_letter(conn: sqlite3.Connection, seq: int, owner: str, reason: str, at: datetime) -> bool:
+    with write_transaction(conn):
+        row = conn.execute(
+            """SELECT event_id, type, payload, created_at, attempts FROM outbox
+               WHERE seq = ? AND delivered_at IS NULL AND lease_owner = ?""",
+            (seq, owner),
+        ).fetchone()
+        if row is None:
+            return False
+        conn.execute(
+            "INSERT OR REPLACE INTO outbox_dead_letters VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row[0], row[1], row[2], row[3], row[4] + 1, reason[:500], at.isoformat(timespec="microseconds")),
+        )
+        conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+    return True
+
+
+def _dead_letters(conn: sqlite3.Connection) -> list[DeadLetter]:
+    rows = conn.execute(
+        "SELECT event_id, type, attempts, reason, dead_at FROM outbox_dead_letters ORDER BY dead_at, event_id"
+    ).fetchall()
+    return [DeadLetter(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def _requeue(conn: sqlite3.Connection, event_id: str) -> bool:
+    with write_transaction(conn):
+        row = conn.execute(
+            "SELECT event_id, type, payload, created_at FROM outbox_dead_letters WHERE event_id = ?",
+            (event_id,),
+        ).fetchone()
+        if row is None:
+            return False
+        conn.execute(
+            "INSERT INTO outbox (event_id, type, payload, created_at, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, 0)",
+            (row[0], row[1], row[2], row[3]),
+        )
+        conn.execute("DELETE FROM outbox_dead_letters WHERE event_id = ?", (event_id,))
+    return True

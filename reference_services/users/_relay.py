@@ -1,7 +1,10 @@
 """The outbox relay: a background task that delivers outbox events to the notification service.
 
-At least once: a row is marked delivered only after a 2xx answer, and a failed row waits its backoff and
-goes again; the notification service deduplicates by event id, so resending is always safe.
+At least once: a row is marked delivered only after a 2xx answer, and a row without a clear answer
+(transport error, 5xx, 408, 429) waits its backoff and goes again; the notification service deduplicates
+by event id, so resending is always safe. A clear refusal (any other 4xx), or a row the relay cannot
+send at all, would fail the same way forever: it becomes a dead letter, visible in the metrics, the
+events and ``GET /outbox/dead-letters``, instead of being retried forever.
 """
 
 from __future__ import annotations
@@ -34,11 +37,24 @@ def backoff_delay(attempts: int, *, base: float, cap: float, rng: random.Random)
     return rng.uniform(ceiling / 2, ceiling)
 
 
+RETRYABLE_4XX = frozenset({408, 425, 429})  # "not now" rather than "no"
+
+
+class Undeliverable(Exception):
+    """The row can never be delivered as it is (refused outright, or it cannot be sent at all)."""
+
+
 class RelayMetrics:
-    """Pending events (set each round) and deliveries by result: delivered, duplicate, failed."""
+    """Pending events and dead letters (set each round); deliveries by result: delivered, duplicate,
+    failed, dead_lettered."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.pending = Gauge("users_outbox_pending", "Outbox events not delivered yet.", registry=registry)
+        self.dead = Gauge(
+            "users_outbox_dead_letters",
+            "Outbox events refused outright, waiting for an operator.",
+            registry=registry,
+        )
         self.deliveries = Counter(
             "users_outbox_deliveries",
             "Outbox delivery attempts, by result (duplicate: the receiver had it already).",
@@ -111,6 +127,7 @@ class OutboxRelay:
         now = self._clock()
         backlog = await self._outbox.backlog(now)
         self._metrics.pending.set(backlog.pending)
+        self._metrics.dead.set(backlog.dead)
         if not backlog.due:
             return 0
         claimed = await self._outbox.claim(self.owner, now, self.lease, self.batch)
@@ -124,23 +141,39 @@ class OutboxRelay:
 
     async def _deliver(self, message: OutboxMessage) -> bool:
         try:
-            if message.type != USER_CREATED:
-                raise ValueError(f"no route for event type {message.type!r}")
-            event = UserCreatedEvent.model_validate_json(message.payload)
+            notification = _notification(message)
             response = await self._client().post(
-                "/notifications",
-                json=welcome_notification(event),
-                headers={"Idempotency-Key": message.event_id},
+                "/notifications", json=notification, headers={"Idempotency-Key": message.event_id}
             )
-        except Exception as exc:  # no answer (a CallError), or a row it cannot send: try again later
-            reason = f"{type(exc).__name__}: {exc}"
+        except Undeliverable as exc:
+            await self._dead(message, str(exc))
+            return False
+        except Exception as exc:  # no answer (a CallError): try again later
+            await self._failed(message, f"{type(exc).__name__}: {exc}")
+            return False
+        if response.is_success:
+            await self._delivered(message, response.status_code)
+            return True
+        reason = f"status {response.status_code}: {response.text[:200]}"
+        if 400 <= response.status_code < 500 and response.status_code not in RETRYABLE_4XX:
+            await self._dead(message, reason)
         else:
-            if response.is_success:
-                await self._delivered(message, response.status_code)
-                return True
-            reason = f"status {response.status_code}: {response.text[:200]}"
-        await self._failed(message, reason)
+            await self._failed(message, reason)
         return False
+
+    async def _dead(self, message: OutboxMessage, reason: str) -> None:
+        moved = await self._outbox.dead_letter(message.seq, self.owner, reason, self._now())
+        if not moved:  # another relay took the row over after our lease ran out: it decides
+            return
+        self._metrics.deliveries.labels("dead_lettered").inc()
+        self._metrics.dead.inc()
+        self._events.emit(
+            "outbox.dead_lettered",
+            event_id=message.event_id,
+            type=message.type,
+            attempts=message.attempts + 1,
+            reason=reason[:300],
+        )
 
     async def _delivered(self, message: OutboxMessage, status: int) -> None:
         first = await self._outbox.mark_delivered(message.seq, self._now())
@@ -170,3 +203,14 @@ class OutboxRelay:
             retry_in=round(delay, 3),
             reason=reason[:300],
         )
+
+
+def _notification(message: OutboxMessage) -> dict[str, str]:
+    """The notification a row asks for; Undeliverable when no notification can ever come of it."""
+    if message.type != USER_CREATED:
+        raise Undeliverable(f"no route for event type {message.type!r}")
+    try:
+        event = UserCreatedEvent.model_validate_json(message.payload)
+    except ValueError as exc:
+        raise Undeliverable(f"payload is not a valid {message.type} event: {exc}") from exc
+    return welcome_notification(event)

@@ -61,6 +61,10 @@ class Rig:
     metrics: CollectorRegistry
     make_relay: Callable[[str], OutboxRelay]
 
+    def in_outbox(self, event_id: str) -> bool:
+        with closing(sqlite3.connect(self.database)) as conn:
+            return conn.execute("SELECT 1 FROM outbox WHERE event_id = ?", (event_id,)).fetchone() is not None
+
     def row(self, event_id: str) -> sqlite3.Row:
         with closing(sqlite3.connect(self.database)) as conn:
             conn.row_factory = sqlite3.Row
@@ -131,7 +135,7 @@ async def test_a_duplicate_answer_counts_as_delivered(rig: Rig) -> None:
     assert rig.deliveries("duplicate") == 1
 
 
-@pytest.mark.parametrize("status", [pytest.param(503, id="unavailable"), pytest.param(422, id="refused")])
+@pytest.mark.parametrize("status", [pytest.param(503, id="unavailable"), pytest.param(429, id="too-many")])
 async def test_a_failed_row_backs_off_and_is_retried_when_due(rig: Rig, status: int) -> None:
     """Each failure counts an attempt and pushes the row back, doubling; then a success delivers it."""
     event_id = await new_user(rig)
@@ -152,6 +156,47 @@ async def test_a_failed_row_backs_off_and_is_retried_when_due(rig: Rig, status: 
     assert rig.row(event_id)["delivered_at"] is not None
     assert (rig.deliveries("failed"), rig.deliveries("delivered")) == (3, 1)
     assert [e["attempts"] for e in rig.events.of_type("outbox.failed")] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("status", [pytest.param(409, id="conflict"), pytest.param(422, id="invalid")])
+async def test_a_refused_row_becomes_a_dead_letter_at_once_and_can_be_requeued(rig: Rig, status: int) -> None:
+    """A clear 4xx would fail forever: the row leaves the outbox for the dead letters (counted, evented),
+    is never sent again by itself, and an operator's requeue delivers it."""
+    event_id = await new_user(rig)
+    relay = rig.make_relay("users-1")
+    rig.receiver.statuses = [status]
+    await relay.relay_once()
+    assert not rig.in_outbox(event_id)
+    [letter] = await rig.outbox.dead_letters()
+    assert (letter.event_id, letter.attempts) == (event_id, 1)
+    assert str(status) in letter.reason
+    assert rig.deliveries("dead_lettered") == 1
+    assert rig.metrics.get_sample_value("users_outbox_dead_letters") == 1
+    assert [e["event_id"] for e in rig.events.of_type("outbox.dead_lettered")] == [event_id]
+    rig.clock.now += 3600
+    assert await relay.relay_once() == 0
+    assert len(rig.receiver.requests) == 1
+
+    assert await rig.outbox.requeue(event_id)
+    assert not await rig.outbox.requeue(event_id)
+    await relay.relay_once()
+    assert rig.row(event_id)["delivered_at"] is not None
+    assert await rig.outbox.dead_letters() == []
+    assert rig.metrics.get_sample_value("users_outbox_dead_letters") == 0
+
+
+async def test_a_row_that_cannot_be_sent_becomes_a_dead_letter(rig: Rig) -> None:
+    """An event type without a route is never sent and never retried."""
+    with closing(sqlite3.connect(rig.database)) as conn, conn:
+        conn.execute(
+            "INSERT INTO outbox (event_id, type, payload, created_at, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, 0)",
+            ("evt-x", "user.renamed", "{}", "2026-01-01T00:00:00+00:00"),
+        )
+    await rig.make_relay("users-1").relay_once()
+    [letter] = await rig.outbox.dead_letters()
+    assert "no route for event type 'user.renamed'" in letter.reason
+    assert rig.receiver.requests == []
 
 
 async def test_a_leased_row_is_not_claimed_by_another_relay_until_the_lease_ends(rig: Rig) -> None:

@@ -96,20 +96,24 @@ class TestNotify:
         )
         assert (await notify(pact, o)).outcome is Outcome.OK
 
+    async def test_a_conflicting_redelivery_is_rejected(self, new_pact: NewPact) -> None:
+        """The id is stored with other content: 409, a clear no (the saga then needs attention)."""
+        pact, o = new_pact(CONSUMER, PROVIDER), order(4)
+        (
+            notification_request(pact, "a notification whose id is stored with other content", o)
+            .given("a stored notification", **{**sent(o), "message": "Something else."})
+            .will_respond_with(409)
+            .with_body(error_body("idempotency_conflict"), content_type=JSON)
+        )
+        result = await notify(pact, o)
+        assert (result.outcome, result.status) == (Outcome.REJECTED, 409)
+
     async def test_shedding_is_an_unknown_outcome(self, new_pact: NewPact) -> None:
-        """503 overloaded with Retry-After: retried as asked, then a lookup (also shed): UNKNOWN."""
+        """503 overloaded with Retry-After: retried as asked, then UNKNOWN (the saga retries it later)."""
         pact, o = new_pact(CONSUMER, PROVIDER), order(3)
         (
             notification_request(pact, "a notification while notifications sheds load", o)
             .given("notifications is shedding load")
-            .will_respond_with(503)
-            .with_header("Retry-After", match.regex("1", regex=r"^\d+$"))
-            .with_body(error_body("overloaded"), content_type=JSON)
-        )
-        (  # before compensating, the orchestrator asks whether the notification landed anyway
-            pact.upon_receiving("a lookup of a notification while notifications sheds load")
-            .given("notifications is shedding load")
-            .with_request("GET", f"/notifications/{o.notification_id}")
             .will_respond_with(503)
             .with_header("Retry-After", match.regex("1", regex=r"^\d+$"))
             .with_body(error_body("overloaded"), content_type=JSON)
