@@ -14,14 +14,13 @@ from dataclasses import dataclass
 
 from harness.faults._collection import ApiError, PopulateError, ProxyCollection
 from harness.faults._gojson import go_bool, go_float32, go_string
-from harness.faults._http import Request, Response
+from harness.faults._http import TEXT_HEADERS, Request, Response, http_error
 from harness.faults._link import ToxicEntry
 from harness.faults._metrics import CONTENT_TYPE, ServerMetrics
 from harness.faults._proxy import Proxy
 
 TOXIPROXY_VERSION = "2.12.0"
 _JSON = (("Content-Type", "application/json"),)
-_TEXT = (("Content-Type", "text/plain; charset=utf-8"), ("X-Content-Type-Options", "nosniff"))
 
 
 def toxic_json(entry: ToxicEntry) -> str:
@@ -43,11 +42,6 @@ def proxy_json(proxy: Proxy) -> str:
 
 def _json(text: str, status: int = 200) -> Response:
     return Response(status, text.encode(), _JSON)
-
-
-def _error(message: str, status: int) -> Response:
-    """Go's ``http.Error`` with a JSON message: text/plain, nosniff, and a trailing newline."""
-    return Response(status, f'{{"error":{go_string(message)},"status":{status}}}\n'.encode(), _TEXT)
 
 
 class RequestIds:
@@ -143,11 +137,11 @@ class ToxiproxyApi:
             )
         if path_matched:
             return Response(405)
-        return Response(404, b"404 page not found\n", _TEXT)
+        return Response(404, b"404 page not found\n", TEXT_HEADERS)
 
     async def _matched(self, route: _Route, request: Request, args: tuple[str, ...]) -> Response:
         if request.headers.get("user-agent", "").startswith("Mozilla/"):
-            return Response(403, b"User agent not allowed\n", _TEXT)
+            return Response(403, b"User agent not allowed\n", TEXT_HEADERS)
         try:
             return await route(request, args)
         except PopulateError as exc:
@@ -155,7 +149,7 @@ class ToxiproxyApi:
             body = f'{{"error":{go_string(exc.message)},"status":{exc.status},"proxies":{proxies}}}'
             return _json(body, exc.status)
         except ApiError as exc:
-            return _error(exc.message, exc.status)
+            return http_error(exc.message, exc.status)
 
     @staticmethod
     def _redirect(request: Request, location: str) -> Response:

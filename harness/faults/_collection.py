@@ -1,14 +1,18 @@
 """The server's proxies and what the API does to them, HTTP-free: Toxiproxy's checks in its order, with its
-messages, raised as ApiError; request bodies are decoded with Go's rules."""
+messages, raised as ApiError; request bodies are decoded with Go's rules (off the loop when large), then
+held to the limits of _limits, which only this server has."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import random
+from typing import Any
 
 from harness.faults._addresses import AddressError, remote_address_refusal, resolve_tcp
-from harness.faults._gojson import GoField, GoJSONError, GoStruct, Kind, bind, bind_list, decode
+from harness.faults._decoding import BodyDecoder
+from harness.faults._gojson import GoField, GoJSONError, GoStruct, Kind, bind, bind_list
+from harness.faults._limits import name_refusal, toxicity_refusal
 from harness.faults._link import Direction, ToxicEntry
 from harness.faults._proxy import CounterFactory, Proxy
 from harness.faults._toxics import TOXICS, Toxic
@@ -53,6 +57,7 @@ TOXIC_WRAPPER = GoStruct(
         GoField("toxicity", Kind.FLOAT32, "float32"),
     ),
 )
+LOOPBACK_ANY_PORT = "127.0.0.1:0"  # an empty listen, unless remote addresses are allowed
 _ATTRIBUTES_TAG = 'Attributes interface {} "json:\\"attributes\\""'
 
 
@@ -71,12 +76,22 @@ def _bad_body(exc: GoJSONError) -> ApiError:
     return ApiError(f"bad request body: {exc}", 400)
 
 
+def _check_values(toxic: Toxic, toxicity: float) -> None:
+    """Refuse (400, naming the attribute) a toxicity or attribute that is meaningless or unbounded."""
+    refusal = toxicity_refusal(toxicity) or toxic.refusal()
+    if refusal:
+        raise ApiError(refusal, 400)
+
+
 def parse_direction(stream: str) -> Direction | None:
     return {"upstream": Direction.UPSTREAM, "downstream": Direction.DOWNSTREAM}.get(stream.lower())
 
 
 class ProxyCollection:
-    """Every proxy of one server, by name in creation order; mutations are serialised by one lock."""
+    """Every proxy of one server, by name in creation order; mutations are serialised by one lock.
+
+    It owns the decoder of request bodies (and so its worker thread): ``close`` stops both.
+    """
 
     def __init__(
         self,
@@ -91,10 +106,28 @@ class ProxyCollection:
         self._counters = counters
         self._allow_remote = allow_remote
         self._loop = loop
+        self._decoder = BodyDecoder()
         self._lock = asyncio.Lock()
 
     def _new_proxy(self, name: str, listen: str, upstream: str) -> Proxy:
         return Proxy(name, listen, upstream, rng=self._rng, counters=self._counters, loop=self._loop)
+
+    def _listen(self, listen: str) -> str:
+        """An empty listen: every interface in Toxiproxy, a random loopback port under the loopback policy."""
+        return listen or ("" if self._allow_remote else LOOPBACK_ANY_PORT)
+
+    async def _decode(self, body: bytes) -> Any:
+        try:
+            return await self._decoder.decode(body)
+        except GoJSONError as exc:
+            raise _bad_body(exc) from None
+
+    @staticmethod
+    def _bind(value: Any, layout: GoStruct) -> dict[str, Any]:
+        try:
+            return bind(value, layout)
+        except GoJSONError as exc:
+            raise _bad_body(exc) from None
 
     def _refusal(self, listen: str, upstream: str) -> str | None:
         if self._allow_remote:
@@ -114,19 +147,19 @@ class ProxyCollection:
         return proxy.listen != resolved or proxy.upstream != upstream
 
     async def create(self, body: bytes) -> Proxy:
-        try:
-            fields = bind(decode(body), PROXY)
-        except GoJSONError as exc:
-            raise _bad_body(exc) from None
+        fields = self._bind(await self._decode(body), PROXY)
         name, upstream = fields.get("name", ""), fields.get("upstream", "")
         if not name:
             raise ApiError("missing required field: name", 400)
         if not upstream:
             raise ApiError("missing required field: upstream", 400)
+        refusal = name_refusal(name)
+        if refusal:
+            raise ApiError(refusal, 400)
         async with self._lock:
             if name in self.proxies:
                 raise ApiError("proxy already exists", 409)
-            listen = fields.get("listen", "")
+            listen = self._listen(fields.get("listen", ""))
             refusal = self._refusal(listen, upstream)
             if refusal:
                 raise ApiError(refusal, 400)
@@ -146,11 +179,8 @@ class ProxyCollection:
     async def update(self, name: str, body: bytes) -> Proxy:
         async with self._lock:
             proxy = self.get(name)
-            try:
-                fields = bind(decode(body), PROXY)
-            except GoJSONError as exc:
-                raise _bad_body(exc) from None
-            listen = fields.get("listen", proxy.listen)
+            fields = self._bind(await self._decode(body), PROXY)
+            listen = self._listen(fields["listen"]) if "listen" in fields else proxy.listen
             upstream = fields.get("upstream", proxy.upstream)
             enabled = fields.get("enabled", proxy.enabled)
             refusal = self._refusal(listen, upstream)
@@ -176,7 +206,7 @@ class ProxyCollection:
 
     async def populate(self, body: bytes) -> list[Proxy]:
         try:
-            entries = bind_list(decode(body), POPULATE_ENTRY, POPULATE_SLICE)
+            entries = bind_list(await self._decoder.decode(body), POPULATE_ENTRY, POPULATE_SLICE)
         except GoJSONError as exc:
             raise PopulateError(f"bad request body: {exc}", 400, None) from None
         for number, entry in enumerate(entries, start=1):
@@ -184,13 +214,19 @@ class ProxyCollection:
                 if not entry.get(required):
                     raise PopulateError(f"missing required field: {required} at proxy {number}", 400, None)
         for number, entry in enumerate(entries, start=1):
-            refusal = self._refusal(entry.get("listen", ""), entry["upstream"])
+            refusal = name_refusal(entry["name"]) or self._refusal(
+                self._listen(entry.get("listen", "")), entry["upstream"]
+            )
             if refusal:
                 raise PopulateError(f"{refusal} (proxy {number})", 400, None)
         created: list[Proxy] = []
         async with self._lock:
             for entry in entries:
-                name, listen, upstream = entry["name"], entry.get("listen", ""), entry["upstream"]
+                name, listen, upstream = (
+                    entry["name"],
+                    self._listen(entry.get("listen", "")),
+                    entry["upstream"],
+                )
                 existing = self.proxies.get(name)
                 if existing is not None:
                     try:
@@ -227,11 +263,8 @@ class ProxyCollection:
     async def add_toxic(self, proxy_name: str, body: bytes) -> ToxicEntry:
         async with self._lock:
             proxy = self.get(proxy_name)
-            try:
-                value = decode(body)
-                fields = bind(value, TOXIC_WRAPPER)
-            except GoJSONError as exc:
-                raise _bad_body(exc) from None
+            value = await self._decode(body)
+            fields = self._bind(value, TOXIC_WRAPPER)
             stream = fields.get("stream", "downstream")
             direction = parse_direction(stream)
             if direction is None:
@@ -241,15 +274,16 @@ class ProxyCollection:
             kind = TOXICS.get(type_name)
             if kind is None:
                 raise ApiError("invalid toxic type", 400)
+            refusal = name_refusal(name)
+            if refusal:
+                raise ApiError(refusal, 400)
             if proxy.find_toxic(name) is not None:
                 raise ApiError("toxic already exists", 409)
-            try:
-                attributes = bind(value, _attributes_layout(kind, with_toxicity=False)).get("attributes", {})
-            except GoJSONError as exc:
-                raise _bad_body(exc) from None
-            entry = ToxicEntry(
-                name, type_name, stream, direction, fields.get("toxicity", 1.0), kind(**attributes)
-            )
+            layout = _attributes_layout(kind, with_toxicity=False)
+            toxic = kind(**self._bind(value, layout).get("attributes", {}))
+            toxicity = fields.get("toxicity", 1.0)
+            _check_values(toxic, toxicity)
+            entry = ToxicEntry(name, type_name, stream, direction, toxicity, toxic)
             proxy.add_toxic(entry)
             return entry
 
@@ -257,13 +291,13 @@ class ProxyCollection:
         async with self._lock:
             proxy = self.get(proxy_name)
             entry = self.toxic(proxy, toxic_name)
-            try:
-                fields = bind(decode(body), _attributes_layout(type(entry.toxic), with_toxicity=True))
-            except GoJSONError as exc:
-                raise _bad_body(exc) from None
+            layout = _attributes_layout(type(entry.toxic), with_toxicity=True)
+            fields = self._bind(await self._decode(body), layout)
             # Only attributes (merged) and toxicity change; type, name and stream in the body are ignored.
-            entry.toxic = dataclasses.replace(entry.toxic, **fields.get("attributes", {}))
-            entry.toxicity = fields.get("toxicity", entry.toxicity)
+            toxic = dataclasses.replace(entry.toxic, **fields.get("attributes", {}))
+            toxicity = fields.get("toxicity", entry.toxicity)
+            _check_values(toxic, toxicity)
+            entry.toxic, entry.toxicity = toxic, toxicity
             proxy.update_toxic(entry)
             return entry
 
@@ -273,6 +307,7 @@ class ProxyCollection:
             await proxy.remove_toxic(self.toxic(proxy, toxic_name))
 
     def close(self) -> None:
-        """Stop every proxy (listeners and open connections)."""
+        """Stop every proxy (listeners and open connections) and the body decoder's thread."""
         for proxy in self.proxies.values():
             proxy.stop()
+        self._decoder.close()

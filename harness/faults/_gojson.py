@@ -13,6 +13,8 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from harness.faults._limits import MAX_JSON_DEPTH
+
 
 class GoJSONError(ValueError):
     """A body Go's decoder would reject; ``str(exc)`` is Go's message (``EOF``, ``invalid character ...``)."""
@@ -56,7 +58,10 @@ class GoStruct:
     fields: tuple[GoField, ...] = field(default=())
 
 
-_SPACE = b" \t\r\n"
+_SPACE_RUN = re.compile(rb"[ \t\r\n]*")
+_STRING_RUN = re.compile(rb'[^"\\\x00-\x1f]*')  # what a string may hold unescaped
+_DIGIT_RUN = re.compile(rb"[0-9]*")
+_OBJECT, _ARRAY = ord("{"), ord("[")
 _INT64 = (-(2**63), 2**63 - 1)
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -78,12 +83,24 @@ def _quote_char(byte: int) -> str:
     return f"'{char}'"
 
 
-class _Scanner:
-    """Finds the end of the first JSON value in ``data`` or fails with Go's message."""
+def _run_end(pattern: re.Pattern[bytes], data: bytes, start: int) -> int:
+    """Where the run of ``pattern`` (which also matches nothing) starting at ``start`` ends."""
+    match = pattern.match(data, start)
+    assert match is not None
+    return match.end()
 
-    def __init__(self, data: bytes) -> None:
+
+class _Scanner:
+    """Finds the end of the first JSON value in ``data`` or fails with Go's message.
+
+    Iterative, with an explicit stack of open containers, so depth costs no recursion; runs of string
+    characters, digits and spaces are skipped by regular expressions, so long values cost little.
+    """
+
+    def __init__(self, data: bytes, max_depth: int) -> None:
         self.data = data
         self.i = 0
+        self.max_depth = max_depth
 
     def fail(self, context: str) -> GoJSONError:
         if self.i >= len(self.data):
@@ -96,17 +113,55 @@ class _Scanner:
         return self.data[self.i]
 
     def skip_space(self) -> None:
-        while self.i < len(self.data) and self.data[self.i] in _SPACE:
-            self.i += 1
+        self.i = _run_end(_SPACE_RUN, self.data, self.i)
 
     def value(self) -> None:
+        open_containers: list[int] = []  # b"{" or b"[" for each container not yet closed
+        while True:
+            if self._begin_value(open_containers):
+                continue  # a container was opened and a value is expected inside it
+            while open_containers:  # the value is complete: close containers or move to the next value
+                self.skip_space()
+                c = self.peek()
+                if open_containers[-1] == _OBJECT:
+                    if c == ord("}"):
+                        self.i += 1
+                        open_containers.pop()
+                        continue
+                    if c != ord(","):
+                        raise self.fail("after object key:value pair")
+                    self.i += 1
+                    self.skip_space()
+                    self.key()
+                    break
+                if c == ord("]"):
+                    self.i += 1
+                    open_containers.pop()
+                    continue
+                if c != ord(","):
+                    raise self.fail("after array element")
+                self.i += 1
+                break
+            else:
+                return
+
+    def _begin_value(self, open_containers: list[int]) -> bool:
+        """Scan a scalar or an empty container (False), or open a container and its first member (True)."""
         self.skip_space()
         c = self.peek()
-        if c == ord("{"):
-            self.object()
-        elif c == ord("["):
-            self.array()
-        elif c == ord('"'):
+        if c in (_OBJECT, _ARRAY):
+            if len(open_containers) >= self.max_depth:
+                raise self.fail("exceeded max depth")  # Go's message (its limit is 10,000)
+            self.i += 1
+            self.skip_space()
+            if self.peek() == (ord("}") if c == _OBJECT else ord("]")):
+                self.i += 1
+                return False
+            if c == _OBJECT:
+                self.key()
+            open_containers.append(c)
+            return True
+        if c == ord('"'):
             self.string()
         elif c == ord("-") or ord("0") <= c <= ord("9"):
             self.number()
@@ -114,52 +169,22 @@ class _Scanner:
             self.literal({ord("t"): b"true", ord("f"): b"false", ord("n"): b"null"}[c])
         else:
             raise self.fail("looking for beginning of value")
+        return False
 
-    def object(self) -> None:
-        self.i += 1
+    def key(self) -> None:
+        """An object key and its colon."""
+        if self.peek() != ord('"'):
+            raise self.fail("looking for beginning of object key string")
+        self.string()
         self.skip_space()
-        if self.peek() == ord("}"):
-            self.i += 1
-            return
-        while True:
-            self.skip_space()
-            if self.peek() != ord('"'):
-                raise self.fail("looking for beginning of object key string")
-            self.string()
-            self.skip_space()
-            if self.peek() != ord(":"):
-                raise self.fail("after object key")
-            self.i += 1
-            self.value()
-            self.skip_space()
-            c = self.peek()
-            self.i += 1
-            if c == ord("}"):
-                return
-            if c != ord(","):
-                self.i -= 1
-                raise self.fail("after object key:value pair")
-
-    def array(self) -> None:
+        if self.peek() != ord(":"):
+            raise self.fail("after object key")
         self.i += 1
-        self.skip_space()
-        if self.peek() == ord("]"):
-            self.i += 1
-            return
-        while True:
-            self.value()
-            self.skip_space()
-            c = self.peek()
-            self.i += 1
-            if c == ord("]"):
-                return
-            if c != ord(","):
-                self.i -= 1
-                raise self.fail("after array element")
 
     def string(self) -> None:
         self.i += 1
         while True:
+            self.i = _run_end(_STRING_RUN, self.data, self.i)
             c = self.peek()
             if c == ord('"'):
                 self.i += 1
@@ -174,16 +199,12 @@ class _Scanner:
                             raise self.fail("in \\u hexadecimal character escape")
                 elif e not in b'"\\/bfnrt':
                     raise self.fail("in string escape code")
-            elif c < 0x20:
+            else:  # a control character: the run stops only at a quote, a backslash or one of these
                 raise self.fail("in string literal")
             self.i += 1
 
     def _digits(self) -> None:
-        while self.i < len(self.data) and ord("0") <= self.data[self.i] <= ord("9"):
-            self.i += 1
-
-    def _at_digit(self) -> bool:
-        return self.i < len(self.data) and ord("0") <= self.data[self.i] <= ord("9")
+        self.i = _run_end(_DIGIT_RUN, self.data, self.i)
 
     def number(self) -> None:
         if self.data[self.i] == ord("-"):
@@ -219,9 +240,13 @@ def _clean_string(text: str) -> str:
     return _LONE_SURROGATE.sub("\ufffd", text)
 
 
-def decode(body: bytes) -> Any:
-    """The first JSON value of ``body`` as Python data (objects as JsonObject, numbers as Number)."""
-    scanner = _Scanner(body)
+def decode(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The first JSON value of ``body`` as Python data (objects as JsonObject, numbers as Number).
+
+    Nesting deeper than ``max_depth`` is refused with Go's message for its own (deeper) limit, before
+    Python's parser, which recurses, sees the value. The cost is linear in the length of ``body``.
+    """
+    scanner = _Scanner(body, max_depth)
     scanner.skip_space()
     if scanner.i >= len(body):
         raise GoJSONError("EOF")
@@ -251,6 +276,8 @@ def _kind_of(value: Any) -> str:
 def _int_value(number: Number) -> int | None:
     if not re.fullmatch(r"-?\d+", number.literal):
         return None
+    if len(number.literal.lstrip("-")) > len(str(_INT64[1])):
+        return None  # past int64 (JSON has no leading zeros); int() would refuse past 4,300 digits
     value = int(number.literal)
     return value if _INT64[0] <= value <= _INT64[1] else None
 

@@ -13,12 +13,17 @@ from email.utils import formatdate
 from http import HTTPStatus
 from urllib.parse import unquote
 
+from harness.faults._gojson import go_string
+from harness.faults._limits import MAX_BODY_BYTES, body_too_large
+
 logger = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 1 << 20  # Go's DefaultMaxHeaderBytes
-MAX_BODY_BYTES = 16 << 20
 READ_TIMEOUT = 15.0  # Toxiproxy's server read timeout
 IDLE_TIMEOUT = 60.0  # and its idle timeout for keep-alive connections
+DISCARD_TIMEOUT = 2.0  # how long the rest of a refused body is read and dropped before closing
+DISCARD_BYTES = 64 << 20
+TEXT_HEADERS = (("Content-Type", "text/plain; charset=utf-8"), ("X-Content-Type-Options", "nosniff"))
 _MALFORMED = (
     b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
     b"400 Bad Request"
@@ -45,6 +50,20 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 class _Malformed(Exception):
     pass
+
+
+class _TooLarge(Exception):
+    """The body is over MAX_BODY_BYTES: refused from its declared length, or as soon as it passes it."""
+
+    def __init__(self, length: int | None) -> None:
+        super().__init__(body_too_large(length))
+        self.length = length
+
+
+def http_error(message: str, status: int) -> Response:
+    """Go's ``http.Error`` with a JSON message, as Toxiproxy writes it: text/plain, nosniff, a newline."""
+    body = f'{{"error":{go_string(message)},"status":{status}}}\n'.encode()
+    return Response(status, body, TEXT_HEADERS)
 
 
 def _reason(status: int) -> str:
@@ -80,7 +99,7 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
                 pass
             return bytes(body)
         if len(body) + size > MAX_BODY_BYTES:
-            raise _Malformed
+            raise _TooLarge(None)
         body += await reader.readexactly(size)
         if await reader.readexactly(2) != b"\r\n":
             raise _Malformed
@@ -101,22 +120,46 @@ async def _read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         if not colon or not name or name != name.strip():
             raise _Malformed
         headers.setdefault(name.lower(), value.strip())
-    if headers.get("expect", "").lower() == "100-continue":
-        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = await _read_chunked(reader)
-    else:
+    chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+    length = 0
+    if not chunked:
         try:
             length = int(headers.get("content-length", "0"))
         except ValueError:
             raise _Malformed from None
-        if length < 0 or length > MAX_BODY_BYTES:
+        if length < 0:
             raise _Malformed
+        if length > MAX_BODY_BYTES:
+            raise _TooLarge(length)  # before any of the body is read, and instead of 100 Continue
+    if headers.get("expect", "").lower() == "100-continue":
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    if chunked:
+        body = await _read_chunked(reader)
+    else:
         body = await reader.readexactly(length) if length else b""
     if target.startswith(("http://", "https://")):
         target = "/" + target.split("://", 1)[1].partition("/")[2]
     path = unquote(target.partition("?")[0])
     return Request(method, path, headers, body), version
+
+
+async def _refuse_body(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, response: Response
+) -> None:
+    """Answer, close our side, then read and drop what the client still sends, for a bounded time.
+
+    Closing with unread bytes would send a TCP reset, and a client that writes its whole body before
+    reading (httpx does) would lose the answer; the body is never kept, and the time is bounded.
+    """
+    writer.write(render(response, connection="close"))
+    with contextlib.suppress(ConnectionError, TimeoutError, OSError):
+        await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+        dropped = 0
+        async with asyncio.timeout(DISCARD_TIMEOUT):
+            while dropped < DISCARD_BYTES and (chunk := await reader.read(1 << 16)):
+                dropped += len(chunk)
 
 
 class HttpServer:
@@ -148,6 +191,8 @@ class HttpServer:
             pass
         except _Malformed:
             writer.write(_MALFORMED)
+        except _TooLarge as exc:
+            await _refuse_body(reader, writer, http_error(str(exc), 413))
         except asyncio.LimitOverrunError:
             writer.write(
                 b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"

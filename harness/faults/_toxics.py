@@ -10,6 +10,7 @@ from enum import Enum
 from typing import ClassVar, Protocol
 
 from harness.faults._gojson import GoField, GoStruct, Kind
+from harness.faults._limits import BYTES, KB_PER_SECOND, MICROSECONDS, MILLISECONDS, Bound
 
 
 class Signal(Enum):
@@ -65,6 +66,7 @@ class Toxic:
     type_name: ClassVar[str]
     go_name: ClassVar[str]  # the Go struct name, as it appears in decode error messages
     go_types: ClassVar[dict[str, str]]
+    bounds: ClassVar[dict[str, Bound]]  # what the server accepts, stricter than Toxiproxy (see _limits)
     closes_on_removal: ClassVar[bool] = False  # Toxiproxy's CleanupToxic: removing it closes the link
 
     async def pipe(self, io: StubIO) -> None:
@@ -75,6 +77,14 @@ class Toxic:
         """The attributes as a Go struct, for decoding request bodies with Go's rules and messages."""
         fields = tuple(GoField(f.name, Kind.INT, cls.go_types[f.name]) for f in dataclasses.fields(cls))
         return GoStruct(cls.go_name, f"toxics.{cls.go_name}", fields)
+
+    def refusal(self) -> str | None:
+        """Why these attributes are refused (the first attribute out of range), or None."""
+        for name, value in self.attributes().items():
+            refusal = self.bounds[name].refusal(name, value)
+            if refusal is not None:
+                return refusal
+        return None
 
     def attributes(self) -> dict[str, int]:
         return {f.name: int(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -106,6 +116,7 @@ class LatencyToxic(Toxic):
     type_name: ClassVar[str] = "latency"
     go_name: ClassVar[str] = "LatencyToxic"
     go_types: ClassVar[dict[str, str]] = {"latency": "int64", "jitter": "int64"}
+    bounds: ClassVar[dict[str, Bound]] = {"latency": MILLISECONDS, "jitter": MILLISECONDS}
     latency: int = 0
     jitter: int = 0
 
@@ -130,6 +141,7 @@ class BandwidthToxic(Toxic):
     type_name: ClassVar[str] = "bandwidth"
     go_name: ClassVar[str] = "BandwidthToxic"
     go_types: ClassVar[dict[str, str]] = {"rate": "int64"}
+    bounds: ClassVar[dict[str, Bound]] = {"rate": KB_PER_SECOND}
     rate: int = 0  # KB/s, which is bytes per millisecond
 
     async def pipe(self, io: StubIO) -> None:
@@ -176,6 +188,7 @@ class SlowCloseToxic(Toxic):
     type_name: ClassVar[str] = "slow_close"
     go_name: ClassVar[str] = "SlowCloseToxic"
     go_types: ClassVar[dict[str, str]] = {"delay": "int64"}
+    bounds: ClassVar[dict[str, Bound]] = {"delay": MILLISECONDS}
     delay: int = 0
 
     async def pipe(self, io: StubIO) -> None:
@@ -198,6 +211,7 @@ class TimeoutToxic(Toxic):
     type_name: ClassVar[str] = "timeout"
     go_name: ClassVar[str] = "TimeoutToxic"
     go_types: ClassVar[dict[str, str]] = {"timeout": "int64"}
+    bounds: ClassVar[dict[str, Bound]] = {"timeout": MILLISECONDS}
     closes_on_removal: ClassVar[bool] = True
     timeout: int = 0  # ms; 0 holds the data forever
 
@@ -218,6 +232,7 @@ class ResetPeerToxic(Toxic):
     type_name: ClassVar[str] = "reset_peer"
     go_name: ClassVar[str] = "ResetToxic"
     go_types: ClassVar[dict[str, str]] = {"timeout": "int64"}
+    bounds: ClassVar[dict[str, Bound]] = {"timeout": MILLISECONDS}
     timeout: int = 0  # ms after the first data (or the close) before the RST
 
     async def pipe(self, io: StubIO) -> None:
@@ -256,6 +271,11 @@ class SlicerToxic(Toxic):
     type_name: ClassVar[str] = "slicer"
     go_name: ClassVar[str] = "SlicerToxic"
     go_types: ClassVar[dict[str, str]] = {"average_size": "int", "size_variation": "int", "delay": "int"}
+    bounds: ClassVar[dict[str, Bound]] = {
+        "average_size": BYTES,
+        "size_variation": BYTES,
+        "delay": MICROSECONDS,
+    }
     average_size: int = 0
     size_variation: int = 0
     delay: int = 0  # microseconds between slices
@@ -282,6 +302,7 @@ class LimitDataToxic(Toxic):
     type_name: ClassVar[str] = "limit_data"
     go_name: ClassVar[str] = "LimitDataToxic"
     go_types: ClassVar[dict[str, str]] = {"bytes": "int64"}
+    bounds: ClassVar[dict[str, Bound]] = {"bytes": BYTES}
     bytes: int = 0
 
     async def pipe(self, io: StubIO) -> None:
