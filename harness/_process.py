@@ -1,23 +1,33 @@
-"""Start a service as a real child process, wait until it is ready, and stop it without leaving orphans."""
+"""Start a service as a real child process, wait until it is ready, and stop it without leaving orphans.
+
+Children get SIGTERM when their parent dies (PR_SET_PDEATHSIG), even by SIGKILL. Linux ties that signal to
+the *thread* that forked, not the process, so a child forked from a worker thread dies when that thread
+ends; a ``Spawner`` forks every child from one thread its owner keeps alive, for any executable.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import os
+import queue
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
+from typing import Any, TypeVar
 
 import httpx
 
 from harness.errors import ServiceStartError
 
 _PR_SET_PDEATHSIG = 1
+T = TypeVar("T")
 
 
 def write_port_file(path: Path, port: int) -> None:
@@ -33,12 +43,67 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+class Spawner:
+    """Forks children from one long-lived thread that its owner starts and stops (a Stack owns one).
+
+    The death signal then fires only when the harness dies or the owner stops the spawner, whichever
+    thread asked for the child: ``Stack.restart`` from a worker thread, the fault proxy's supervisor.
+    Nothing is asked of the child, so this works for users' own executables too. Stopping the spawner
+    ends its thread, which sends SIGTERM to every child it forked: stop the children first.
+    """
+
+    def __init__(self, name: str = "harness-spawner") -> None:
+        self.name = name
+        self._requests: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # a request is queued before the stop sentinel, or refused
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def start(self) -> Spawner:
+        with self._lock:
+            if self._thread is not None:
+                raise RuntimeError(f"{self.name} was already started")
+            self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
+            self._thread.start()
+        return self
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (which forks) on the spawner's thread and return its result or raise its error."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        done: Future[T] = Future()
+        with self._lock:
+            if self._thread is None or self._stopped:
+                raise RuntimeError(f"{self.name} is not running; start it before spawning children")
+            self._requests.put((fn, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while (request := self._requests.get()) is not None:
+            fn, done = request
+            if done.set_running_or_notify_cancel():
+                try:
+                    done.set_result(fn())
+                except BaseException as exc:  # handed to the caller, who raises it in its own thread
+                    done.set_exception(exc)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the thread once queued requests are served; its children get SIGTERM (stop them first)."""
+        with self._lock:
+            if self._thread is None or self._stopped:
+                return
+            self._stopped = True
+            self._requests.put(None)
+        self._thread.join(timeout)
+
+
 class ServiceProcess:
     """One ``harness serve <kind> ...`` (or another ``subcommand``) child process on loopback.
 
     The child binds its own port (0 = any free one) and writes it to a port file; ``start`` waits for that
     file and then for ``GET <ready_path>`` to answer 200, within ``startup_timeout``. Output goes to a log
-    file whose tail is shown when start-up fails.
+    file whose tail is shown when start-up fails. Without a ``spawner`` the child is forked from the calling
+    thread and gets SIGTERM when that thread ends: pass one when threads that come and go start children.
     """
 
     def __init__(
@@ -54,6 +119,7 @@ class ServiceProcess:
         env: dict[str, str] | None = None,
         subcommand: Sequence[str] | None = None,
         ready_path: str = "/health",
+        spawner: Spawner | None = None,
     ) -> None:
         self.name = name
         self.kind = kind
@@ -65,6 +131,7 @@ class ServiceProcess:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"harness-{name}-"))
         self.startup_timeout = startup_timeout
         self.env = env
+        self.spawner = spawner
         self.port_file = self.workdir / f"{name}.port"
         self.log_path = self.workdir / f"{name}.log"
         self.port: int | None = None
@@ -109,16 +176,21 @@ class ServiceProcess:
         self.port_file.unlink(missing_ok=True)
         self.port = None
         env = {**os.environ, **(self.env or {})}
+        command = self.command()
         with self.log_path.open("ab") as log:
-            self._popen = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,  # a Ctrl-C in the terminal reaches the harness, which stops us
-                preexec_fn=_die_with_parent,
-            )
+
+            def fork() -> subprocess.Popen[bytes]:
+                return subprocess.Popen(
+                    command,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    start_new_session=True,  # a Ctrl-C in the terminal reaches the harness, which stops us
+                    preexec_fn=_die_with_parent,
+                )
+
+            self._popen = fork() if self.spawner is None else self.spawner.call(fork)
         self._spawned_at = time.monotonic()
         return self
 

@@ -3,6 +3,9 @@
 With proxies on (the default), a Toxiproxy-compatible server (the embedded one, or a real one at
 ``TOXIPROXY_URL``) gets one proxy per instance, named after it, and each instance registers the proxy's
 address: every call between services crosses a proxy, so a toxic on ``users-2`` degrades only users-2.
+The embedded proxy is supervised (restarted with its proxies and toxics, see ``_supervisor``); a real one
+is watched and its loss reported. Every child is forked from the stack's one spawner thread, so a restart
+from any thread lasts (see ``Spawner``). Events of the stack itself go to ``events/harness.jsonl``.
 Used by ``harness up`` and, as a context manager, by tests: ``with Stack(topology, workdir) as stack:``.
 """
 
@@ -12,6 +15,7 @@ import contextlib
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,9 +26,11 @@ from typing import Any
 import httpx
 
 from harness._net import is_loopback_url
-from harness._process import ServiceProcess
+from harness._process import ServiceProcess, Spawner
 from harness.errors import ConfigError, EnvironmentUnavailable
-from harness.faults import FaultError, ToxiproxyClient
+from harness.events import EventLog
+from harness.faults import FaultError, ToxiproxyClient, ToxiproxyProcess
+from harness.stack._supervisor import ExternalProxyWatch, FaultProxySupervisor
 from harness.stack._topology import Topology
 
 Progress = Callable[[str], None]
@@ -55,7 +61,12 @@ class Stack:
         self.kinds: dict[str, str] = {}
         self.proxies: dict[str, str] = {}  # instance name -> proxied "host:port"
         self.toxiproxy: ToxiproxyClient | None = None
+        self.supervisor: FaultProxySupervisor | ExternalProxyWatch | None = None
+        self.spawner: Spawner | None = None
+        self.events: EventLog | None = None
         self.started_in = 0.0
+        self._started = False
+        self._state_lock = threading.Lock()  # restarts from any thread, and the supervisor, rewrite the state
         self._external_toxiproxy = os.environ.get("TOXIPROXY_URL") if self.topology.proxies else None
 
     # -- paths ------------------------------------------------------------------------------------
@@ -78,6 +89,8 @@ class Stack:
         for folder in ("data", "events", "logs"):
             (self.workdir / folder).mkdir(parents=True, exist_ok=True)
         try:
+            self.events = EventLog("harness", self.event_log("harness"))
+            self.spawner = Spawner().start()
             if self.topology.proxies:
                 self._start_toxiproxy()
             self._start("registry", "registry", self._registry_args()).wait_ready()
@@ -91,6 +104,7 @@ class Stack:
             self.stop()
             raise
         self.started_in = time.monotonic() - began
+        self._started = True
         self._write_state()
         return self
 
@@ -105,12 +119,33 @@ class Stack:
             except FaultError as exc:
                 raise EnvironmentUnavailable(f"TOXIPROXY_URL={self._external_toxiproxy}: {exc}") from exc
             self.progress(f"using Toxiproxy {version} at {self._external_toxiproxy}")
+            assert self.events is not None
+            watch = ExternalProxyWatch(self._external_toxiproxy, self.events)
+            self.supervisor = watch
+            watch.start()
             return
-        seed = [] if self.topology.toxiproxy_seed is None else ["--seed", str(self.topology.toxiproxy_seed)]
-        process = self._process("toxiproxy", "toxiproxy", ["--proxy-metrics", *seed],
-                                subcommand=["toxiproxy"], ready_path="/version").start()  # fmt: skip
+        assert self.events is not None
+        supervisor = FaultProxySupervisor(self._toxiproxy_process, self.workdir, self.events,
+                                          on_restart=self._toxiproxy_restarted)  # fmt: skip
+        self.supervisor = supervisor
+        process = supervisor.start()
+        self.processes["toxiproxy"] = process
+        self.kinds["toxiproxy"] = "toxiproxy"
         self.toxiproxy = ToxiproxyClient(process.url)
-        self.progress(f"fault proxy ready at {process.url}")
+        self.progress(f"fault proxy ready at {process.url} (supervised; proxy set in {supervisor.path})")
+
+    def _toxiproxy_process(self, port: int, config: Path | None) -> ServiceProcess:
+        """The embedded fault proxy, unstarted: first on any port, then again on that one from ``config``."""
+        seed = [] if self.topology.toxiproxy_seed is None else ["--seed", str(self.topology.toxiproxy_seed)]
+        populate = [] if config is None else ["--config", str(config)]
+        return ToxiproxyProcess(["--proxy-metrics", *seed, *populate], host=self.topology.host, port=port,
+                                workdir=self.workdir / "logs", startup_timeout=self.topology.startup_timeout,
+                                spawner=self.spawner)  # fmt: skip
+
+    def _toxiproxy_restarted(self, process: ServiceProcess) -> None:
+        self.processes["toxiproxy"] = process
+        if self._started:
+            self._write_state()
 
     def _start(self, name: str, kind: str, args: list[str]) -> ServiceProcess:
         """Spawn one instance; with proxies, on a port chosen here, behind a proxy it advertises."""
@@ -122,6 +157,8 @@ class Stack:
             self.toxiproxy.delete_proxy(name)
         proxy = self.toxiproxy.create_proxy(name, upstream, listen=f"{self.topology.host}:0")
         self.proxies[name] = f"{proxy.host}:{proxy.port}"
+        if isinstance(self.supervisor, FaultProxySupervisor):
+            self.supervisor.refresh()  # the new proxy is in the workdir before anything advertises it
         if kind != "registry":
             args = [*args, "--advertise-port", str(proxy.port)]
         return self._process(name, kind, args, port=port).spawn()
@@ -137,6 +174,7 @@ class Stack:
             port=port,
             workdir=self.workdir / "logs",
             startup_timeout=self.topology.startup_timeout,
+            spawner=self.spawner,
             **options,
         )
         self.processes[name] = process
@@ -183,8 +221,13 @@ class Stack:
 
     def stop(self) -> None:
         """SIGTERM every process, newest first (each deregisters), SIGKILL what does not exit in time."""
+        self._started = False
+        if self.supervisor is not None:  # first, so the fault proxy is not restarted while it stops
+            self.supervisor.stop()
         for process in reversed(list(self.processes.values())):
             process.stop()
+        if self.spawner is not None:  # after its children: its thread's end would signal them
+            self.spawner.stop()
         if self.toxiproxy is not None:
             if self._external_toxiproxy is not None:  # leave a shared Toxiproxy as we found it
                 for name in self.proxies:
@@ -193,6 +236,8 @@ class Stack:
             self.toxiproxy.close()
             self.toxiproxy = None
         (self.workdir / STATE_FILE).unlink(missing_ok=True)
+        if self.events is not None:
+            self.events.close()
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -231,12 +276,19 @@ class Stack:
         self.processes[name].kill()
 
     def restart(self, name: str) -> ServiceProcess:
-        """Start a stopped or killed instance again on the same port, so its address stays valid."""
+        """Start a stopped or killed instance again on the same port, so its address stays valid.
+
+        Safe from any thread: the child is forked by the stack's spawner, not by the calling thread.
+        The fault proxy is restarted by its supervisor, with every proxy and toxic it had.
+        """
+        if name == "toxiproxy" and isinstance(self.supervisor, FaultProxySupervisor):
+            return self.supervisor.restart()
         old = self.processes[name]
         old.stop()
         process = ServiceProcess(old.name, old.kind, old.args, host=old.host, port=old.port or 0,
-                                 workdir=old.workdir, startup_timeout=old.startup_timeout,
-                                 subcommand=old.subcommand, ready_path=old.ready_path)  # fmt: skip
+                                 workdir=old.workdir, startup_timeout=old.startup_timeout, env=old.env,
+                                 subcommand=old.subcommand, ready_path=old.ready_path,
+                                 spawner=self.spawner)  # fmt: skip
         self.processes[name] = process.start()
         self._write_state()
         return process
@@ -253,8 +305,9 @@ class Stack:
         }  # fmt: skip
         path = self.workdir / STATE_FILE
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        with self._state_lock:
+            tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
+            os.replace(tmp, path)
 
 
 def _status(
