@@ -12,7 +12,8 @@ HarnessError                      exit code 1 unless a subclass says otherwise
     ├── DeadlineExceeded          the overall deadline ran out
     └── CallFailed                every attempt failed at the transport level
 RegistryError                     the registry answered something unexpected
-└── RegistryUnavailable           the registry could not be reached
+├── RegistryUnavailable           the registry could not be reached
+└── RegistryRefused               2: a write without the registry's token, or with a wrong one
 """
 
 from __future__ import annotations
@@ -104,3 +105,9 @@ class RegistryError(HarnessError):
 
 class RegistryUnavailable(RegistryError):
     """The registry could not be reached."""
+
+
+class RegistryRefused(RegistryError):
+    """The registry refused a write (401/403): its token is missing or wrong, a configuration problem."""
+
+    exit_code = 2

@@ -8,7 +8,7 @@ from types import TracebackType
 
 from harness.discovery._models import Registration
 from harness.discovery._registry_client import RegistryClient
-from harness.errors import RegistryError
+from harness.errors import RegistryError, RegistryRefused
 from harness.events import EventLog
 
 
@@ -16,8 +16,10 @@ class RegistrationKeeper:
     """Runs the heartbeat loop of one instance as a background task.
 
     ``start`` registers once and fails loudly if the registry refuses; after that the loop never gives up:
-    an unreachable registry is logged once per outage and retried each period, and a registry that answers
-    404 to a heartbeat (it restarted, or expired us) gets a fresh registration.
+    an unreachable registry, or one that refuses our token (it restarted with another), is logged once
+    per episode (``discovery.registry_unreachable`` / ``discovery.registry_refused``) and retried each
+    period, and a registry that answers 404 to a heartbeat (it restarted, or expired us) gets a fresh
+    registration.
     """
 
     def __init__(
@@ -36,7 +38,7 @@ class RegistrationKeeper:
         self.events = events or EventLog("discovery")
         self.reregistrations = 0
         self._task: asyncio.Task[None] | None = None
-        self._registry_down = False
+        self._problem: str | None = None  # the event of the ongoing episode, if any
 
     async def start(self) -> None:
         await self.registry.register(self.registration)
@@ -59,19 +61,21 @@ class RegistrationKeeper:
                         instance_id=self.registration.instance_id,
                         service=self.registration.service,
                     )
-                if self._registry_down:
-                    self._registry_down = False
+                if self._problem is not None:
+                    self._problem = None
                     self.events.emit(
                         "discovery.registry_recovered", instance_id=self.registration.instance_id
                     )
+            except RegistryRefused as exc:
+                self._episode("discovery.registry_refused", exc)
             except RegistryError as exc:
-                if not self._registry_down:
-                    self._registry_down = True
-                    self.events.emit(
-                        "discovery.registry_unreachable",
-                        instance_id=self.registration.instance_id,
-                        error=str(exc),
-                    )
+                self._episode("discovery.registry_unreachable", exc)
+
+    def _episode(self, event: str, exc: RegistryError) -> None:
+        """Log the first failure of a kind; the same failure again is the same episode."""
+        if self._problem != event:
+            self._problem = event
+            self.events.emit(event, instance_id=self.registration.instance_id, error=str(exc))
 
     async def stop(self, *, deregister: bool = True) -> None:
         """Stop heartbeating and, by default, remove the instance from the registry (best effort)."""

@@ -11,25 +11,43 @@ import httpx
 from pydantic import ValidationError
 
 from harness.discovery._models import HeartbeatAnswer, InstanceList, InstanceView, Registration
-from harness.errors import RegistryError, RegistryUnavailable
+from harness.errors import RegistryError, RegistryRefused, RegistryUnavailable
 
 _M = TypeVar("_M", InstanceView, InstanceList, HeartbeatAnswer)
+TOKEN_HEADER = "X-Registry-Token"
 
 
 class RegistryClient:
-    """Register, heartbeat, deregister and look up instances at one registry URL."""
+    """Register, heartbeat, deregister and look up instances at one registry URL.
 
-    def __init__(self, base_url: str, *, http: httpx.AsyncClient | None = None, timeout: float = 2.0) -> None:
+    With ``token`` every write carries it in ``X-Registry-Token`` (reads need none); a registry that
+    refuses a write (401/403) raises RegistryRefused.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        http: httpx.AsyncClient | None = None,
+        timeout: float = 2.0,
+        token: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = timeout
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=timeout, trust_env=False)
+        self._write_headers = {TOKEN_HEADER: token} if token else {}
+
+    def __repr__(self) -> str:  # never the token
+        return f"RegistryClient({self.base_url!r}, token={'set' if self._write_headers else 'none'})"
 
     async def register(self, registration: Registration) -> InstanceView:
         """Register or refresh an instance; the registry answers 201 (new) or 200 (known)."""
         async with self._call("register") as call:
             response = await self._http.put(
-                self._url(f"/v1/instances/{registration.instance_id}"), json=registration.body()
+                self._url(f"/v1/instances/{registration.instance_id}"),
+                json=registration.body(),
+                headers=self._write_headers,
             )
             call.expect(response, 200, 201)
             return call.parse(InstanceView, response)
@@ -37,7 +55,9 @@ class RegistryClient:
     async def heartbeat(self, instance_id: str) -> bool:
         """True when the registry knew the instance; False means it forgot it and wants a re-register."""
         async with self._call("heartbeat") as call:
-            response = await self._http.put(self._url(f"/v1/instances/{instance_id}/heartbeat"))
+            response = await self._http.put(
+                self._url(f"/v1/instances/{instance_id}/heartbeat"), headers=self._write_headers
+            )
             if response.status_code == 404:
                 return False
             call.expect(response, 200)
@@ -47,7 +67,9 @@ class RegistryClient:
     async def deregister(self, instance_id: str) -> bool:
         """True when the instance was removed, False when the registry did not know it."""
         async with self._call("deregister") as call:
-            response = await self._http.delete(self._url(f"/v1/instances/{instance_id}"))
+            response = await self._http.delete(
+                self._url(f"/v1/instances/{instance_id}"), headers=self._write_headers
+            )
             if response.status_code == 404:
                 return False
             call.expect(response, 204)
@@ -104,6 +126,13 @@ class _Call:
         self.base_url = base_url
 
     def expect(self, response: httpx.Response, *statuses: int) -> None:
+        if response.status_code in (401, 403) and response.status_code not in statuses:
+            sent = "a wrong token" if response.status_code == 403 else "no token"
+            raise RegistryRefused(
+                f"registry at {self.base_url} refused {self.operation} ({response.status_code}): it "
+                f"requires its token and this client sent {sent} (--registry-token-file or "
+                "$HARNESS_REGISTRY_TOKEN)"
+            )
         if response.status_code not in statuses:
             raise RegistryError(
                 f"registry {self.operation} answered {response.status_code}: {response.text[:200]}"

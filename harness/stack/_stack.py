@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import socket
 import threading
 import time
@@ -35,6 +36,7 @@ from harness.stack._topology import Topology
 
 Progress = Callable[[str], None]
 STATE_FILE = "stack.json"
+REGISTRY_TOKEN_FILE = "registry.token"
 
 
 @dataclass(frozen=True)
@@ -182,10 +184,12 @@ class Stack:
         return process
 
     def _registry_args(self) -> list[str]:
+        """The registry's flags; called once per start, it makes this run's token (see ``_new_token``)."""
         r = self.topology.registry
+        token = _new_token(self.workdir / REGISTRY_TOKEN_FILE)
         return ["--ttl", str(r.ttl), "--check-interval", str(r.check_interval),
                 "--check-timeout", str(r.check_timeout), "--check-failures", str(r.check_failures),
-                "--event-log", str(self.event_log("registry"))]  # fmt: skip
+                "--token-file", str(token), "--event-log", str(self.event_log("registry"))]  # fmt: skip
 
     def _instance_args(self, kind: str, name: str) -> list[str]:
         service = self.topology.service(kind)
@@ -193,6 +197,8 @@ class Stack:
                 "--heartbeat-interval", str(service.heartbeat_interval),
                 "--ttl", str(self.topology.registry.ttl),
                 "--database", str(self.database(kind)), "--max-in-flight", str(service.max_in_flight),
+                "--registry-token-file", str(self.workdir / REGISTRY_TOKEN_FILE),
+                *(["--advertise-health"] if self.topology.registry.checks_through_proxy else []),
                 "--event-log", str(self.event_log(name))]  # fmt: skip
 
     def _wait_registered(self, deadline: float) -> None:
@@ -349,6 +355,21 @@ def _running_state(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return state if _pid_alive(harness_pid) else None
+
+
+def _new_token(path: Path) -> Path:
+    """Write a fresh random registry token to ``path``, readable by this user only, and return the path.
+
+    Services read it from the file (a command line is visible to everyone in ``ps``); a new one per run
+    means a token seen once is worthless to the next stack.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as fh:
+        fh.write(secrets.token_urlsafe(32) + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 def _free_port(host: str) -> int:

@@ -4,6 +4,7 @@ host = "127.0.0.1"
 [registry]
 ttl = 5.0
 check_interval = 1.0
+checks_through_proxy = false
 [services.users]
 instances = 3
 """
@@ -28,6 +29,12 @@ class RegistryTopology(BaseModel):
     check_interval: float = Field(default=1.0, gt=0)
     check_timeout: float = Field(default=1.0, gt=0)
     check_failures: int = Field(default=3, ge=1)
+    checks_through_proxy: bool = Field(
+        default=False,
+        description="Health checks reach each instance through its fault proxy, so a toxic or a disabled "
+        "proxy also evicts it (a full partition); off: they reach it directly, so faults on the proxy "
+        "are left to the callers' breakers.",
+    )
 
 
 class ServiceTopology(BaseModel):

@@ -68,7 +68,8 @@ async def joined(
         if settings.registry_url is None:
             peers = Peers(StaticInstances(()), events, metrics)
         else:
-            registry = await stack.enter_async_context(RegistryClient(settings.registry_url))
+            token = settings.registry_token.get_secret_value() if settings.registry_token else None
+            registry = await stack.enter_async_context(RegistryClient(settings.registry_url, token=token))
             lookup = RegistryLookup(registry, events=events)
             stack.push_async_callback(lookup.aclose)
             peers = Peers(lookup, events, metrics)
@@ -85,15 +86,21 @@ async def joined(
 
 
 def registration(settings: ServiceSettings, service: str) -> Registration:
-    """What this instance tells the registry: its advertised address and its health URL."""
+    """What this instance tells the registry: its advertised address, and its health URL.
+
+    The health URL is the instance's own port, so the registry's checks see the instance itself and a
+    fault on the proxy in front of it is left to the callers' breakers; with ``advertise_health`` it is
+    the advertised address (checks cross the proxy, as a full partition would).
+    """
     host = f"[{settings.advertise_host}]" if ":" in settings.advertise_host else settings.advertise_host
-    base = f"http://{host}:{settings.advertise_port}"
+    direct = settings.bound_port or settings.advertise_port
+    health_port = settings.advertise_port if settings.advertise_health else direct
     return Registration(
         instance_id=settings.instance_id,
         service=service,
         address=settings.advertise_host,
         port=settings.advertise_port,
-        health_url=f"{base}/health",
+        health_url=f"http://{host}:{health_port}/health",
         weight=settings.weight,
         ttl=settings.ttl,
     )

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.params import Depends as DependsParam
 from prometheus_client import CollectorRegistry
 
 from harness._net import is_loopback_host, is_loopback_url
@@ -26,6 +27,7 @@ from reference_services.common import (
     stopping_event,
 )
 
+from ._access import WRITE_REFUSALS, WriteGuard
 from ._checker import HealthChecker, health_check_client, sweep_forever
 from ._journal import InstanceGauge, RegistryJournal
 from ._models import (
@@ -55,7 +57,11 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(settings: RegistrySettings) -> FastAPI:
-    """The registry app; its lifespan runs the health checker and the TTL sweeper."""
+    """The registry app; its lifespan runs the health checker and the TTL sweeper.
+
+    With ``settings.token`` every write needs it (and the OpenAPI says so); without, writes are open to
+    any process on the machine, which the ``registry.started`` event records.
+    """
     metrics = CollectorRegistry()
     events = EventLog("registry", settings.event_log)
     journal = RegistryJournal(events, metrics)
@@ -72,6 +78,7 @@ def create_app(settings: RegistrySettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        events.emit("registry.started", writes="token" if settings.token is not None else "open")
         async with health_check_client(settings.check_timeout) as client:
             checker = HealthChecker(
                 store, journal, client, interval=settings.check_interval, timeout=settings.check_timeout
@@ -93,12 +100,17 @@ def create_app(settings: RegistrySettings) -> FastAPI:
     app = create_service_app(
         "registry", max_body_bytes=settings.max_body_bytes, metrics=metrics, lifespan=lifespan
     )
-    app.include_router(_router(store, journal, allow_remote=settings.allow_remote))
+    guard = [Depends(WriteGuard(settings.token))] if settings.token is not None else []
+    app.include_router(_router(store, journal, allow_remote=settings.allow_remote, write_guard=guard))
     return app
 
 
-def _router(store: InstanceStore, journal: RegistryJournal, *, allow_remote: bool) -> APIRouter:
+def _router(
+    store: InstanceStore, journal: RegistryJournal, *, allow_remote: bool, write_guard: list[DependsParam]
+) -> APIRouter:
+    """The API; ``write_guard`` (the token check, or nothing) runs first on every write route."""
     router = APIRouter(prefix="/v1", tags=["registry"])
+    refusals = WRITE_REFUSALS if write_guard else {}
 
     def view(instance: Instance) -> InstanceView:
         return InstanceView(
@@ -118,11 +130,12 @@ def _router(store: InstanceStore, journal: RegistryJournal, *, allow_remote: boo
 
     @router.put(
         "/instances/{instance_id}",
-        dependencies=[Depends(require_json)],
+        dependencies=[*write_guard, Depends(require_json)],
         responses={
             201: {"model": InstanceView, "description": "Registered a new instance."},
             409: {"model": ErrorBody, "description": "The id is registered for another service."},
             507: {"model": ErrorBody, "description": "The registry holds max_instances instances."},
+            **refusals,
         },
     )
     async def register(
@@ -141,7 +154,12 @@ def _router(store: InstanceStore, journal: RegistryJournal, *, allow_remote: boo
         response.status_code = 201 if created else 200
         return view(instance)
 
-    @router.delete("/instances/{instance_id}", status_code=204, responses=_NOT_FOUND)
+    @router.delete(
+        "/instances/{instance_id}",
+        status_code=204,
+        dependencies=write_guard,
+        responses={**_NOT_FOUND, **refusals},
+    )
     async def deregister(instance_id: InstanceId) -> Response:
         """Remove an instance."""
         try:
@@ -150,7 +168,9 @@ def _router(store: InstanceStore, journal: RegistryJournal, *, allow_remote: boo
             raise _not_found(exc) from exc
         return Response(status_code=204)
 
-    @router.put("/instances/{instance_id}/heartbeat", responses=_NOT_FOUND)
+    @router.put(
+        "/instances/{instance_id}/heartbeat", dependencies=write_guard, responses={**_NOT_FOUND, **refusals}
+    )
     async def heartbeat(instance_id: InstanceId) -> HeartbeatResponse:
         """Keep an instance alive for another TTL; 404 means it must register again."""
         try:

@@ -21,11 +21,13 @@ MIN_SWEEP_DELAY = 0.02
 
 
 class HealthChecker:
-    """Checks every instance that has a health URL once per ``interval``, concurrently.
+    """Checks every instance that has a health URL once per ``interval``, concurrently, and a newly
+    registered one at once, so it does not wait out a whole interval as critical.
 
     A check passes on a 2xx answer; a non-2xx answer, a connection error or no answer within ``timeout``
     is a failure. At most ``concurrency`` checks run at once; the timeout starts when a check gets its
-    slot, so a crowd of instances does not make healthy ones look slow.
+    slot, so a crowd of instances does not make healthy ones look slow. A registration is never checked
+    twice at the same time (a round skips one whose first check is still running).
     """
 
     def __init__(
@@ -44,9 +46,16 @@ class HealthChecker:
         self.interval = interval
         self.timeout = timeout
         self._slots = asyncio.Semaphore(concurrency)
+        self._running: set[tuple[str, int]] = set()  # (instance id, revision) being checked now
 
     async def run(self) -> None:
-        """Check rounds forever, one every ``interval`` (or back to back if a round overruns)."""
+        """Check rounds and first checks until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._rounds(), name="registry-check-rounds")
+            group.create_task(self._first_checks(), name="registry-first-checks")
+
+    async def _rounds(self) -> None:
+        """One round every ``interval`` (or back to back if a round overruns)."""
         loop = asyncio.get_running_loop()
         next_round = loop.time()
         while True:
@@ -57,17 +66,34 @@ class HealthChecker:
             next_round = max(next_round + self.interval, loop.time())
             await asyncio.sleep(next_round - loop.time())
 
+    async def _first_checks(self) -> None:
+        """Check each new registration as soon as it arrives, without waiting for the next round."""
+        async with asyncio.TaskGroup() as group:
+            while True:
+                await self._store.wait_for_new_targets()
+                for target in self._store.check_targets(unchecked_only=True):
+                    if (target.instance_id, target.revision) not in self._running:
+                        group.create_task(self._check_and_record(target))
+
     async def check_round(self) -> None:
-        """Check every current target once and apply the results."""
+        """Check every current target once (except those being checked already) and apply the results."""
         async with asyncio.TaskGroup() as group:
             for target in self._store.check_targets():
-                group.create_task(self._check_and_record(target))
+                if (target.instance_id, target.revision) not in self._running:
+                    group.create_task(self._check_and_record(target))
 
     async def _check_and_record(self, target: CheckTarget) -> None:
-        async with self._slots:
-            result, reason = await self.check(target.url)
-        self._journal.check_done(result)
-        self._store.record_check(target, passed=result is CheckResult.PASSING, reason=reason)
+        key = (target.instance_id, target.revision)
+        self._running.add(key)
+        try:
+            async with self._slots:
+                result, reason = await self.check(target.url)
+            self._journal.check_done(result)
+            self._store.record_check(target, passed=result is CheckResult.PASSING, reason=reason)
+        except Exception:  # one bad result must not cancel the other checks of its group
+            logger.exception("recording the health check of %s failed", target.instance_id)
+        finally:
+            self._running.discard(key)
 
     async def check(self, url: str) -> tuple[CheckResult, str]:
         """One GET of ``url``, bounded by ``timeout`` overall; returns the result and a short reason."""

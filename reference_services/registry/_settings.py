@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reference_services.common._settings import RegistryToken
+
 
 class RegistrySettings(BaseModel):
     """How long instances live without heartbeats, how they are health-checked, and the service's limits."""
@@ -25,4 +27,7 @@ class RegistrySettings(BaseModel):
     max_instances: int = Field(10000, ge=1, description="Registrations beyond this are refused (507).")
     allow_remote: bool = Field(
         False, description="Accept instances (and health URLs) outside loopback; off: refused with 422."
+    )
+    token: RegistryToken | None = Field(
+        None, description="Required on writes (register, heartbeat, deregister); None: writes are open."
     )

@@ -65,6 +65,7 @@ class Instance:
     last_heartbeat_at: datetime
     last_heartbeat: float  # monotonic seconds
     revision: int  # new on every (re-)registration, so a late health-check result can be told apart
+    checked: bool  # a check of its health URL has answered since that URL was registered
 
     @property
     def expires_at(self) -> float:
@@ -193,6 +194,7 @@ class InstanceStore:
         self._service_index: dict[str, int] = {}
         self._revision = 0
         self._waiters: dict[str, asyncio.Event] = {}
+        self._new_targets = asyncio.Event()  # binds to the loop of its first waiter, not this one
         self._closed = False
 
     # -- reading -----------------------------------------------------------------------------------
@@ -230,12 +232,13 @@ class InstanceStore:
         """Seconds until ``instance`` expires without another heartbeat (0 when overdue)."""
         return max(0.0, instance.expires_at - self.clock.monotonic())
 
-    def check_targets(self) -> list[CheckTarget]:
-        """Every instance with a health URL, pinned to its current registration."""
+    def check_targets(self, *, unchecked_only: bool = False) -> list[CheckTarget]:
+        """Every instance with a health URL (or only those awaiting their first check), pinned to its
+        current registration."""
         return [
             CheckTarget(i.instance_id, i.revision, i.health_url)
             for i in self._instances.values()
-            if i.health_url is not None
+            if i.health_url is not None and not (unchecked_only and i.checked)
         ]
 
     # -- changing ----------------------------------------------------------------------------------
@@ -243,7 +246,11 @@ class InstanceStore:
     def register(self, registration: Registration) -> tuple[Instance, bool]:
         """Add or refresh an instance; returns it and whether it is new.
 
-        A refresh counts as a heartbeat, starts the instance over as passing with no failures, and moves
+        An instance with a health URL starts critical (out of healthy lookups) until its first check
+        passes, as in Consul: registering again after an eviction or expiry cannot skip the checks. A
+        refresh of a live instance with the same health URL keeps its health and failure count (so it
+        cannot escape a failing check by re-registering); a new health URL starts over unchecked. Without
+        a health URL an instance is passing while it heartbeats. A refresh counts as a heartbeat and moves
         the service's index only if what lookups show changed.
         """
         existing = self._live(registration.instance_id)
@@ -253,6 +260,11 @@ class InstanceStore:
             raise StoreFull(self.max_instances)
         now, wall = self.clock.monotonic(), self._wall_clock()
         self._revision += 1
+        status, failures, checked = HealthStatus.CRITICAL, 0, False
+        if registration.health_url is None:
+            status, checked = HealthStatus.PASSING, True
+        elif existing is not None and existing.health_url == registration.health_url:
+            status, failures, checked = existing.status, existing.consecutive_failures, existing.checked
         instance = Instance(
             instance_id=registration.instance_id,
             service=registration.service,
@@ -262,15 +274,18 @@ class InstanceStore:
             metadata=dict(registration.metadata or {}),
             weight=registration.weight,
             ttl=registration.ttl if registration.ttl is not None else self.default_ttl,
-            status=HealthStatus.PASSING,
-            consecutive_failures=0,
+            status=status,
+            consecutive_failures=failures,
             registered_at=existing.registered_at if existing is not None else wall,
             last_heartbeat_at=wall,
             last_heartbeat=now,
             revision=self._revision,
+            checked=checked,
         )
         self._instances[instance.instance_id] = instance
         self._members.setdefault(instance.service, set()).add(instance.instance_id)
+        if not checked:
+            self._new_targets.set()
         if existing is None:
             self._report(ChangeKind.REGISTERED, instance, "registered", bump=True)
         else:
@@ -305,20 +320,21 @@ class InstanceStore:
         """Apply one health-check result; returns the instance after it, or None if it was removed.
 
         Results for a registration that has since been replaced or removed are ignored. A failure makes
-        a passing instance critical at once; ``check_failures`` failures in a row evict it; a pass makes
-        a critical instance passing again.
+        a passing instance critical at once; ``check_failures`` failures in a row evict it (counting
+        from registration: an instance that never passed is evicted too); a pass makes a critical
+        instance passing.
         """
         instance = self._instances.get(target.instance_id)
         if instance is None or instance.revision != target.revision:
             return None
         if passed:
-            updated = replace(instance, consecutive_failures=0, status=HealthStatus.PASSING)
+            updated = replace(instance, consecutive_failures=0, status=HealthStatus.PASSING, checked=True)
             self._instances[instance.instance_id] = updated
             if not instance.healthy:
                 self._report(ChangeKind.HEALTH_CHANGED, updated, f"health check passed: {reason}", bump=True)
             return updated
         failures = instance.consecutive_failures + 1
-        updated = replace(instance, consecutive_failures=failures, status=HealthStatus.CRITICAL)
+        updated = replace(instance, consecutive_failures=failures, status=HealthStatus.CRITICAL, checked=True)
         if failures >= self.check_failures:
             self._remove(
                 updated, ChangeKind.EVICTED, f"{failures} health checks failed in a row; last: {reason}"
@@ -338,6 +354,15 @@ class InstanceStore:
         """
         while not self._closed and self.service_index(service) == index:
             await self._waiters.setdefault(service, asyncio.Event()).wait()
+
+    async def wait_for_new_targets(self) -> None:
+        """Return once an instance registered since the last call awaits its first health check.
+
+        One waiter (the health checker) consumes the signal; it then asks ``check_targets(unchecked_only=
+        True)``, so a registration between the wake-up and that call is seen by one or the other.
+        """
+        await self._new_targets.wait()
+        self._new_targets.clear()
 
     def close(self) -> None:
         """Wake every blocked query and make new ones return at once (shutdown)."""

@@ -39,6 +39,7 @@ def start_registry(
     check_timeout: float = 0.3,
     check_failures: int = 3,
     port: int = 0,
+    token_file: Path | None = None,
 ) -> RunningRegistry:
     """Start ``harness serve registry`` as a child process and wait until it answers ``/health``."""
     event_log = workdir / "registry-events.jsonl"
@@ -49,6 +50,8 @@ def start_registry(
         "--check-timeout", str(check_timeout),
         "--check-failures", str(check_failures),
     ]  # fmt: skip
+    if token_file is not None:
+        args += ["--token-file", str(token_file)]
     process = ServiceProcess("registry", "registry", args, port=port, workdir=workdir, env=child_env())
     process.start()
     return RunningRegistry(process, event_log, ttl, check_interval, check_timeout, check_failures)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 
+from harness.discovery import Registration, RegistrationKeeper, RegistryClient, RegistryLookup
+from harness.errors import RegistryRefused
 from harness.events import read_events
+from harness.stack import ServiceProcess
+from tests._children import child_env
 
 from ._support import eventually as poll
 from .conftest import HealthTarget, RunningRegistry, start_registry
@@ -30,9 +35,13 @@ def body(service: str, port: int = 9000, **fields: Any) -> dict[str, Any]:
 
 
 async def register(
-    client: httpx.AsyncClient, instance_id: str, service: str, **fields: Any
+    client: httpx.AsyncClient,
+    instance_id: str,
+    service: str,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
 ) -> httpx.Response:
-    response = await client.put(f"/v1/instances/{instance_id}", json=body(service, **fields))
+    response = await client.put(f"/v1/instances/{instance_id}", json=body(service, **fields), headers=headers)
     assert response.status_code in (200, 201), response.text
     return response
 
@@ -259,8 +268,9 @@ class TestActiveHealthChecks:
     ) -> None:
         instance_id, service = unique("sick"), unique("svc")
         await register(client, instance_id, service, ttl=30, health_url=health_target.url)
-        await eventually(lambda: _hit(health_target), within=3.0, what="a first health check")
-        assert await instance_status(client, instance_id) == "passing"
+        await eventually(
+            lambda: _is(instance_status(client, instance_id), "passing"), within=3.0, what="a first pass"
+        )
 
         health_target.status = 503
         _, critical_after = await eventually(
@@ -274,7 +284,7 @@ class TestActiveHealthChecks:
         n, interval = registry.check_failures, registry.check_interval
         assert critical_after <= interval + registry.check_timeout + 0.5
         assert gone_after <= n * interval + 1.0
-        events = {e["event"]: e for e in events_for(registry, instance_id)}
+        events = {e["event"]: e for e in events_for(registry, instance_id)}  # the last of each kind
         changed, evicted = events["registry.health_changed"], events["registry.evicted"]
         assert changed["status"] == "critical"
         assert "status 503" in changed["reason"]
@@ -286,6 +296,7 @@ class TestActiveHealthChecks:
     ) -> None:
         instance_id, service = unique("flaky"), unique("svc")
         await register(client, instance_id, service, ttl=30, health_url=health_target.url)
+        await eventually(lambda: _is(instance_status(client, instance_id), "passing"), within=3.0)
         start_index = (await lookup(client, service))["index"]
 
         health_target.status = 500
@@ -302,15 +313,95 @@ class TestActiveHealthChecks:
     async def test_hanging_target_fails_by_timeout(
         self, client: httpx.AsyncClient, registry: RunningRegistry, health_target: HealthTarget
     ) -> None:
-        instance_id = unique("slow")
+        """A target that never answers is never listed: each check times out, then it is evicted."""
+        instance_id, service = unique("slow"), unique("svc")
         health_target.delay = 5.0
-        await register(client, instance_id, unique("svc"), ttl=30, health_url=health_target.url)
+        await register(client, instance_id, service, ttl=30, health_url=health_target.url)
 
-        _, after = await eventually(lambda: _is(instance_status(client, instance_id), "critical"), within=3.0)
+        await eventually(lambda: _is(instance_status(client, instance_id), "gone"), within=5.0)
 
-        assert after <= registry.check_interval + registry.check_timeout + 0.5
-        changed = [e for e in events_for(registry, instance_id) if e["event"] == "registry.health_changed"]
-        assert f"no answer within {registry.check_timeout:g}s" in changed[0]["reason"]
+        evicted = [e for e in events_for(registry, instance_id) if e["event"] == "registry.evicted"]
+        assert f"no answer within {registry.check_timeout:g}s" in evicted[0]["reason"]
+        assert ids(await lookup(client, service, healthy="false")) == []
+
+
+class TestFirstCheck:
+    """A (re-)registered instance with a health URL is critical until its first check passes (as Consul)."""
+
+    async def test_registered_instance_is_critical_until_a_check_passes(
+        self, client: httpx.AsyncClient, health_target: HealthTarget
+    ) -> None:
+        instance_id, service = unique("new"), unique("svc")
+        health_target.status = 503
+
+        answer = await register(client, instance_id, service, ttl=30, health_url=health_target.url)
+
+        assert answer.json()["status"] == "critical"
+        assert ids(await lookup(client, service)) == []
+        assert (await client.get("/v1/services")).json()["services"][service] == {
+            "instances": 1,
+            "healthy": 0,
+        }
+        health_target.status = 200
+        await eventually(lambda: _is(instance_status(client, instance_id), "passing"), within=3.0)
+        assert ids(await lookup(client, service)) == [instance_id]
+
+    async def test_first_check_runs_at_once_not_after_an_interval(
+        self, tmp_path: Path, health_target: HealthTarget
+    ) -> None:
+        """With checks every 30 s, a new instance still becomes usable within a fraction of a second."""
+        running = start_registry(tmp_path, ttl=60.0, check_interval=30.0, check_timeout=1.0)
+        try:
+            async with httpx.AsyncClient(base_url=running.url, timeout=10.0, trust_env=False) as http:
+                instance_id = unique("prompt")
+                await register(http, instance_id, unique("svc"), ttl=60, health_url=health_target.url)
+                _, took = await eventually(
+                    lambda: _is(instance_status(http, instance_id), "passing"), within=10.0, what="passing"
+                )
+        finally:
+            running.process.stop()
+        print(f"first check passed {took * 1000:.0f} ms after registration (bound 1000 ms)")
+        assert took < 1.0
+
+    async def test_evicted_slow_instance_does_not_flap_back_on_its_heartbeat(
+        self, tmp_path: Path, health_target: HealthTarget
+    ) -> None:
+        """A keeper re-registers its evicted, too slow instance; lookups never list it, not even briefly."""
+        running = start_registry(tmp_path, ttl=5.0, check_interval=0.2, check_timeout=0.2, check_failures=2)
+        health_target.delay = 5.0
+        instance_id, service = unique("slow"), unique("svc")
+        registration = Registration(
+            instance_id=instance_id, service=service, address="127.0.0.1", port=9000,
+            health_url=health_target.url, ttl=5.0,
+        )  # fmt: skip
+        try:
+            async with RegistryClient(running.url) as registry:
+                watch = RegistryLookup(registry, wait=5.0)
+                assert await watch.instances(service) == ()
+                keeper = RegistrationKeeper(registry, registration, interval=0.05)
+                await keeper.start()
+                try:
+                    await poll(
+                        lambda: _true(keeper.reregistrations >= 2), within=10.0, what="two re-registrations"
+                    )
+                finally:
+                    await keeper.stop()
+                    await watch.aclose()
+        finally:
+            running.process.stop()
+
+        events = events_for(running, instance_id)
+        registered = [e for e in events if e["event"] == "registry.registered"]
+        assert len(registered) >= 3
+        assert {e["status"] for e in registered} == {"critical"}
+        assert [e for e in events if e["event"] == "registry.health_changed"] == []
+        assert len([e for e in events if e["event"] == "registry.evicted"]) >= 2
+        seen = [e for e in watch.events.of_type("discovery.membership_changed") if instance_id in e["added"]]
+        assert seen == []
+
+
+async def _true(condition: bool) -> bool | None:
+    return True if condition else None
 
 
 async def _hit(target: HealthTarget) -> bool | None:
@@ -437,3 +528,155 @@ class TestOperations:
 
         assert names == ["registry.registered", "registry.reregistered", "registry.deregistered"]
         assert all(e["service"] == service and e["reason"] for e in events_for(registry, instance_id))
+
+
+TOKEN = "t0ken-for-this-test-only-0123456789"
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    """A registry started with a token file: writes need the token."""
+    workdir = tmp_path_factory.mktemp("guarded")
+    token_file = workdir / "registry.token"
+    token_file.write_text(TOKEN + "\n")
+    running = start_registry(workdir, token_file=token_file)
+    try:
+        yield running
+    finally:
+        running.process.stop()
+
+
+WRITES = [
+    pytest.param("PUT", "/v1/instances/{id}", id="register"),
+    pytest.param("PUT", "/v1/instances/{id}/heartbeat", id="heartbeat"),
+    pytest.param("DELETE", "/v1/instances/{id}", id="deregister"),
+]
+
+
+class TestWriteToken:
+    """With a token, writes without it are 401 and with a wrong one 403; reads stay open."""
+
+    @pytest.mark.parametrize(("method", "path"), WRITES)
+    async def test_write_without_token_is_401(self, guarded: RunningRegistry, method: str, path: str) -> None:
+        async with httpx.AsyncClient(base_url=guarded.url, trust_env=False) as http:
+            instance_id = unique("victim")
+            await register(http, instance_id, "users", ttl=30, headers={"X-Registry-Token": TOKEN})
+            response = await http.request(method, path.format(id=instance_id), json=body("users"))
+            still = await http.get(f"/v1/instances/{instance_id}")
+
+        assert response.status_code == 401
+        assert response.json()["error"] == "unauthorized"
+        assert "X-Registry-Token" in response.json()["message"]
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert still.status_code == 200  # nothing changed
+
+    @pytest.mark.parametrize(("method", "path"), WRITES)
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            pytest.param({b"X-Registry-Token": TOKEN[:-1].encode() + b"X"}, id="header"),
+            pytest.param({b"Authorization": f"Bearer {TOKEN}-and-more".encode()}, id="bearer"),
+            pytest.param({b"X-Registry-Token": "\u00e9".encode() * 20}, id="utf-8"),
+        ],
+    )
+    async def test_write_with_wrong_token_is_403(
+        self, guarded: RunningRegistry, method: str, path: str, headers: dict[bytes, bytes]
+    ) -> None:
+        async with httpx.AsyncClient(base_url=guarded.url, trust_env=False) as http:
+            instance_id = unique("victim")
+            await register(http, instance_id, "users", ttl=30, headers={"X-Registry-Token": TOKEN})
+            response = await http.request(
+                method, path.format(id=instance_id), json=body("users", port=9999), headers=headers
+            )
+            still = await http.get(f"/v1/instances/{instance_id}")
+
+        assert response.status_code == 403
+        assert response.json()["error"] == "forbidden"
+        assert TOKEN not in response.text
+        assert (still.status_code, still.json()["port"]) == (200, 9000)
+
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            pytest.param({"X-Registry-Token": TOKEN}, id="header"),
+            pytest.param({"Authorization": f"Bearer {TOKEN}"}, id="bearer"),
+        ],
+    )
+    async def test_writes_with_the_token_work(
+        self, guarded: RunningRegistry, headers: dict[str, str]
+    ) -> None:
+        async with httpx.AsyncClient(base_url=guarded.url, trust_env=False, headers=headers) as http:
+            instance_id = unique("ok")
+            first = await http.put(f"/v1/instances/{instance_id}", json=body("users"))
+            beat = await http.put(f"/v1/instances/{instance_id}/heartbeat")
+            gone = await http.delete(f"/v1/instances/{instance_id}")
+        assert (first.status_code, beat.status_code, gone.status_code) == (201, 200, 204)
+
+    async def test_reads_are_open(self, guarded: RunningRegistry) -> None:
+        async with httpx.AsyncClient(base_url=guarded.url, trust_env=False) as http:
+            instance_id, service = unique("read"), unique("svc")
+            await register(http, instance_id, service, ttl=30, headers={"X-Registry-Token": TOKEN})
+            answers = [
+                await http.get(path)
+                for path in ("/v1/services", f"/v1/services/{service}/instances",
+                             f"/v1/instances/{instance_id}", "/health", "/metrics")
+            ]  # fmt: skip
+        assert [a.status_code for a in answers] == [200] * 5
+        assert ids(answers[1].json()) == [instance_id]
+
+    async def test_registry_client_sends_the_token_and_names_a_refusal(
+        self, guarded: RunningRegistry
+    ) -> None:
+        registration = Registration(instance_id=unique("c"), service="users", address="127.0.0.1", port=9000)
+        async with RegistryClient(guarded.url, token=TOKEN) as right, RegistryClient(guarded.url) as none:
+            view = await right.register(registration)
+            with pytest.raises(RegistryRefused, match=r"refused heartbeat \(401\).*no token"):
+                await none.heartbeat(registration.instance_id)
+            async with RegistryClient(guarded.url, token="w" * 32) as wrong:
+                with pytest.raises(RegistryRefused, match=r"refused deregister \(403\).*wrong token"):
+                    await wrong.deregister(registration.instance_id)
+            assert await right.deregister(registration.instance_id) is True
+        assert view.instance_id == registration.instance_id
+        assert RegistryRefused.exit_code == 2
+
+    async def test_token_from_the_environment(self, tmp_path: Path) -> None:
+        """``HARNESS_REGISTRY_TOKEN`` configures it too (no flag: a command line is visible in ps)."""
+        process = ServiceProcess("registry", "registry", [], workdir=tmp_path,
+                                 env={**child_env(), "HARNESS_REGISTRY_TOKEN": TOKEN}).start()  # fmt: skip
+        try:
+            async with httpx.AsyncClient(base_url=process.url, trust_env=False) as http:
+                refused = await http.put(f"/v1/instances/{unique('e')}", json=body("users"))
+                accepted = await http.put(
+                    f"/v1/instances/{unique('e')}", json=body("users"), headers={"X-Registry-Token": TOKEN}
+                )
+        finally:
+            process.stop()
+        assert (refused.status_code, accepted.status_code) == (401, 201)
+        assert TOKEN not in " ".join(process.command())
+
+    async def test_startup_line_says_whether_writes_are_open(
+        self, guarded: RunningRegistry, registry: RunningRegistry
+    ) -> None:
+        guarded_log = guarded.process.log_path.read_text()
+        open_log = registry.process.log_path.read_text()
+        assert "writes need the token" in guarded_log
+        assert TOKEN not in guarded_log
+        assert "writes are OPEN to any local process" in open_log
+        started = [e for e in read_events(registry.event_log) if e["event"] == "registry.started"]
+        assert started[0]["writes"] == "open"
+        assert [e["writes"] for e in read_events(guarded.event_log) if e["event"] == "registry.started"] == [
+            "token"
+        ]
+
+    async def test_openapi_documents_the_token_on_writes_only(
+        self, guarded: RunningRegistry, registry: RunningRegistry
+    ) -> None:
+        async with httpx.AsyncClient(trust_env=False) as http:
+            spec = (await http.get(f"{guarded.url}/openapi.json")).json()
+            open_spec = (await http.get(f"{registry.url}/openapi.json")).json()
+        put = spec["paths"]["/v1/instances/{instance_id}"]["put"]
+        get = spec["paths"]["/v1/instances/{instance_id}"]["get"]
+        assert {"401", "403"} <= set(put["responses"])
+        assert put["security"]
+        assert "security" not in get
+        assert "security" not in open_spec["paths"]["/v1/instances/{instance_id}"]["put"]

@@ -23,6 +23,7 @@ from reference_services.registry._store import (
 )
 
 EPOCH = datetime(2030, 1, 1, tzinfo=UTC)
+URL = "http://h/health"
 
 
 class Harness:
@@ -58,6 +59,11 @@ class Harness:
 
     def pass_(self, instance_id: str) -> None:
         self.store.record_check(self.target(instance_id), passed=True, reason="status 200")
+
+    def register_passing(self, instance_id: str) -> None:
+        """Register with a health URL and pass the first check, as a healthy instance does."""
+        self.register(instance_id, health_url=URL)
+        self.pass_(instance_id)
 
 
 @pytest.fixture
@@ -203,7 +209,7 @@ class TestHealth:
     """A failed check makes an instance critical at once; n in a row evict it; a pass restores it."""
 
     def test_failure_makes_critical_and_bumps_once(self, h: Harness) -> None:
-        h.register("u1", health_url="http://h/health")
+        h.register_passing("u1")
         before = h.store.service_index("users")
         h.fail("u1")
         after_first = h.store.service_index("users")
@@ -216,27 +222,28 @@ class TestHealth:
         assert h.store.service_index("users") == after_first
         assert h.store.lookup("users")[1] == []
         assert [i.instance_id for i in h.store.lookup("users", healthy_only=False)[1]] == ["u1"]
-        assert h.kinds().count(ChangeKind.HEALTH_CHANGED) == 1
+        assert h.kinds().count(ChangeKind.HEALTH_CHANGED) == 2  # passed first, then failed
 
     def test_evicted_after_n_consecutive_failures(self) -> None:
         h = Harness(check_failures=3)
-        h.register("u1", health_url="http://h/health")
+        h.register_passing("u1")
         h.fail("u1")
         h.fail("u1")
         assert h.store.get("u1") is not None
         h.fail("u1")
         assert h.store.get("u1") is None
-        assert h.kinds() == [ChangeKind.REGISTERED, ChangeKind.HEALTH_CHANGED, ChangeKind.EVICTED]
+        assert h.kinds()[-2:] == [ChangeKind.HEALTH_CHANGED, ChangeKind.EVICTED]
         assert "3 health checks failed in a row" in h.changes[-1].reason
 
     def test_single_allowed_failure_evicts_at_once(self) -> None:
         h = Harness(check_failures=1)
-        h.register("u1", health_url="http://h/health")
+        h.register_passing("u1")
         h.fail("u1")
-        assert h.kinds() == [ChangeKind.REGISTERED, ChangeKind.EVICTED]
+        assert h.kinds()[-1] is ChangeKind.EVICTED
+        assert h.store.get("u1") is None
 
     def test_pass_restores_and_resets_failures(self, h: Harness) -> None:
-        h.register("u1", health_url="http://h/health")
+        h.register_passing("u1")
         h.fail("u1")
         h.fail("u1")
         critical_index = h.store.service_index("users")
@@ -251,18 +258,10 @@ class TestHealth:
         h.fail("u1")
         assert h.store.get("u1") is not None  # the count started over
 
-    def test_reregistration_resets_health(self, h: Harness) -> None:
-        h.register("u1", health_url="http://h/health")
-        h.fail("u1")
-        h.register("u1", health_url="http://h/health")
-        instance = h.store.get("u1")
-        assert instance is not None
-        assert (instance.status, instance.consecutive_failures) == (HealthStatus.PASSING, 0)
-
     def test_result_for_a_replaced_registration_is_ignored(self, h: Harness) -> None:
-        h.register("u1", health_url="http://h/health")
+        h.register_passing("u1")
         stale = h.target("u1")
-        h.register("u1", health_url="http://h/health")
+        h.register("u1", health_url=URL)
         assert h.store.record_check(stale, passed=False, reason="late") is None
         instance = h.store.get("u1")
         assert instance is not None
@@ -270,8 +269,98 @@ class TestHealth:
 
     def test_only_instances_with_a_health_url_are_checked(self, h: Harness) -> None:
         h.register("u1")
-        h.register("u2", health_url="http://h/health")
+        h.register("u2", health_url=URL)
         assert [t.instance_id for t in h.store.check_targets()] == ["u2"]
+
+
+class TestFirstCheck:
+    """An instance with a health URL is critical until a check passes, however it (re-)registered."""
+
+    def test_new_instance_is_critical_until_its_first_check_passes(self, h: Harness) -> None:
+        h.register("u1", health_url=URL)
+        instance = h.store.get("u1")
+        assert instance is not None
+        assert (instance.status, instance.consecutive_failures) == (HealthStatus.CRITICAL, 0)
+        assert h.store.lookup("users")[1] == []
+        assert (h.store.services()["users"].instances, h.store.services()["users"].healthy) == (1, 0)
+        index = h.store.service_index("users")
+
+        h.pass_("u1")
+
+        assert [i.instance_id for i in h.store.lookup("users")[1]] == ["u1"]
+        assert h.store.service_index("users") > index  # watchers learn it became usable
+        assert h.changes[-1].kind is ChangeKind.HEALTH_CHANGED
+        assert "health check passed" in h.changes[-1].reason
+
+    def test_instance_without_health_url_is_passing_at_once(self, h: Harness) -> None:
+        h.register("u1")
+        assert [i.instance_id for i in h.store.lookup("users")[1]] == ["u1"]
+        assert h.store.check_targets(unchecked_only=True) == []
+
+    def test_reregistration_after_eviction_waits_for_a_check(self) -> None:
+        """The flap: an evicted instance's next heartbeat is 404, it registers again, and stays out."""
+        h = Harness(check_failures=2)
+        h.register_passing("u1")
+        h.fail("u1")
+        h.fail("u1")
+        with pytest.raises(UnknownInstance):
+            h.store.heartbeat("u1")
+
+        assert h.register("u1", health_url=URL) is True
+
+        assert h.store.lookup("users")[1] == []
+        h.fail("u1")
+        h.fail("u1")
+        assert h.store.get("u1") is None  # a never-passing instance is evicted again, never listed
+        assert ChangeKind.HEALTH_CHANGED not in h.kinds()[-3:]
+
+    def test_refresh_keeps_health_and_failure_count(self) -> None:
+        """Registering again while live cannot wash away failed checks (nor hide a passing instance)."""
+        h = Harness(check_failures=3)
+        h.register_passing("u1")
+        h.register("u1", health_url=URL)
+        assert [i.instance_id for i in h.store.lookup("users")[1]] == ["u1"]
+        h.fail("u1")
+        h.fail("u1")
+        h.register("u1", health_url=URL)
+        instance = h.store.get("u1")
+        assert instance is not None
+        assert (instance.status, instance.consecutive_failures) == (HealthStatus.CRITICAL, 2)
+        h.fail("u1")
+        assert h.store.get("u1") is None
+
+    def test_new_health_url_starts_over_unchecked(self, h: Harness) -> None:
+        h.register_passing("u1")
+        h.register("u1", health_url="http://h:81/health")
+        instance = h.store.get("u1")
+        assert instance is not None
+        assert (instance.status, instance.checked) == (HealthStatus.CRITICAL, False)
+        assert [t.url for t in h.store.check_targets(unchecked_only=True)] == ["http://h:81/health"]
+
+    def test_dropping_the_health_url_makes_it_passing(self, h: Harness) -> None:
+        h.register("u1", health_url=URL)
+        h.register("u1")
+        assert [i.instance_id for i in h.store.lookup("users")[1]] == ["u1"]
+
+    def test_unchecked_targets_are_those_awaiting_a_first_result(self, h: Harness) -> None:
+        h.register_passing("u1")
+        h.register("u2", health_url=URL)
+        h.register("u3", health_url=URL)
+        h.fail("u3")  # a failed first check is a result too: rounds take it from here
+        assert [t.instance_id for t in h.store.check_targets(unchecked_only=True)] == ["u2"]
+
+    async def test_registration_wakes_the_first_check_waiter(self, h: Harness) -> None:
+        waiter = asyncio.create_task(h.store.wait_for_new_targets())
+        await asyncio.sleep(0)
+        h.register("u0")  # nothing to check
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        h.register("u1", health_url=URL)
+        await asyncio.wait_for(waiter, timeout=1)
+        second = asyncio.create_task(h.store.wait_for_new_targets())
+        await asyncio.sleep(0)
+        assert not second.done()  # the signal was consumed
+        second.cancel()
 
 
 class TestReading:
@@ -283,7 +372,7 @@ class TestReading:
         assert [i.instance_id for i in h.store.lookup("users")[1]] == ["a", "b", "c"]
 
     def test_services_summary(self, h: Harness) -> None:
-        h.register("u1", health_url="http://h/health")
+        h.register_passing("u1")
         h.register("u2")
         h.register("o1", service="orders")
         h.fail("u1")
