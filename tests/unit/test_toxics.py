@@ -20,6 +20,7 @@ from harness.faults._toxics import (
     SlicerToxic,
     SlowCloseToxic,
     TimeoutToxic,
+    Toxic,
     ToxicState,
     bandwidth_schedule,
     latency_delay,
@@ -93,6 +94,42 @@ class TestRegistry:
     def test_only_timeout_closes_when_removed(self) -> None:
         """Removing a timeout toxic closes the links it held, as Toxiproxy's Cleanup does; no other toxic."""
         assert [name for name, kind in TOXICS.items() if kind.closes_on_removal] == ["timeout"]
+
+
+class TestBounds:
+    @pytest.mark.parametrize(
+        ("toxic", "message"),
+        [
+            pytest.param(LatencyToxic(latency=-1), "latency: must be between 0 and 3600000 ms", id="latency"),
+            pytest.param(
+                LatencyToxic(latency=2**62), "latency: must be between 0 and 3600000 ms", id="for-ever"
+            ),
+            pytest.param(LatencyToxic(jitter=-1), "jitter: must be between 0 and 3600000 ms", id="jitter"),
+            pytest.param(BandwidthToxic(rate=-1), "rate: must be at least 0 KB/s", id="rate"),
+            pytest.param(
+                SlowCloseToxic(delay=3_600_001), "delay: must be between 0 and 3600000 ms", id="delay"
+            ),
+            pytest.param(TimeoutToxic(timeout=-1), "timeout: must be between 0 and 3600000 ms", id="timeout"),
+            pytest.param(ResetPeerToxic(timeout=-1), "timeout: must be between 0 and 3600000 ms", id="reset"),
+            pytest.param(SlicerToxic(average_size=-1), "average_size: must be at least 0 bytes", id="slice"),
+            pytest.param(
+                SlicerToxic(delay=-1), "delay: must be between 0 and 3600000000 µs", id="slicer-delay"
+            ),
+            pytest.param(LimitDataToxic(bytes=-1), "bytes: must be at least 0 bytes", id="bytes"),
+        ],
+    )
+    def test_out_of_range_attribute_is_named(self, toxic: Toxic, message: str) -> None:
+        assert toxic.refusal() == message
+
+    def test_defaults_and_an_hour_are_accepted(self) -> None:
+        """Zero is every attribute's default (and timeout's "hold for ever"); an hour is the longest delay."""
+        assert [name for name, kind in TOXICS.items() if kind().refusal() is not None] == []
+        assert LatencyToxic(latency=3_600_000, jitter=3_600_000).refusal() is None
+
+    def test_every_attribute_has_a_bound(self) -> None:
+        assert {name: set(kind.bounds) for name, kind in TOXICS.items()} == {
+            name: set(kind().attributes()) for name, kind in TOXICS.items()
+        }
 
 
 class TestNoop:

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+
 import pytest
 
 from harness.faults._addresses import AddressError, remote_address_refusal, split_host_port
 from harness.faults._api import RequestIds, _clean_path
 from harness.faults._collection import PROXY, TOXIC_WRAPPER
+from harness.faults._decoding import INLINE_BYTES, BodyDecoder
 from harness.faults._gojson import GoJSONError, Number, bind, decode, go_float32, go_string
+from harness.faults._limits import (
+    MAX_JSON_DEPTH,
+    MAX_NAME_LENGTH,
+    Bound,
+    body_too_large,
+    name_refusal,
+    toxicity_refusal,
+)
+from harness.faults._toxics import LatencyToxic
 
 
 class TestDecodeSyntax:
@@ -45,9 +59,54 @@ class TestDecodeSyntax:
             decode(body)
         assert str(caught.value) == message
 
+    @pytest.mark.parametrize(
+        ("body", "message"),
+        [
+            pytest.param(
+                b'"' + b"a" * 5000 + b'\\q"', "invalid character 'q' in string escape code", id="escape"
+            ),
+            pytest.param(
+                b'"' + b"a" * 5000 + b'\n"', "invalid character '\\n' in string literal", id="control"
+            ),
+            pytest.param(b'"' + b"a" * 5000, "unexpected EOF", id="unterminated"),
+            pytest.param(b"[" + b"1" * 5000 + b"x", "invalid character 'x' after array element", id="digits"),
+        ],
+    )
+    def test_long_runs_end_where_go_would_fail(self, body: bytes, message: str) -> None:
+        """Runs of string characters and digits are skipped in one step; the error is still Go's."""
+        with pytest.raises(GoJSONError) as caught:
+            decode(body)
+        assert str(caught.value) == message
+
     def test_first_value_only(self) -> None:
         """Like json.Decoder.Decode, bytes after the first value are not read."""
         assert decode(b'{"a":1} trailing junk') == [("a", Number("1"))]
+
+
+class TestDecodeDepth:
+    def test_nesting_at_the_limit_decodes(self) -> None:
+        value = decode(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH)
+        depth = 0
+        while isinstance(value, list):
+            depth += 1
+            value = value[0] if value else None
+        assert depth == MAX_JSON_DEPTH
+
+    @pytest.mark.parametrize(
+        ("body", "message"),
+        [
+            pytest.param(
+                b"[" * (MAX_JSON_DEPTH + 1), "invalid character '[' exceeded max depth", id="one-over"
+            ),
+            pytest.param(b"[" * 5000, "invalid character '[' exceeded max depth", id="arrays"),
+            pytest.param(b'{"a":' * 5000, "invalid character '{' exceeded max depth", id="objects"),
+            pytest.param(b'[{"a":[' * 2000, "invalid character '{' exceeded max depth", id="mixed"),
+        ],
+    )
+    def test_deeper_is_gos_max_depth_error_not_a_recursion_error(self, body: bytes, message: str) -> None:
+        with pytest.raises(GoJSONError) as caught:
+            decode(body)
+        assert str(caught.value) == message
 
 
 class TestBind:
@@ -82,6 +141,16 @@ class TestBind:
         with pytest.raises(GoJSONError) as caught:
             bind(decode(body), PROXY)
         assert str(caught.value) == message
+
+    def test_integer_literal_past_int64_is_gos_type_error(self) -> None:
+        """Even one too long for Python's int() (4,300 digits): a 400 with Go's message, never a 500."""
+        digits = "9" * 5000
+        layout = LatencyToxic.layout()
+        with pytest.raises(GoJSONError) as caught:
+            bind(decode(f'{{"latency":{digits}}}'.encode()), layout)
+        assert str(caught.value) == (
+            f"json: cannot unmarshal number {digits} into Go struct field LatencyToxic.latency of type int64"
+        )
 
     @pytest.mark.parametrize(
         ("literal", "expected"),
@@ -185,3 +254,92 @@ class TestRouting:
     )
     def test_paths_are_cleaned_like_gorilla_mux(self, path: str, cleaned: str) -> None:
         assert _clean_path(path) == cleaned
+
+
+class TestLimits:
+    @pytest.mark.parametrize(
+        ("name", "message"),
+        [
+            pytest.param("users-1", None, id="ordinary"),
+            pytest.param("with space%and?query", None, id="escapable"),
+            pytest.param("n" * MAX_NAME_LENGTH, None, id="longest"),
+            pytest.param(
+                "n" * (MAX_NAME_LENGTH + 1), "name: must be at most 255 characters, not 256", id="long"
+            ),
+            pytest.param("a/b", "name: must not contain '/'", id="slash"),
+            pytest.param("a\x00", "name: must not contain control characters", id="nul"),
+            pytest.param("a\x7f", "name: must not contain control characters", id="del"),
+            pytest.param(".", "name: must not be '.'", id="dot"),
+        ],
+    )
+    def test_names_a_url_cannot_address_are_refused(self, name: str, message: str | None) -> None:
+        assert name_refusal(name) == message
+
+    @pytest.mark.parametrize(
+        ("toxicity", "refused"),
+        [
+            pytest.param(0.0, False, id="zero"),
+            pytest.param(1.0, False, id="one"),
+            pytest.param(-0.5, True, id="negative"),
+            pytest.param(1.0000001, True, id="over-one"),
+        ],
+    )
+    def test_toxicity_is_a_probability(self, toxicity: float, refused: bool) -> None:
+        assert (toxicity_refusal(toxicity) is not None) == refused
+
+    @pytest.mark.parametrize(
+        ("bound", "value", "message"),
+        [
+            pytest.param(Bound(0, 10, "ms"), 10, None, id="upper-inclusive"),
+            pytest.param(Bound(0, 10, "ms"), 11, "x: must be between 0 and 10 ms", id="over"),
+            pytest.param(Bound(0, 10, "ms"), -1, "x: must be between 0 and 10 ms", id="under"),
+            pytest.param(Bound(0, None, "bytes"), 2**63 - 1, None, id="open-ended"),
+            pytest.param(Bound(0, None, "bytes"), -1, "x: must be at least 0 bytes", id="open-ended-under"),
+        ],
+    )
+    def test_bounds_name_the_attribute_and_the_range(
+        self, bound: Bound, value: int, message: str | None
+    ) -> None:
+        assert bound.refusal("x", value) == message
+
+    def test_413_message_says_the_size_and_the_limit(self) -> None:
+        assert (
+            body_too_large(2_000_000) == "request body too large (2000000 bytes): the limit is 1048576 bytes"
+        )
+        assert body_too_large(None) == "request body too large: the limit is 1048576 bytes"
+
+
+class TestBodyDecoder:
+    async def test_small_bodies_are_decoded_on_the_loop(self) -> None:
+        decoder = BodyDecoder()
+        try:
+            assert await decoder.decode(b'{"a":1}') == [("a", Number("1"))]
+            assert not [t for t in threading.enumerate() if t.name.startswith("toxiproxy-decode")]
+        finally:
+            decoder.close()
+
+    async def test_large_bodies_leave_the_loop_running(self) -> None:
+        """While a costly body is scanned, other tasks on the loop keep running (it is not on the loop)."""
+        body = b"[" + b"0," * (1 << 19)  # ~1 MiB, scanned to the end, then "unexpected EOF"
+        assert len(body) > INLINE_BYTES
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0)
+                ticks += 1
+
+        decoder = BodyDecoder()
+        task = asyncio.create_task(ticker())
+        try:
+            await asyncio.sleep(0)
+            before = ticks
+            with pytest.raises(GoJSONError, match="unexpected EOF"):
+                await decoder.decode(body)
+            assert ticks - before > 10
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            decoder.close()
