@@ -6,6 +6,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -13,7 +14,7 @@ import click
 import httpx
 
 from harness.errors import CheckFailed
-from harness.stack import InstanceStatus, Stack, load_topology, read_status
+from harness.stack import FaultProxyState, InstanceStatus, NoticeKind, Stack, load_topology, read_status
 
 DEFAULT_WORKDIR = Path(".harness/run")
 
@@ -29,19 +30,29 @@ def _table(stack: Stack) -> None:
         click.echo(f"  {stack.kinds[name]:<14} {name:<16} {process.url:<24} {via:<20} {process.pid}")
 
 
-def _status_line(stack: Stack, reported: set[str]) -> str:
-    """One compact line: running instances per service and orders by state; crashes reported once."""
+@dataclass
+class _Reported:
+    """What the status loop has told already: each crash (per process: the fault proxy is restarted and may
+    crash again) and each notice of the fault proxy's supervisor is shown once."""
+
+    crashes: set[tuple[str, int | None]] = field(default_factory=set)
+    notices: int = 0
+
+
+def _status_line(stack: Stack, reported: _Reported) -> str:
+    """One compact line: running instances per service, the fault proxy if not running, orders by state."""
     up: Counter[str] = Counter()
     total: Counter[str] = Counter()
-    for name, process in stack.processes.items():
+    for name, process in list(stack.processes.items()):
         kind = stack.kinds[name]
         total[kind] += 1
         if process.is_running():
             up[kind] += 1
-        elif name not in reported:
-            reported.add(name)
+        elif (name, process.pid) not in reported.crashes:
+            reported.crashes.add((name, process.pid))
             click.echo(f"\n! {name} exited with code {process.returncode}; log: {process.log_path}", err=True)
     parts = [f"{kind} {up[kind]}/{total[kind]}" for kind in total]
+    parts.extend(_fault_proxy(stack, reported))
     orchestrators = [p for p in stack.instances("orchestrator") if p.is_running()]
     if orchestrators:
         try:
@@ -54,6 +65,27 @@ def _status_line(stack: Stack, reported: set[str]) -> str:
         except (httpx.HTTPError, KeyError, ValueError):
             parts.append("orders ?")
     return time.strftime("%H:%M:%S ") + " | ".join(parts)
+
+
+_BAD_NEWS = frozenset({NoticeKind.RESTART_FAILED, NoticeKind.UNREACHABLE})
+
+
+def _fault_proxy(stack: Stack, reported: _Reported) -> list[str]:
+    """Each new notice of the fault proxy's supervisor on a line of its own; its state when not running."""
+    if stack.supervisor is None:
+        return []
+    notices = stack.supervisor.notices
+    for notice in notices[reported.notices :]:
+        click.echo(f"\n! {notice.message}", err=notice.kind in _BAD_NEWS)
+    reported.notices = len(notices)
+    parts = []
+    state = stack.supervisor.state
+    if state is not FaultProxyState.RUNNING:
+        parts.append(f"fault proxy {state}")
+    restarts = sum(notice.kind is NoticeKind.RESTARTED for notice in notices)
+    if restarts:
+        parts.append(f"fault proxy restarted {restarts}x")
+    return parts
 
 
 @click.command()
@@ -100,7 +132,7 @@ def up(
                     f"  {order.order_id}  amount {order.amount}  -> {order.state} (HTTP {order.status_code})"
                 )
         click.echo("\nrunning; Ctrl-C stops everything\n")
-        reported: set[str] = set()
+        reported = _Reported()
         deadline = None if run_for is None else time.monotonic() + run_for
         tty = sys.stdout.isatty()
         while deadline is None or time.monotonic() < deadline:

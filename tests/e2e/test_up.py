@@ -85,6 +85,42 @@ class TestUp:
         assert after.returncode == 3
         assert "no stack is running" in after.stderr
 
+    def test_a_sigkilled_fault_proxy_is_restarted_and_shown(self, tmp_path: Path) -> None:
+        """SIGKILL the fault proxy under `harness up`: a line says it restarted; `status` is all ok again."""
+        output_file = tmp_path / "up.out"
+        with output_file.open("w") as sink:
+            up = subprocess.Popen(
+                [sys.executable, "-m", "harness", "up", "--workdir", str(tmp_path),
+                 "--status-interval", "0.2"],
+                stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        try:
+            state = tmp_path / "stack.json"
+            deadline = time.monotonic() + 60.0
+            while not state.exists() and up.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert state.exists(), "harness up did not come up"
+            pids = {item["name"]: item["pid"] for item in json.loads(state.read_text())["instances"]}
+            os.kill(pids["toxiproxy"], signal.SIGKILL)
+            deadline = time.monotonic() + 15.0
+            while "fault proxy restarted in" not in output_file.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            restarted = {item["name"]: item["pid"] for item in json.loads(state.read_text())["instances"]}
+            status = harness("status", "--workdir", str(tmp_path))
+            os.kill(up.pid, signal.SIGTERM)
+            up.wait(timeout=30)
+        finally:
+            if up.poll() is None:
+                up.kill()
+        output = output_file.read_text()
+        assert up.returncode == 0, output
+        assert "! toxiproxy exited with code -9" in output
+        assert "fault proxy restarted in" in output
+        assert "fault proxy restarted 1x" in output
+        assert restarted["toxiproxy"] != pids["toxiproxy"]
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert all(gone(pid) for pid in [*pids.values(), restarted["toxiproxy"]])
+
     def test_bad_topology_is_a_one_line_config_error(self, tmp_path: Path) -> None:
         """An unknown service in the topology: exit 2, one line naming it."""
         topology = tmp_path / "topology.toml"
