@@ -25,6 +25,7 @@ from harness.contract import (
     render_matrix,
     run_verification,
 )
+from harness.discovery import REGISTRY_TOKEN_ENV
 
 
 def _urls(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -93,7 +94,7 @@ def verify(
     """Verify the committed pacts against their providers and print the consumer x provider matrix.
 
     Toxiproxy is verified at ``TOXIPROXY_URL`` when it is set (like the stack uses it), else an embedded
-    server is started.
+    server is started. A registry given with --url and a write token needs it in HARNESS_REGISTRY_TOKEN.
     """
     if "toxiproxy" not in urls and os.environ.get("TOXIPROXY_URL"):
         urls = {**urls, "toxiproxy": os.environ["TOXIPROXY_URL"]}
@@ -104,6 +105,7 @@ def verify(
         urls=urls,
         workdir=stack_workdir,
         progress=lambda line: click.echo(line, err=True),
+        registry_token=os.environ.get(REGISTRY_TOKEN_ENV) or None,
     )
     click.echo("\n" + render_matrix(run.pacts, run.results))
     click.echo("\n" + render_interactions(run.pacts, run.results))

@@ -14,9 +14,8 @@ import click
 from fastapi import FastAPI
 
 from harness._cli_common import build_settings, ensure_loopback
+from harness.discovery import REGISTRY_TOKEN_ENV
 from harness.errors import ConfigError
-
-REGISTRY_TOKEN_ENV = "HARNESS_REGISTRY_TOKEN"  # the same variable on both sides: one export, one stack
 
 
 @click.group()

@@ -8,6 +8,7 @@ alone on loopback, so a verification depends on nothing else.
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from harness.contract._messages import users_messages
 from harness.contract._registry_states import RegistryStates
 from harness.contract._toxiproxy_states import ToxiproxyStates
 from harness.contract._verify import ProviderTarget
+from harness.discovery import REGISTRY_TOKEN_ENV, REGISTRY_TOKEN_HEADER
 from harness.errors import ConfigError
 from harness.faults import ToxiproxyProcess
 from harness.stack import ServiceProcess
@@ -23,11 +25,16 @@ from reference_services.common import PROVIDER_STATES_PATH
 PROVIDERS = ("notifications", "registry", "toxiproxy", "users")
 
 
-def provider_target(name: str, url: str) -> ProviderTarget:
-    """How to verify provider ``name`` running at ``url`` (users and notifications must be in test mode)."""
+def provider_target(name: str, url: str, *, registry_token: str | None = None) -> ProviderTarget:
+    """How to verify provider ``name`` running at ``url`` (users and notifications must be in test mode).
+
+    A registry started with a token needs it in ``registry_token``: for its states and the writes replayed.
+    """
     url = url.rstrip("/")
     if name == "registry":
-        return ProviderTarget(name, url=url, state_function=RegistryStates(url))
+        headers = ((REGISTRY_TOKEN_HEADER, registry_token),) if registry_token else ()
+        states = RegistryStates(url, token=registry_token)
+        return ProviderTarget(name, url=url, state_function=states, headers=headers)
     if name == "users":
         return ProviderTarget(name, url=url, state_url=url + PROVIDER_STATES_PATH, messages=users_messages)
     if name == "notifications":
@@ -60,20 +67,29 @@ def running_providers(
     startup_timeout: float = 30.0,
     env: dict[str, str] | None = None,
 ) -> Iterator[dict[str, ProviderTarget]]:
-    """Start each named provider as its own process (in parallel), yield their targets, stop them all."""
+    """Start each named provider as its own process (in parallel), yield their targets, stop them all.
+
+    The registry runs with a fresh write token, as under ``harness up``, so its pacts are verified with
+    writes guarded.
+    """
     wanted = sorted(set(names))
     for name in wanted:
         if name not in PROVIDERS:
             raise ConfigError(f"unknown provider {name!r}; known: {', '.join(PROVIDERS)}")
     for folder in ("data", "events", "logs"):
         (workdir / folder).mkdir(parents=True, exist_ok=True)
-    processes = [_process(name, workdir, host, startup_timeout, env) for name in wanted]
+    token = secrets.token_urlsafe(32)
+    processes = [
+        _process(name, workdir, host, startup_timeout,
+                 {**(env or {}), REGISTRY_TOKEN_ENV: token} if name == "registry" else env)
+        for name in wanted
+    ]  # fmt: skip
     try:
         for process in processes:
             process.spawn()
         for process in processes:
             process.wait_ready()
-        yield {process.name: provider_target(process.name, process.url) for process in processes}
+        yield {p.name: provider_target(p.name, p.url, registry_token=token) for p in processes}
     finally:
         for process in processes:
             process.stop()

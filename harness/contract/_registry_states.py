@@ -1,6 +1,7 @@
 """The registry's provider states, set through its public API (it has no test mode, and needs none).
 
-Instances registered for a state have no health URL, so the registry never evicts them mid-interaction.
+Instances registered for a state have no health URL, so they are healthy at once and never evicted
+mid-interaction. A registry with a write token gets it with every write.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict
+
+from harness.discovery import REGISTRY_TOKEN_HEADER
 
 
 class InstanceParams(BaseModel):
@@ -33,9 +36,10 @@ class RegistryStates:
 
     STATES = ("a registered instance", "a service with a healthy instance", "no such instance")
 
-    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 5.0, token: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self._headers = {REGISTRY_TOKEN_HEADER: token} if token else {}
         # Built once: a new client would load the CA bundle again (tens of ms per state change).
         self._tls = httpx.create_ssl_context()
 
@@ -56,7 +60,9 @@ class RegistryStates:
     def _register(self, instance: InstanceParams) -> None:
         body = {"service": instance.service, "address": instance.address, "port": instance.port}
         with httpx.Client(timeout=self.timeout, trust_env=False, verify=self._tls) as http:
-            answer = http.put(f"{self.url}/v1/instances/{instance.instance_id}", json=body)
+            answer = http.put(
+                f"{self.url}/v1/instances/{instance.instance_id}", json=body, headers=self._headers
+            )
         if answer.status_code not in (200, 201):
             raise RuntimeError(
                 f"registering {instance.instance_id} answered {answer.status_code}: {answer.text}"
@@ -64,6 +70,6 @@ class RegistryStates:
 
     def _deregister(self, instance_id: str) -> None:
         with httpx.Client(timeout=self.timeout, trust_env=False, verify=self._tls) as http:
-            answer = http.delete(f"{self.url}/v1/instances/{instance_id}")
+            answer = http.delete(f"{self.url}/v1/instances/{instance_id}", headers=self._headers)
         if answer.status_code not in (204, 404):
             raise RuntimeError(f"deregistering {instance_id} answered {answer.status_code}: {answer.text}")

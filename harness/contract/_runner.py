@@ -63,19 +63,25 @@ def run_verification(
     urls: Mapping[str, str] | None = None,
     workdir: Path | None = None,
     progress: Progress = lambda _: None,
+    registry_token: str | None = None,
 ) -> VerificationRun:
     """Verify the committed pacts (of ``providers`` only, when given) and record the results.
 
     A provider with a URL in ``urls`` is verified there (users and notifications must run with
     ``--test-mode``); every other provider is started as a process under ``workdir`` (default: a
-    temporary folder, removed afterwards).
+    temporary folder, removed afterwards). ``registry_token`` is the write token of a registry in
+    ``urls`` (a started one gets a token of its own).
     """
     pacts = [p for p in load_pacts(contracts) if not providers or p.provider in providers]
     if not pacts:
         wanted = f" for provider(s) {', '.join(providers)}" if providers else ""
         raise ConfigError(f"no pacts in {contracts}{wanted}")
     needed = sorted({p.provider for p in pacts})
-    given = {name: provider_target(name, url) for name, url in (urls or {}).items() if name in needed}
+    given = {
+        name: provider_target(name, url, registry_token=registry_token)
+        for name, url in (urls or {}).items()
+        if name in needed
+    }
     to_start = [name for name in needed if name not in given]
     with contextlib.ExitStack() as stack:
         targets = dict(given)

@@ -23,13 +23,18 @@ from harness.errors import EnvironmentUnavailable
 
 @dataclass(frozen=True)
 class ProviderTarget:
-    """Where and how a provider is verified: its HTTP URL, its states, and its messages."""
+    """Where and how a provider is verified: its HTTP URL, its states, and its messages.
+
+    ``headers`` replace the pact's values in every replayed request: a credential the pact holds only as
+    an example (the registry's write token) is sent as the provider's real one.
+    """
 
     name: str
     url: str | None = None
     state_url: str | None = None
     state_function: StateFunction | None = None
     messages: MessageFunction | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.url is None and self.messages is None:
@@ -66,6 +71,8 @@ def verify_pact(pact: PactFile, target: ProviderTarget, *, quiet: bool = True) -
         verifier = Verifier(target.name, host=host).set_coloured_output(enabled=False)
         if target.url is not None:
             verifier.add_transport(url=target.url)
+        if target.headers:
+            verifier.add_custom_headers(target.headers)
         if target.messages is not None:
             verifier.add_transport(protocol="message", port=callbacks.port, path=MESSAGE_PATH)
         if target.state_url is not None:

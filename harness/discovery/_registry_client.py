@@ -14,7 +14,10 @@ from harness.discovery._models import HeartbeatAnswer, InstanceList, InstanceVie
 from harness.errors import RegistryError, RegistryRefused, RegistryUnavailable
 
 _M = TypeVar("_M", InstanceView, InstanceList, HeartbeatAnswer)
-TOKEN_HEADER = "X-Registry-Token"
+REGISTRY_TOKEN_HEADER = "X-Registry-Token"
+# Where `harness serve` reads the token when no token file is given: the registry and its instances
+# alike, so one exported variable configures a whole hand-started stack.
+REGISTRY_TOKEN_ENV = "HARNESS_REGISTRY_TOKEN"
 
 
 class RegistryClient:
@@ -36,7 +39,7 @@ class RegistryClient:
         self._timeout = timeout
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=timeout, trust_env=False)
-        self._write_headers = {TOKEN_HEADER: token} if token else {}
+        self._write_headers = {REGISTRY_TOKEN_HEADER: token} if token else {}
 
     def __repr__(self) -> str:  # never the token
         return f"RegistryClient({self.base_url!r}, token={'set' if self._write_headers else 'none'})"

@@ -2,6 +2,8 @@
 
 Each service registers itself (built by ``registration(settings, service)``, as ``joined`` does), heartbeats,
 re-registers when the registry forgot it, deregisters on shutdown, and looks up the services it calls.
+Every write carries the registry's token in ``X-Registry-Token`` (the value here is an example: the
+verification replays the provider's own token in its place); lookups carry none.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ from .._support import NAME_REGEX, NewPact, error_body
 PROVIDER = "registry"
 JSON = "application/json"
 NUMBER_REGEX = r"^\d+(\.\d+)?$"
+TOKEN = "example-registry-token-0123456789"
+TOKEN_HEADER = "X-Registry-Token"
+
+
+def token() -> AbstractMatcher[object]:
+    """Any token the registry accepts: printable ASCII without spaces, 16 to 512 characters."""
+    return match.regex(TOKEN, regex=r"^[!-~]{16,512}$")
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,7 @@ def register_request(pact: Pact, description: str, consumer: Consumer) -> HttpIn
         .with_request(
             "PUT", match.regex(f"/v1/instances/{reg.instance_id}", regex=f"^/v1/instances/{NAME_REGEX}$")
         )
+        .with_header(TOKEN_HEADER, token())
         .with_body(
             {
                 "service": consumer.service,
@@ -111,7 +121,7 @@ class TestRegistration:
             .with_body(instance_view(consumer.instance_id, consumer.service), content_type=JSON)
         )
         with pact.serve(addr="127.0.0.1") as server:
-            async with RegistryClient(str(server.url)) as registry:
+            async with RegistryClient(str(server.url), token=TOKEN) as registry:
                 view = await registry.register(registration(consumer.settings(), consumer.service))
         assert view.instance_id == consumer.instance_id
 
@@ -125,7 +135,7 @@ class TestRegistration:
             .with_body(instance_view(consumer.instance_id, consumer.service), content_type=JSON)
         )
         with pact.serve(addr="127.0.0.1") as server:
-            async with RegistryClient(str(server.url)) as registry:
+            async with RegistryClient(str(server.url), token=TOKEN) as registry:
                 view = await registry.register(registration(consumer.settings(), consumer.service))
         assert view.service == consumer.service
 
@@ -136,6 +146,7 @@ class TestRegistration:
             pact.upon_receiving("a heartbeat")
             .given("a registered instance", registered(consumer))
             .with_request("PUT", instance_path(consumer, "/heartbeat"))
+            .with_header(TOKEN_HEADER, token())
             .will_respond_with(200)
             .with_body(
                 {
@@ -147,7 +158,7 @@ class TestRegistration:
             )
         )
         with pact.serve(addr="127.0.0.1") as server:
-            async with RegistryClient(str(server.url)) as registry:
+            async with RegistryClient(str(server.url), token=TOKEN) as registry:
                 assert await registry.heartbeat(consumer.instance_id) is True
 
     async def test_heartbeat_of_a_forgotten_instance(self, new_pact: NewPact, consumer: Consumer) -> None:
@@ -157,11 +168,12 @@ class TestRegistration:
             pact.upon_receiving("a heartbeat from an instance the registry forgot")
             .given("no such instance", {"instance_id": consumer.instance_id})
             .with_request("PUT", instance_path(consumer, "/heartbeat"))
+            .with_header(TOKEN_HEADER, token())
             .will_respond_with(404)
             .with_body(error_body("not_found"), content_type=JSON)
         )
         with pact.serve(addr="127.0.0.1") as server:
-            async with RegistryClient(str(server.url)) as registry:
+            async with RegistryClient(str(server.url), token=TOKEN) as registry:
                 assert await registry.heartbeat(consumer.instance_id) is False
 
     async def test_deregisters(self, new_pact: NewPact, consumer: Consumer) -> None:
@@ -171,10 +183,11 @@ class TestRegistration:
             pact.upon_receiving("a deregistration")
             .given("a registered instance", registered(consumer))
             .with_request("DELETE", instance_path(consumer))
+            .with_header(TOKEN_HEADER, token())
             .will_respond_with(204)
         )
         with pact.serve(addr="127.0.0.1") as server:
-            async with RegistryClient(str(server.url)) as registry:
+            async with RegistryClient(str(server.url), token=TOKEN) as registry:
                 assert await registry.deregister(consumer.instance_id) is True
 
 

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from harness._contract_cli import contract
 from harness.contract import ProviderTarget, read_results
+from harness.discovery import REGISTRY_TOKEN_ENV, REGISTRY_TOKEN_HEADER
 
 from .._support import CONTRACTS
 
 
 def urls(providers: dict[str, ProviderTarget]) -> list[str]:
     return [arg for name, t in sorted(providers.items()) for arg in ("--url", f"{name}={t.url}")]
+
+
+@pytest.fixture(autouse=True)
+def registry_token(providers: dict[str, ProviderTarget], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The running registry's write token, where `contract verify --url registry=...` reads it."""
+    monkeypatch.setenv(REGISTRY_TOKEN_ENV, dict(providers["registry"].headers)[REGISTRY_TOKEN_HEADER])
 
 
 def test_verify_prints_the_matrix_and_records_results(
