@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.cli import cli
 from reference_services.registry import RegistrySettings, create_app
 
 from .conftest import RunningRegistry
@@ -186,3 +189,40 @@ async def test_full_registry_refuses_new_ids_with_507() -> None:
         "error": "registry_full",
         "message": "The registry holds its maximum of 1 instances.",
     }
+
+
+TOKEN_FILE_CASES = [
+    pytest.param("", "is empty", id="empty"),
+    pytest.param("short\n", "16 to 512 printable ASCII", id="too-short"),
+    pytest.param("has a space in the middle of it\n", "without spaces", id="space"),
+]
+
+
+class TestBadTokenFile:
+    """A token file the registry or an instance cannot use: exit 2, one line, the token never echoed."""
+
+    @pytest.mark.parametrize(("content", "hint"), TOKEN_FILE_CASES)
+    @pytest.mark.parametrize(
+        "command",
+        [
+            pytest.param(["serve", "registry", "--token-file"], id="registry"),
+            pytest.param(["serve", "echo", "--registry-token-file"], id="instance"),
+        ],
+    )
+    def test_unusable_token_file_is_a_config_error(
+        self, tmp_path: Path, command: list[str], content: str, hint: str
+    ) -> None:
+        token_file = tmp_path / "token"
+        token_file.write_text(content)
+        result = CliRunner().invoke(cli, [*command, str(token_file)])
+        assert result.exit_code == 2, result.output
+        assert hint in result.output
+        assert result.output.count("\n") == 1
+        if content.strip():
+            assert content.strip() not in result.output
+
+    def test_missing_token_file_is_a_config_error(self, tmp_path: Path) -> None:
+        missing = tmp_path / "nowhere" / "token"
+        result = CliRunner().invoke(cli, ["serve", "registry", "--token-file", str(missing)])
+        assert result.exit_code == 2
+        assert f"cannot read the registry token file {missing}" in result.output

@@ -11,7 +11,7 @@ import pytest
 import respx
 
 from harness.discovery import Registration, RegistrationKeeper, RegistryClient, RegistryLookup
-from harness.errors import RegistryError, RegistryUnavailable
+from harness.errors import RegistryError, RegistryRefused, RegistryUnavailable
 from harness.events import EventLog
 
 BASE = "http://registry.test"
@@ -126,6 +126,75 @@ class TestRegistryClient:
         assert request.url.params["index"] == "6"
         assert request.url.params["wait"] == "5"
         assert request.extensions["timeout"]["read"] == pytest.approx(7.0)
+
+
+class TestToken:
+    """With a token, every write carries it in X-Registry-Token; reads carry none; refusals are named."""
+
+    async def test_writes_carry_the_token_and_reads_do_not(self, mock: respx.MockRouter) -> None:
+        writes = [
+            mock.put("/v1/instances/users-1").mock(
+                return_value=httpx.Response(201, json=view("users-1", 9001))
+            ),
+            mock.put("/v1/instances/users-1/heartbeat").mock(
+                return_value=httpx.Response(
+                    200, json={"instance_id": "users-1", "ttl": 1.0, "expires_in": 1.0}
+                )
+            ),
+            mock.delete("/v1/instances/users-1").mock(return_value=httpx.Response(204)),
+        ]
+        read = mock.get("/v1/services/users/instances").mock(return_value=listing(1, "users-1"))
+        async with RegistryClient(BASE, token="s3cret-token-0123456789") as registry:
+            await registry.register(REGISTRATION)
+            await registry.heartbeat("users-1")
+            await registry.deregister("users-1")
+            await registry.instances("users")
+            shown = repr(registry)
+        assert [w.calls.last.request.headers["X-Registry-Token"] for w in writes] == [
+            "s3cret-token-0123456789"
+        ] * 3
+        assert "x-registry-token" not in read.calls.last.request.headers
+        assert "s3cret" not in shown
+
+    async def test_without_a_token_no_header_is_sent(self, mock: respx.MockRouter) -> None:
+        route = mock.put("/v1/instances/users-1").mock(
+            return_value=httpx.Response(201, json=view("users-1", 9001))
+        )
+        async with RegistryClient(BASE) as registry:
+            await registry.register(REGISTRATION)
+        assert "x-registry-token" not in route.calls.last.request.headers
+
+    @pytest.mark.parametrize(
+        ("status", "sent"),
+        [pytest.param(401, "no token", id="401"), pytest.param(403, "a wrong token", id="403")],
+    )
+    async def test_a_refused_write_raises_registry_refused(
+        self, mock: respx.MockRouter, status: int, sent: str
+    ) -> None:
+        mock.put("/v1/instances/users-1/heartbeat").mock(
+            return_value=httpx.Response(status, json={"error": "x", "message": "y"})
+        )
+        async with RegistryClient(BASE) as registry:
+            with pytest.raises(RegistryRefused, match=f"refused heartbeat \\({status}\\).*{sent}") as info:
+                await registry.heartbeat("users-1")
+        assert info.value.exit_code == 2
+
+    async def test_keeper_logs_a_refusal_as_such_not_as_an_outage(self, mock: respx.MockRouter) -> None:
+        """A registry restarted with another token: ``discovery.registry_refused``, once, then recovery."""
+        mock.put("/v1/instances/users-1").mock(return_value=httpx.Response(201, json=view("users-1", 9001)))
+        ok = httpx.Response(200, json={"instance_id": "users-1", "ttl": 1.0, "expires_in": 1.0})
+        refused = httpx.Response(403, json={"error": "forbidden", "message": "wrong token"})
+        mock.put("/v1/instances/users-1/heartbeat").mock(side_effect=[refused] * 3 + [ok] * 1000)
+        mock.delete("/v1/instances/users-1").mock(return_value=httpx.Response(204))
+        events = EventLog("test")
+        async with RegistryClient(BASE, token="t" * 20) as registry:
+            keeper = RegistrationKeeper(registry, REGISTRATION, interval=0.001, events=events)
+            recovered = signal_on(events, "discovery.registry_recovered")
+            await keeper.start()
+            await asyncio.wait_for(recovered.wait(), 5.0)
+            await keeper.stop()
+        assert len(events.of_type("discovery.registry_refused")) == 1
+        assert events.of_type("discovery.registry_unreachable") == []
 
 
 class TestRegistrationKeeper:
