@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 export PACT_DO_NOT_TRACK=true
 export PYTHONDONTWRITEBYTECODE=1
-LEVELS=(unit integration contract chaos load e2e)
+LEVELS=(unit integration contract fuzz chaos load e2e)
 declare -a SUMMARY=()
 status=0
 

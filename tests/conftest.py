@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-LEVELS = ("unit", "integration", "contract", "chaos", "load", "e2e")
+LEVELS = ("unit", "integration", "contract", "fuzz", "chaos", "load", "e2e")
 TESTS_ROOT = Path(__file__).parent
 
 

@@ -16,6 +16,7 @@ from ._provider_states import (
 from ._server import run_app, stopping_event
 from ._settings import NAME_PATTERN, ServiceSettings
 from ._sqlite import Database, StorageBusy, read_transaction, write_transaction
+from ._wire import JsonInteger
 
 __all__ = [
     "NAME_PATTERN",
@@ -25,6 +26,7 @@ __all__ = [
     "Database",
     "ErrorBody",
     "ErrorDetail",
+    "JsonInteger",
     "LoadShedMiddleware",
     "LoadShedSwitch",
     "NoParams",

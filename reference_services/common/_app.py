@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import Response
@@ -41,6 +42,46 @@ class ReadyBody(BaseModel):
     checks: dict[str, bool]
 
 
+Answers = dict[int | str, dict[str, Any]]
+
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+}
+_ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+_BODY_ANSWERS = {
+    "400": "The body is not valid JSON (`malformed_json`) or cannot be read (`bad_request`).",
+    "413": "The body exceeds the service's limit (`body_too_large`).",
+    "415": "The body is not sent as `application/json` (`unsupported_media_type`).",
+}
+_BUSY = "Too many requests in flight (`overloaded`) or the database is busy (`storage_busy`); retry later."
+
+
+class _ServiceApp(FastAPI):
+    """A FastAPI app whose OpenAPI also documents what the shared base answers, operation by operation.
+
+    FastAPI documents only a route's own answers and 422. A client reading the spec must also learn of
+    the 400/413/415 that the body guards give wherever a JSON body is taken, and of load shedding's 503.
+    """
+
+    def __init__(self, *, shed_paths: Callable[[str], bool], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._shed_paths = shed_paths
+
+    def openapi(self) -> dict[str, Any]:
+        spec = super().openapi()  # cached by FastAPI: documenting twice changes nothing
+        for path, operations in spec.get("paths", {}).items():
+            for operation in operations.values():
+                answers = operation.setdefault("responses", {})
+                if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                    for status, description in _BODY_ANSWERS.items():
+                        answers.setdefault(status, {"description": description, "content": _ERROR_BODY})
+                if self._shed_paths(path):
+                    answers.setdefault(
+                        "503", {"description": _BUSY, "headers": _RETRY_AFTER, "content": _ERROR_BODY}
+                    )
+        return spec
+
+
 def create_service_app(
     name: str,
     *,
@@ -61,12 +102,20 @@ def create_service_app(
     ``ready`` names the dependencies ``GET /ready`` checks (each True when reachable); any False -> 503.
     With ``max_in_flight``, requests beyond it (except ``shed_exempt`` paths) are shed: 503, Retry-After.
     """
-    app = FastAPI(
+    exempt = frozenset(shed_exempt)
+
+    def shed(path: str) -> bool:
+        return max_in_flight is not None and path not in exempt
+
+    app = _ServiceApp(
         title=name,
         version=version,
         lifespan=lifespan,
         redirect_slashes=False,  # an API answers 404 for a wrong path rather than redirecting
-        responses={422: {"model": ErrorBody}},
+        responses={
+            422: {"model": ErrorBody, "description": "The request is not valid (`validation_error`)."}
+        },
+        shed_paths=shed,
     )
     install_error_handlers(app)
     # add_middleware puts each new middleware outside the previous ones.
@@ -81,7 +130,7 @@ def create_service_app(
         {"service": name, "version": version}
     )
 
-    @app.get("/health", tags=["operations"], responses={503: {"model": HealthBody}})
+    @app.get("/health", tags=["operations"], responses=_probe_answers(HealthBody, shed("/health")))
     async def health_check(response: Response) -> HealthBody:
         """200 ``ok`` while the process serves requests and reports itself healthy, else 503."""
         if health is not None and not health():
@@ -89,7 +138,7 @@ def create_service_app(
             return HealthBody(status="unhealthy", service=name)
         return HealthBody(status="ok", service=name)
 
-    @app.get("/ready", tags=["operations"], responses={503: {"model": ReadyBody}})
+    @app.get("/ready", tags=["operations"], responses=_probe_answers(ReadyBody, shed("/ready")))
     async def readiness(response: Response) -> ReadyBody:
         """200 when every dependency this instance needs is reachable, else 503 naming the missing ones."""
         checks = dict(await ready()) if ready is not None else {}
@@ -105,3 +154,11 @@ def create_service_app(
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _probe_answers(body: type[BaseModel], shed: bool) -> Answers:
+    """A probe answers 503 with its own body, and with the error body when load shedding refused it."""
+    if not shed:
+        return {503: {"model": body}}
+    either: Any = body | ErrorBody
+    return {503: {"model": either, "description": "Not ok, or shed under load.", "headers": _RETRY_AFTER}}

@@ -14,9 +14,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from fastapi.utils import is_body_allowed_for_status_code
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._sqlite import StorageBusy
@@ -153,16 +155,28 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ApiError):
         return error_response(exc.status_code, exc.error, exc.message, headers=exc.headers)
     path = request.url.path[:200]
+    headers = exc.headers
     if exc.status_code == 404 and exc.detail == HTTPStatus.NOT_FOUND.phrase:
         message = f"No route matches {request.method} {path}."
     elif exc.status_code == 405:
-        allowed = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow")
-        message = f"Method {request.method} is not allowed on {path}" + (
-            f"; allowed: {allowed}." if allowed else "."
-        )
+        allowed = allowed_methods(request)
+        headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() != "allow"} | {"Allow": allowed}
+        message = f"Method {request.method} is not allowed on {path}; allowed: {allowed}."
     else:
         message = str(exc.detail).rstrip(".") + "."
-    return error_response(exc.status_code, error_code(exc.status_code), message, headers=exc.headers)
+    return error_response(exc.status_code, error_code(exc.status_code), message, headers=headers)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method a route of the app serves at this path, e.g. ``GET, HEAD, POST``.
+
+    FastAPI makes one route per method, and the route that raises 405 names only its own methods.
+    """
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):  # included routers' routes too
+        if route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -82,6 +82,10 @@ ReservationId = Annotated[
 ]
 
 
+# A reserve can be refused for want of credit (a body that says how much is available) or for its id.
+_RESERVE_CONFLICT: Any = InsufficientCreditBody | ErrorBody
+
+
 def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody} for status in statuses}
 
@@ -233,7 +237,12 @@ def _router(store: UsersStore, relay: OutboxRelay, events: EventLog, metrics: Co
         dependencies=[Depends(require_json)],
         responses={
             200: {"model": ReservationView, "description": "A replay: the reservation made earlier."},
-            409: {"model": InsufficientCreditBody, "description": "Insufficient credit or a conflicting id."},
+            409: {
+                "model": _RESERVE_CONFLICT,
+                "description": "Insufficient credit (with the amount available), or the reservation id is "
+                "taken by another user or order (`idempotency_conflict`) or was released "
+                "(`reservation_released`).",
+            },
             **_responses(404),
         },
     )

@@ -1,16 +1,17 @@
 """Wire models of the users API (pydantic v2, ``extra="forbid"``, strict types: "5" is not a number).
 
-Amounts are integers in minor units, bounded so every sum fits SQLite's 64-bit integers.
+Amounts are integers in minor units, bounded so every sum fits SQLite's 64-bit integers; ``5.0`` is the
+integer 5, as JSON Schema has it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 
-from reference_services.common import NAME_PATTERN
+from reference_services.common import NAME_PATTERN, JsonInteger
 
 from ._store import ReservationStatus
 
@@ -36,7 +37,7 @@ class CreateUser(BaseModel):
     id: UserId
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     email: Annotated[str, StringConstraints(min_length=3, max_length=254, pattern=EMAIL_PATTERN)]
-    credit: Annotated[int, Field(ge=0, le=MAX_AMOUNT)] = 0
+    credit: Annotated[int, Field(ge=0, le=MAX_AMOUNT), JsonInteger] = 0
 
 
 class UserView(BaseModel):
@@ -59,7 +60,7 @@ class ReserveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     reservation_id: Key
-    amount: Annotated[int, Field(gt=0, le=MAX_AMOUNT)]
+    amount: Annotated[int, Field(gt=0, le=MAX_AMOUNT), JsonInteger]
     order_id: Annotated[str, StringConstraints(min_length=1, max_length=KEY_MAX_LENGTH)] | None = None
 
 
@@ -89,6 +90,6 @@ class InsufficientCreditBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    error: str = "insufficient_credit"
+    error: Literal["insufficient_credit"] = "insufficient_credit"
     message: str
     available: int
