@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from harness._check_cli import check
 from harness._cli_common import HarnessGroup
 from harness._contract_cli import contract
 from harness._faults_cli import toxiproxy
@@ -49,9 +50,9 @@ def demo(instances: int, calls: int, workdir: Path | None) -> None:
 
     report = run_demo(DemoSettings(instances=instances, calls=calls, workdir=workdir), progress=click.echo)
     click.echo("\nchecks:")
-    for check in report.checks:
-        mark = click.style("PASS", fg="green") if check.passed else click.style("FAIL", fg="red")
-        click.echo(f"  {mark}  {check.name}: {check.detail}")
+    for outcome in report.checks:
+        mark = click.style("PASS", fg="green") if outcome.passed else click.style("FAIL", fg="red")
+        click.echo(f"  {mark}  {outcome.name}: {outcome.detail}")
     click.echo(f"\nlogs and events: {report.workdir}")
     if not report.passed:
         raise CheckFailed(f"{sum(not c.passed for c in report.checks)} of {len(report.checks)} checks failed")
@@ -62,6 +63,7 @@ cli.add_command(up)
 cli.add_command(status)
 cli.add_command(toxiproxy)
 cli.add_command(contract)
+cli.add_command(check)
 
 
 def main() -> None:

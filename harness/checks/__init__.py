@@ -1,5 +1,28 @@
 """Checks that read evidence from a running system and say, in sentences, what does not hold."""
 
-from harness.checks._saga import SagaSnapshot, check_saga_invariants, collect_saga_snapshot
+from harness.checks._saga import (
+    Anomaly,
+    AnomalyKind,
+    DeadLetterRecord,
+    NotificationRecord,
+    OrderRecord,
+    ReservationRecord,
+    SagaSnapshot,
+    check_saga_invariants,
+    find_anomalies,
+)
+from harness.checks._saga_sources import collect_saga_snapshot, read_saga_databases
 
-__all__ = ["SagaSnapshot", "check_saga_invariants", "collect_saga_snapshot"]
+__all__ = [
+    "Anomaly",
+    "AnomalyKind",
+    "DeadLetterRecord",
+    "NotificationRecord",
+    "OrderRecord",
+    "ReservationRecord",
+    "SagaSnapshot",
+    "check_saga_invariants",
+    "collect_saga_snapshot",
+    "find_anomalies",
+    "read_saga_databases",
+]

@@ -15,6 +15,18 @@ from harness.faults._errors import (
 )
 from harness.faults._models import ProxyConfig, ProxyInfo, Stream, ToxicInfo, ToxicType
 from harness.faults._process import ToxiproxyProcess
+from harness.faults._schedule import (
+    FaultInjector,
+    FaultKind,
+    FaultSchedule,
+    FaultSpec,
+    FaultWindow,
+    RandomFaults,
+    ScheduleRunner,
+    ToxiproxyInjector,
+    random_schedule,
+    read_ledger,
+)
 from harness.faults._server import ThreadedToxiproxyServer, ToxiproxyServer, ToxiproxySettings, run_toxiproxy
 
 __all__ = [
@@ -24,11 +36,18 @@ __all__ = [
     "AsyncToxiproxyClient",
     "FaultApiError",
     "FaultError",
+    "FaultInjector",
+    "FaultKind",
+    "FaultSchedule",
+    "FaultSpec",
+    "FaultWindow",
     "Proxy",
     "ProxyConfig",
     "ProxyExists",
     "ProxyInfo",
     "ProxyNotFound",
+    "RandomFaults",
+    "ScheduleRunner",
     "Stream",
     "ThreadedToxiproxyServer",
     "ToxicExists",
@@ -36,9 +55,12 @@ __all__ = [
     "ToxicNotFound",
     "ToxicType",
     "ToxiproxyClient",
+    "ToxiproxyInjector",
     "ToxiproxyProcess",
     "ToxiproxyServer",
     "ToxiproxySettings",
     "ToxiproxyUnavailable",
+    "random_schedule",
+    "read_ledger",
     "run_toxiproxy",
 ]

@@ -124,6 +124,6 @@ def test_snapshot_reads_credit_reservations_and_notifications(new_pact: NewPact)
         router.route(host="127.0.0.1").pass_through()
         snapshot = collect_saga_snapshot(ORCHESTRATOR, str(users_server.url), str(notifications_server.url))
     assert snapshot.reserved == {KNOWN: 30}
-    assert [r["reservation_id"] for r in snapshot.reservations[KNOWN]] == ["order-o-7"]
-    assert [n["notification_id"] for n in snapshot.notifications[KNOWN]] == [NOTIFICATION_ID]
+    assert [r.reservation_id for r in snapshot.reservations[KNOWN]] == ["order-o-7"]
+    assert [n.notification_id for n in snapshot.notifications[KNOWN]] == [NOTIFICATION_ID]
     assert check_saga_invariants(snapshot) == []

@@ -1,0 +1,352 @@
+"""``harness check saga``: a Jepsen-style run of the order saga under faults, checked independently.
+
+A fresh stack; many customers with seeded credit; ``orders`` concurrent ``POST /orders`` at a steady
+rate, each recorded as the client saw it; meanwhile a seeded fault schedule puts random toxics and
+partitions on the participants' proxies and SIGKILLs the orchestrator ``kills`` times (restarting it).
+Then the faults end, every saga is given time to finish, every key is replayed once, the stack stops,
+and the checker reads the three services' databases and the client history: every anomaly is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.checks._history import CallOutcome, OrderCall, check_history
+from harness.checks._saga import FINAL, Anomaly, AnomalyKind, OrderRecord, find_anomalies
+from harness.checks._saga_sources import read_saga_databases
+from harness.errors import ConfigError, EnvironmentUnavailable
+from harness.events import EventLog
+from harness.faults import RandomFaults, ScheduleRunner, random_schedule
+from harness.stack import Stack, Topology
+from harness.stack._faults import StackInjector
+from harness.stack._topology import RegistryTopology, ServiceTopology
+
+Progress = Callable[[str], None]
+RESULT_VERSION = 1
+
+FAST_TOPOLOGY = Topology(
+    registry=RegistryTopology(ttl=2.0, check_interval=0.5, check_timeout=0.5, check_failures=2),
+    services={
+        "users": ServiceTopology(instances=3, heartbeat_interval=0.5),
+        "notifications": ServiceTopology(instances=1, heartbeat_interval=0.5),
+        "orchestrator": ServiceTopology(instances=1, heartbeat_interval=0.5),
+    },
+)
+
+
+class SagaCheckConfig(BaseModel):
+    """What one run does; every figure is bounded so a run always ends by itself."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    orders: int = Field(default=1000, ge=1, le=100_000)
+    kills: int = Field(default=5, ge=0, le=100)
+    seed: int = 1
+    customers: int | None = Field(
+        default=None, ge=1, le=10_000, description="default: orders / 10, at least 5"
+    )
+    rate: float = Field(default=20.0, gt=0, le=1000, description="orders started per second")
+    concurrency: int = Field(default=32, ge=1, le=1000)
+    fault_windows: int | None = Field(default=None, ge=0, le=10_000, description="default: 1 per 2 s")
+    request_timeout: float = Field(default=15.0, gt=0)
+    settle_timeout: float = Field(default=120.0, gt=0)
+    max_needs_attention: int = Field(default=0, ge=0)
+
+    @property
+    def customer_count(self) -> int:
+        return self.customers or max(5, self.orders // 10)
+
+    @property
+    def duration(self) -> float:
+        """How long orders are placed (and faults applied)."""
+        return self.orders / self.rate
+
+
+class CheckFigure(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    measured: int
+    bound: int
+
+    @property
+    def holds(self) -> bool:
+        return self.measured <= self.bound
+
+
+class SagaCheckResult(BaseModel):
+    """Everything a run measured; ``result.json`` in the report folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = RESULT_VERSION
+    config: SagaCheckConfig
+    wall_seconds: float
+    calls: dict[str, int]  # by outcome, placing phase
+    final_states: dict[str, int]
+    kills_applied: int
+    faults_applied: int
+    fault_failures: list[str]
+    figures: list[CheckFigure]
+    anomalies: list[str]
+    dead_letters: int
+
+    @property
+    def passed(self) -> bool:
+        return all(f.holds for f in self.figures)
+
+
+@dataclass
+class _Tally:
+    """What the client has seen so far, for progress lines."""
+
+    sent: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+def run_saga_check(
+    config: SagaCheckConfig,
+    *,
+    workdir: Path,
+    report_dir: Path,
+    topology: Topology = FAST_TOPOLOGY,
+    progress: Progress = lambda _line: None,
+) -> SagaCheckResult:
+    """Run the check; the report folder gets ``schedule.json``, ``history.jsonl`` and ``result.json``."""
+    if workdir.exists() and any(workdir.iterdir()):
+        raise ConfigError(f"workdir {workdir} is not empty; the check needs a fresh stack")
+    if topology.service("orchestrator").instances != 1 or topology.service("users").instances < 1:
+        raise ConfigError("the saga check needs one orchestrator and at least one users instance")
+    began = time.monotonic()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(config.seed)
+    calls: list[OrderCall] = []
+    with Stack(topology, workdir, progress=progress) as stack:
+        if stack.toxiproxy is None:
+            raise ConfigError("the saga check injects faults through the fault proxies; turn proxies on")
+        participants = [name for kind in ("users", "notifications") for name in _names(stack, kind)]
+        schedule = random_schedule(
+            config.seed,
+            config.duration,
+            RandomFaults(instances=participants, windows=_windows(config)),
+            kills=config.kills,
+            kill_instance="orchestrator-1",
+        )
+        schedule.save(report_dir / "schedule.json")
+        progress(f"{len(schedule.windows)} fault windows over {config.duration:.1f}s "
+                 f"({config.kills} orchestrator kills), seed {config.seed}")  # fmt: skip
+        users_url = stack.instances("users")[0].url
+        orchestrator_url = stack.url("orchestrator-1")
+        customers = _create_customers(users_url, config.customer_count, rng)
+        plan = [(uuid.UUID(int=rng.getrandbits(128)).hex, rng.choice(customers), rng.randint(10, 300))
+                for _ in range(config.orders)]  # fmt: skip
+        events = EventLog("harness", stack.event_log("harness-check"))
+        runner = ScheduleRunner(schedule, StackInjector(stack), events, ledger=workdir / "faults.json")
+        tally = _Tally()
+        client = threading.Thread(
+            target=lambda: asyncio.run(
+                _place(plan, orchestrator_url, config, calls, tally, began, runner, progress)
+            ),
+            name="saga-check-client",
+        )
+        client.start()
+        try:
+            runner.run()  # in this thread: the orchestrator's restarts are children of a lasting thread
+        finally:
+            runner.stop()
+            client.join(config.duration + config.request_timeout * 2 + 30)
+        events.close()
+        if client.is_alive():
+            raise EnvironmentUnavailable("the order client did not finish in time")
+        if not stack.processes["orchestrator-1"].is_running():
+            stack.restart("orchestrator-1")
+        progress(f"faults over; {tally.sent} orders sent ({_counts(tally.outcomes)}); waiting for every saga")
+        _settle(orchestrator_url, config.settle_timeout)
+        replays = asyncio.run(_replay(plan, orchestrator_url, config, began))
+        calls += replays
+        progress(f"replayed {len(replays)} keys ({_counts(Counter(c.outcome.value for c in replays))})")
+        _settle(orchestrator_url, config.settle_timeout)
+        orchestrator_db, users_db = stack.database("orchestrator"), stack.database("users")
+        notifications_db = stack.database("notifications")
+    snapshot = read_saga_databases(orchestrator_db, users_db, notifications_db)
+    anomalies = find_anomalies(snapshot) + check_history(calls, snapshot)
+    _write_history(report_dir / "history.jsonl", calls)
+    result = _result(config, began, calls, snapshot.orders, anomalies, runner, len(snapshot.dead_letters))
+    (report_dir / "result.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
+    return result
+
+
+def _names(stack: Stack, kind: str) -> list[str]:
+    return [p.name for p in stack.instances(kind)]
+
+
+def _windows(config: SagaCheckConfig) -> int:
+    if config.fault_windows is not None:
+        return config.fault_windows
+    return max(2, round(config.duration / 2))
+
+
+def _create_customers(users_url: str, count: int, rng: random.Random) -> list[str]:
+    """Customers with credit drawn so that some orders run out of it (and compensate)."""
+    customers = [f"c{index:05d}-{rng.getrandbits(24):06x}" for index in range(count)]
+    with httpx.Client(timeout=10.0, trust_env=False) as http:
+        for customer in customers:
+            answer = http.post(f"{users_url}/users", json={
+                "id": customer, "name": f"Customer {customer}", "email": f"{customer}@example.test",
+                "credit": rng.randint(500, 3000)})  # fmt: skip
+            if answer.status_code != 201:
+                raise EnvironmentUnavailable(f"creating customer {customer}: HTTP {answer.status_code}")
+    return customers
+
+
+async def _place(
+    plan: list[tuple[str, str, int]],
+    url: str,
+    config: SagaCheckConfig,
+    calls: list[OrderCall],
+    tally: _Tally,
+    began: float,
+    runner: ScheduleRunner,
+    progress: Progress,
+) -> None:
+    """Start one order every 1/rate seconds, at most ``concurrency`` in flight; report every 2 s."""
+    slots = asyncio.Semaphore(config.concurrency)
+    start = time.monotonic()
+    async with _client(config) as http:
+
+        async def one(key: str, user: str, amount: int) -> None:
+            try:
+                call = await _post(http, url, key, user, amount, "place", began)
+            finally:
+                slots.release()
+            calls.append(call)
+            tally.outcomes[call.outcome.value] += 1
+
+        async def report() -> None:
+            while True:
+                await asyncio.sleep(2.0)
+                active = ", ".join(w.fault.describe() for w in runner.active()) or "none"
+                progress(f"t={time.monotonic() - start:5.1f}s sent {tally.sent}/{len(plan)} "
+                         f"({_counts(tally.outcomes)}) | faults: {active}")  # fmt: skip
+
+        reporter = asyncio.create_task(report())
+        tasks = []
+        for index, (key, user, amount) in enumerate(plan):
+            await asyncio.sleep(max(0.0, start + index / config.rate - time.monotonic()))
+            await slots.acquire()
+            tally.sent += 1
+            tasks.append(asyncio.create_task(one(key, user, amount)))
+        await asyncio.gather(*tasks)
+        reporter.cancel()
+
+
+async def _replay(
+    plan: list[tuple[str, str, int]], url: str, config: SagaCheckConfig, began: float
+) -> list[OrderCall]:
+    """Every key once more, as a client retrying would: the same key must give the same order."""
+    slots = asyncio.Semaphore(config.concurrency)
+    async with _client(config) as http:
+
+        async def one(key: str, user: str, amount: int) -> OrderCall:
+            async with slots:
+                return await _post(http, url, key, user, amount, "replay", began)
+
+        return list(await asyncio.gather(*(one(*item) for item in plan)))
+
+
+def _client(config: SagaCheckConfig) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
+    return httpx.AsyncClient(timeout=config.request_timeout, limits=limits, trust_env=False)
+
+
+async def _post(
+    http: httpx.AsyncClient, url: str, key: str, user: str, amount: int, phase: str, began: float
+) -> OrderCall:
+    invoked = time.monotonic() - began
+    base = {"key": key, "user_id": user, "amount": amount, "phase": phase, "invoked": round(invoked, 4)}
+    try:
+        answer = await http.post(f"{url}/orders", json={"user_id": user, "amount": amount},
+                                 headers={"Idempotency-Key": key})  # fmt: skip
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # never sent: certainly did not happen
+        return OrderCall(**base, completed=_since(began), outcome=CallOutcome.FAIL, error=repr(exc))
+    except httpx.HTTPError as exc:  # sent, no answer: may have happened
+        return OrderCall(**base, completed=_since(began), outcome=CallOutcome.UNKNOWN, error=repr(exc))
+    if answer.status_code in (200, 201, 202):
+        body = answer.json()
+        return OrderCall(**base, completed=_since(began), outcome=CallOutcome.OK, status=answer.status_code,
+                         order_id=body["order_id"], state=body["state"])  # fmt: skip
+    outcome = CallOutcome.FAIL if 400 <= answer.status_code < 500 else CallOutcome.UNKNOWN
+    return OrderCall(**base, completed=_since(began), outcome=outcome, status=answer.status_code,
+                     error=answer.text[:200])  # fmt: skip
+
+
+def _since(began: float) -> float:
+    return round(time.monotonic() - began, 4)
+
+
+def _settle(url: str, timeout: float) -> None:
+    """Until the orchestrator reports no saga that still moves on by itself, or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    counts: dict[str, int] = {}
+    with httpx.Client(timeout=5.0, trust_env=False) as http:
+        while time.monotonic() < deadline:
+            try:
+                counts = http.get(f"{url}/orders", params={"limit": 1}).json()["counts"]
+            except (httpx.HTTPError, ValueError, KeyError):
+                counts = {}
+            else:
+                if all(state in FINAL for state in counts):
+                    return
+            time.sleep(0.25)
+    # not settled: the checker reports what is stuck; nothing to raise here
+
+
+def _counts(outcomes: Counter[str]) -> str:
+    return ", ".join(f"{n} {name}" for name, n in sorted(outcomes.items())) or "none yet"
+
+
+def _write_history(path: Path, calls: list[OrderCall]) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for call in sorted(calls, key=lambda c: c.invoked):
+            out.write(call.model_dump_json() + "\n")
+
+
+def _result(
+    config: SagaCheckConfig,
+    began: float,
+    calls: list[OrderCall],
+    orders: list[OrderRecord],
+    anomalies: list[Anomaly],
+    runner: ScheduleRunner,
+    dead_letters: int,
+) -> SagaCheckResult:
+    states = Counter(o.state for o in orders)
+    by_kind = Counter(a.kind for a in anomalies)
+    figures = [CheckFigure(name=kind.value, measured=by_kind[kind], bound=0) for kind in AnomalyKind]
+    figures.append(CheckFigure(name="needs attention", measured=states["NEEDS_ATTENTION"],
+                               bound=config.max_needs_attention))  # fmt: skip
+    figures.append(CheckFigure(name="dead letters", measured=dead_letters, bound=0))
+    applied = runner.events.of_type("fault.start")
+    return SagaCheckResult(
+        config=config,
+        wall_seconds=round(time.monotonic() - began, 2),
+        calls=dict(Counter(c.outcome.value for c in calls if c.phase == "place")),
+        final_states=dict(states),
+        kills_applied=sum(e["kind"] == "kill" for e in applied),
+        faults_applied=len(applied),
+        fault_failures=list(runner.failures),
+        figures=figures,
+        anomalies=[a.message for a in anomalies],
+        dead_letters=dead_letters,
+    )
