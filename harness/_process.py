@@ -37,10 +37,17 @@ def write_port_file(path: Path, port: int) -> None:
     os.replace(tmp, path)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the harness dies, even by SIGKILL, so none is orphaned."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent() -> Callable[[], None] | None:
+    """What the child runs before exec to get SIGTERM when its parent thread ends (the harness dies, even by
+    SIGKILL), so none is orphaned. libc is looked up here, in the parent: the child only makes the call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def set_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return set_death_signal
 
 
 class Spawner:
@@ -177,6 +184,7 @@ class ServiceProcess:
         self.port = None
         env = {**os.environ, **(self.env or {})}
         command = self.command()
+        death_signal = _die_with_parent()
         with self.log_path.open("ab") as log:
 
             def fork() -> subprocess.Popen[bytes]:
@@ -187,7 +195,7 @@ class ServiceProcess:
                     stdin=subprocess.DEVNULL,
                     env=env,
                     start_new_session=True,  # a Ctrl-C in the terminal reaches the harness, which stops us
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=death_signal,
                 )
 
             self._popen = fork() if self.spawner is None else self.spawner.call(fork)

@@ -25,7 +25,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from harness._process import ServiceProcess
-from harness.errors import EnvironmentUnavailable
+from harness.errors import EnvironmentUnavailable, HarnessError
 from harness.events import EventLog
 from harness.faults import FaultApiError, FaultError, ProxyConfig, ProxyInfo, ToxiproxyClient
 
@@ -63,6 +63,7 @@ class ProxyRestart:
     """One restart of the embedded fault proxy, as the ``toxiproxy.restarted`` event records it."""
 
     downtime: float  # seconds from noticing the exit to every proxy listening with its toxics
+    start: float  # of which the new process took this long to answer
     returncode: int | None
     proxies: tuple[str, ...]
     toxics_restored: tuple[str, ...]  # "proxy/toxic"
@@ -116,7 +117,10 @@ class _Watch:
 
     def _run(self) -> None:
         while not self._stopping.wait(self._interval):
-            self._tick()
+            try:
+                self._tick()
+            except (HarnessError, OSError, ValueError) as exc:  # one bad tick must not end the watch
+                self._events.emit("toxiproxy.supervisor_error", error=repr(exc))
 
     def _tick(self) -> None:
         raise NotImplementedError
@@ -235,7 +239,8 @@ class FaultProxySupervisor(_Watch):
         while True:
             attempt += 1
             try:
-                process, restored, dropped = self._restore(proxy_set)
+                began = time.monotonic()
+                process, started, restored, dropped = self._restore(proxy_set)
                 break
             except (EnvironmentUnavailable, FaultError, OSError) as exc:
                 message = f"the fault proxy did not restart (attempt {attempt}): {exc}"
@@ -249,13 +254,15 @@ class FaultProxySupervisor(_Watch):
         self._on_restart(process)
         restart = ProxyRestart(
             downtime=time.monotonic() - noticed,
+            start=started - began,
             returncode=old.returncode,
             proxies=tuple(proxy.name for proxy in proxy_set.proxies),
             toxics_restored=tuple(restored),
             toxics_dropped=tuple(dropped),
             attempts=attempt,
         )
-        self._events.emit("toxiproxy.restarted", downtime_s=round(restart.downtime, 3), pid=process.pid,
+        self._events.emit("toxiproxy.restarted", downtime_s=round(restart.downtime, 3),
+                          start_s=round(restart.start, 3), pid=process.pid,
                           proxies_restored=list(restart.proxies), toxics_restored=restored,
                           toxics_dropped=dropped, attempts=attempt)  # fmt: skip
         message = (
@@ -268,8 +275,9 @@ class FaultProxySupervisor(_Watch):
         self._set(FaultProxyState.RUNNING, Notice(NoticeKind.RESTARTED, message))
         self._read_at = time.monotonic()
 
-    def _restore(self, proxy_set: ProxySet) -> tuple[ServiceProcess, list[str], list[str]]:
-        """A new proxy on the same ports; proxies with toxics are enabled once their toxics are back."""
+    def _restore(self, proxy_set: ProxySet) -> tuple[ServiceProcess, float, list[str], list[str]]:
+        """A new proxy on the same ports; proxies with toxics are enabled once their toxics are back.
+        Returns it, when it answered, and the toxics restored and dropped."""
         populate = [
             ProxyConfig(name=proxy.name, upstream=proxy.upstream, listen=proxy.listen,
                         enabled=proxy.enabled and not proxy.toxics).model_dump(mode="json")
@@ -281,6 +289,7 @@ class FaultProxySupervisor(_Watch):
         dropped: list[str] = []
         try:
             process.start()
+            started = time.monotonic()
             with ToxiproxyClient(process.url, timeout=5.0) as client:
                 for proxy in proxy_set.proxies:
                     for toxic in proxy.toxics:
@@ -298,7 +307,7 @@ class FaultProxySupervisor(_Watch):
         except BaseException:
             process.kill()
             raise
-        return process, restored, dropped
+        return process, started, restored, dropped
 
 
 class ExternalProxyWatch(_Watch):
