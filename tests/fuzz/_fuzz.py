@@ -24,7 +24,7 @@ import httpx
 import hypothesis
 import requests
 import schemathesis
-from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
 from schemathesis.generation.meta import TestPhase
 from schemathesis.pytest.lazy import get_all_tests
@@ -89,7 +89,7 @@ class FuzzRun:
     operations: list[str] = field(default_factory=list)
     generated: Counter[str] = field(default_factory=Counter)
     planned: Counter[str] = field(default_factory=Counter)
-    failures: dict[str, set[str]] = field(default_factory=dict)
+    failures: dict[str, dict[str, str]] = field(default_factory=dict)  # operation -> finding -> curl
     errors: dict[str, str] = field(default_factory=dict)
     cut_short: list[str] = field(default_factory=list)
     elapsed: float = 0.0
@@ -117,19 +117,21 @@ class FuzzRun:
                 self.operations.append(operation.label)
                 try:
                     test()
-                except Exception as exc:
-                    self._outcome(operation.label, exc)
+                except (Exception, BaseExceptionGroup) as exc:  # a FailureGroup is a BaseExceptionGroup
+                    self._outcome(operation.label, exc)  # a broken test, or the budget
                 finally:
                     self.elapsed = time.monotonic() - started
         return self
 
-    def _outcome(self, operation: str, exc: Exception) -> None:
-        """Sort what a failed operation raised: check failures (recorded already), the budget, or an error."""
+    def _outcome(self, operation: str, exc: BaseException) -> None:
+        """Sort what stopped an operation early: the budget, or an error in the test itself."""
         leaves = _leaves(exc)
+        if not all(isinstance(leaf, Exception) for leaf in leaves):
+            raise exc  # an interrupt, not a finding
         if any(isinstance(leaf, BudgetSpent) for leaf in leaves):
             self.cut_short.append(operation)
-        others = [leaf for leaf in leaves if not isinstance(leaf, (Failure, BudgetSpent))]
-        if others:  # the test itself broke (a network error, an unusable schema)
+        others = [leaf for leaf in leaves if not isinstance(leaf, BudgetSpent)]
+        if others:  # a network error, an unusable schema
             self.errors[operation] = "; ".join(f"{type(e).__name__}: {_first_line(str(e))}" for e in others)
 
     def _check(self, case: AnyCase, session: requests.Session) -> None:
@@ -140,10 +142,12 @@ class FuzzRun:
         (self.generated if fuzzed else self.planned)[operation] += 1
         try:
             case.call_and_validate(session=session)
-        except FailureGroup as exc:
-            found = self.failures.setdefault(operation, set())
-            found.update(f"{f.code} {f.title}: {_first_line(f.message)}" for f in exc.exceptions)
-            raise
+        except FailureGroup as exc:  # recorded, not raised: the operation goes on, so one finding hides none
+            found = self.failures.setdefault(operation, {})
+            for failure in exc.exceptions:
+                found.setdefault(
+                    f"{failure.code} {failure.title}: {_first_line(failure.message)}", _curl(exc)
+                )
         finally:
             if self.after is not None:
                 self.after(case)
@@ -172,9 +176,9 @@ class FuzzRun:
     def report(self) -> str:
         """The summary, then every failure and error, one per line."""
         lines = [self.summary()]
-        lines += [
-            f"  {op}: {found}" for op, founds in sorted(self.failures.items()) for found in sorted(founds)
-        ]
+        for operation, found in sorted(self.failures.items()):
+            for finding, curl in sorted(found.items()):
+                lines += [f"  {operation}: {finding}", f"    {curl}"]
         lines += [f"  {op}: error: {error}" for op, error in sorted(self.errors.items())]
         return "\n".join(lines)
 
@@ -183,6 +187,11 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
     return [exc]
+
+
+def _curl(exc: FailureGroup) -> str:
+    """The reproduction command schemathesis puts in its report."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip().startswith("curl ")), "")
 
 
 def _first_line(text: str) -> str:
