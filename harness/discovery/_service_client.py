@@ -318,6 +318,18 @@ class ServiceClient:
             stats.failures += 1
         self.metrics.calls.labels(self.service, instance.id, attempt.outcome).inc()
         self.metrics.latency.labels(self.service, instance.id).observe(duration)
+        self.events.emit(
+            "client.attempt",
+            service=self.service,
+            instance=instance.id,
+            method=method,
+            path=path,
+            outcome=attempt.outcome,
+            status=response.status_code if response is not None else None,
+            admitted=permit.state.value,
+            sent_at=started,
+            duration=round(duration, 6),
+        )
         return attempt
 
     def _should_retry(self, attempt: _Attempt) -> bool:
