@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from harness._cli_common import HarnessGroup
+from harness._cli_common import HarnessGroup, ensure_loopback
 from harness.contract import (
     DEFAULT_CONTRACTS,
     DEFAULT_RESULTS,
@@ -80,6 +80,7 @@ def contract() -> None:
     metavar="NAME=URL",
     help="Verify provider NAME at URL instead of starting it (users/notifications need --test-mode).",
 )
+@click.option("--allow-remote", is_flag=True, help="Allow a non-loopback --url (or TOXIPROXY_URL).")
 @click.option("-v", "--verbose", is_flag=True, help="Also print the verifier's report of failing pacts.")
 @contracts_option
 @results_option
@@ -87,6 +88,7 @@ def verify(
     providers: tuple[str, ...],
     stack_workdir: Path | None,
     urls: dict[str, str],
+    allow_remote: bool,
     verbose: bool,
     contracts: Path,
     results: Path,
@@ -95,9 +97,13 @@ def verify(
 
     Toxiproxy is verified at ``TOXIPROXY_URL`` when it is set (like the stack uses it), else an embedded
     server is started. A registry given with --url and a write token needs it in HARNESS_REGISTRY_TOKEN.
+    Verification also sends provider-state changes, so a URL off this machine needs ``--allow-remote``.
     """
+    for name, url in urls.items():
+        ensure_loopback(url, allow_remote=allow_remote, what=f"--url {name}")
     if "toxiproxy" not in urls and os.environ.get("TOXIPROXY_URL"):
         urls = {**urls, "toxiproxy": os.environ["TOXIPROXY_URL"]}
+        ensure_loopback(urls["toxiproxy"], allow_remote=allow_remote, what="TOXIPROXY_URL")
     run = run_verification(
         contracts,
         results,

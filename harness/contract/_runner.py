@@ -11,11 +11,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from harness.contract._pacts import InteractionKind, PactFile, load_pacts
 from harness.contract._providers import provider_target, running_providers
 from harness.contract._results import PactResult, record_results
 from harness.contract._verify import ProviderTarget, verify_pact
-from harness.errors import ConfigError
+from harness.errors import ConfigError, EnvironmentUnavailable
 
 DEFAULT_CONTRACTS = Path("contracts")
 
@@ -82,6 +84,9 @@ def run_verification(
         for name, url in (urls or {}).items()
         if name in needed
     }
+    for name, target in given.items():
+        if target.url is not None:
+            ensure_reachable(name, target.url)
     to_start = [name for name in needed if name not in given]
     with contextlib.ExitStack() as stack:
         targets = dict(given)
@@ -94,3 +99,13 @@ def run_verification(
         results = verify_contracts(pacts, targets, progress=progress)
     record_results(results_path, results)
     return VerificationRun(tuple(pacts), tuple(results), results_path)
+
+
+def ensure_reachable(name: str, url: str, *, timeout: float = 5.0) -> None:
+    """Any HTTP answer will do; none at all is one clear error, not one verifier error per interaction."""
+    try:
+        with httpx.Client(trust_env=False, timeout=timeout) as http:
+            http.get(url)
+    except httpx.TransportError as exc:
+        reason = next(iter(str(exc).splitlines()), "") or type(exc).__name__
+        raise EnvironmentUnavailable(f"cannot reach {name} at {url} ({reason})") from None

@@ -12,6 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from harness._process import write_port_file
+from harness.errors import EnvironmentUnavailable
 
 
 def stopping_event(app: FastAPI) -> asyncio.Event:
@@ -23,12 +24,20 @@ def stopping_event(app: FastAPI) -> asyncio.Event:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind and listen on ``host:port`` (0 picks a free port) before the app exists."""
+    """Bind and listen on ``host:port`` (0 picks a free port) before the app exists.
+
+    A port in use (or an address not on this machine) is EnvironmentUnavailable: one line, exit code 3.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        shown = f"[{host}]" if ":" in host else host
+        raise EnvironmentUnavailable(f"cannot listen on {shown}:{port}: {exc.strerror or exc}") from None
     sock.set_inheritable(True)
     return sock
 
