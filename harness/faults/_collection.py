@@ -11,7 +11,8 @@ from typing import Any
 
 from harness.faults._addresses import AddressError, remote_address_refusal, resolve_tcp
 from harness.faults._decoding import BodyDecoder
-from harness.faults._gojson import GoField, GoJSONError, GoStruct, Kind, bind, bind_list
+from harness.faults._godecode import STEP_ITEMS
+from harness.faults._gojson import GoField, GoJSONError, GoStruct, Kind
 from harness.faults._limits import name_refusal, toxicity_refusal
 from harness.faults._link import Direction, ToxicEntry
 from harness.faults._proxy import CounterFactory, Proxy
@@ -83,15 +84,18 @@ def _check_values(toxic: Toxic, toxicity: float) -> None:
         raise ApiError(refusal, 400)
 
 
+async def _pace(count: int) -> None:
+    """Give the loop a turn every STEP_ITEMS entries, so a populate of thousands never holds it long."""
+    if count % STEP_ITEMS == 0:
+        await asyncio.sleep(0)
+
+
 def parse_direction(stream: str) -> Direction | None:
     return {"upstream": Direction.UPSTREAM, "downstream": Direction.DOWNSTREAM}.get(stream.lower())
 
 
 class ProxyCollection:
-    """Every proxy of one server, by name in creation order; mutations are serialised by one lock.
-
-    It owns the decoder of request bodies (and so its worker thread): ``close`` stops both.
-    """
+    """Every proxy of one server, by name in creation order; mutations are serialised by one lock."""
 
     def __init__(
         self,
@@ -116,16 +120,9 @@ class ProxyCollection:
         """An empty listen: every interface in Toxiproxy, a random loopback port under the loopback policy."""
         return listen or ("" if self._allow_remote else LOOPBACK_ANY_PORT)
 
-    async def _decode(self, body: bytes) -> Any:
+    async def _decode(self, body: bytes, layout: GoStruct) -> dict[str, Any]:
         try:
-            return await self._decoder.decode(body)
-        except GoJSONError as exc:
-            raise _bad_body(exc) from None
-
-    @staticmethod
-    def _bind(value: Any, layout: GoStruct) -> dict[str, Any]:
-        try:
-            return bind(value, layout)
+            return await self._decoder.decode(body, layout)
         except GoJSONError as exc:
             raise _bad_body(exc) from None
 
@@ -147,7 +144,7 @@ class ProxyCollection:
         return proxy.listen != resolved or proxy.upstream != upstream
 
     async def create(self, body: bytes) -> Proxy:
-        fields = self._bind(await self._decode(body), PROXY)
+        fields = await self._decode(body, PROXY)
         name, upstream = fields.get("name", ""), fields.get("upstream", "")
         if not name:
             raise ApiError("missing required field: name", 400)
@@ -179,7 +176,7 @@ class ProxyCollection:
     async def update(self, name: str, body: bytes) -> Proxy:
         async with self._lock:
             proxy = self.get(name)
-            fields = self._bind(await self._decode(body), PROXY)
+            fields = await self._decode(body, PROXY)
             listen = self._listen(fields["listen"]) if "listen" in fields else proxy.listen
             upstream = fields.get("upstream", proxy.upstream)
             enabled = fields.get("enabled", proxy.enabled)
@@ -206,14 +203,16 @@ class ProxyCollection:
 
     async def populate(self, body: bytes) -> list[Proxy]:
         try:
-            entries = bind_list(await self._decoder.decode(body), POPULATE_ENTRY, POPULATE_SLICE)
+            entries = await self._decoder.decode_list(body, POPULATE_ENTRY, POPULATE_SLICE)
         except GoJSONError as exc:
             raise PopulateError(f"bad request body: {exc}", 400, None) from None
         for number, entry in enumerate(entries, start=1):
+            await _pace(number)
             for required in ("name", "upstream"):
                 if not entry.get(required):
                     raise PopulateError(f"missing required field: {required} at proxy {number}", 400, None)
         for number, entry in enumerate(entries, start=1):
+            await _pace(number)
             refusal = name_refusal(entry["name"]) or self._refusal(
                 self._listen(entry.get("listen", "")), entry["upstream"]
             )
@@ -221,7 +220,8 @@ class ProxyCollection:
                 raise PopulateError(f"{refusal} (proxy {number})", 400, None)
         created: list[Proxy] = []
         async with self._lock:
-            for entry in entries:
+            for number, entry in enumerate(entries, start=1):
+                await _pace(number)
                 name, listen, upstream = (
                     entry["name"],
                     self._listen(entry.get("listen", "")),
@@ -263,8 +263,7 @@ class ProxyCollection:
     async def add_toxic(self, proxy_name: str, body: bytes) -> ToxicEntry:
         async with self._lock:
             proxy = self.get(proxy_name)
-            value = await self._decode(body)
-            fields = self._bind(value, TOXIC_WRAPPER)
+            fields = await self._decode(body, TOXIC_WRAPPER)
             stream = fields.get("stream", "downstream")
             direction = parse_direction(stream)
             if direction is None:
@@ -280,7 +279,7 @@ class ProxyCollection:
             if proxy.find_toxic(name) is not None:
                 raise ApiError("toxic already exists", 409)
             layout = _attributes_layout(kind, with_toxicity=False)
-            toxic = kind(**self._bind(value, layout).get("attributes", {}))
+            toxic = kind(**(await self._decode(body, layout)).get("attributes", {}))  # a second pass, as Go
             toxicity = fields.get("toxicity", 1.0)
             _check_values(toxic, toxicity)
             entry = ToxicEntry(name, type_name, stream, direction, toxicity, toxic)
@@ -292,7 +291,7 @@ class ProxyCollection:
             proxy = self.get(proxy_name)
             entry = self.toxic(proxy, toxic_name)
             layout = _attributes_layout(type(entry.toxic), with_toxicity=True)
-            fields = self._bind(await self._decode(body), layout)
+            fields = await self._decode(body, layout)
             # Only attributes (merged) and toxicity change; type, name and stream in the body are ignored.
             toxic = dataclasses.replace(entry.toxic, **fields.get("attributes", {}))
             toxicity = fields.get("toxicity", entry.toxicity)
@@ -307,7 +306,6 @@ class ProxyCollection:
             await proxy.remove_toxic(self.toxic(proxy, toxic_name))
 
     def close(self) -> None:
-        """Stop every proxy (listeners and open connections) and the body decoder's thread."""
+        """Stop every proxy (listeners and open connections)."""
         for proxy in self.proxies.values():
             proxy.stop()
-        self._decoder.close()

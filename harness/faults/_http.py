@@ -18,7 +18,7 @@ from harness.faults._limits import MAX_BODY_BYTES, body_too_large
 
 logger = logging.getLogger(__name__)
 
-MAX_HEADER_BYTES = 1 << 20  # Go's DefaultMaxHeaderBytes
+MAX_HEADER_BYTES = 64 << 10  # Go allows 1 MiB; parsing that many header lines would hold the loop
 READ_TIMEOUT = 15.0  # Toxiproxy's server read timeout
 IDLE_TIMEOUT = 60.0  # and its idle timeout for keep-alive connections
 DISCARD_TIMEOUT = 2.0  # how long the rest of a refused body is read and dropped before closing
@@ -88,7 +88,11 @@ def render(response: Response, *, head_only: bool = False, connection: str | Non
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
     body = bytearray()
+    chunks = 0
     while True:
+        chunks += 1
+        if chunks % 256 == 0:
+            await asyncio.sleep(0)  # reads from the buffer do not yield: tiny chunks must not hold the loop
         size_line = await reader.readuntil(b"\r\n")
         try:
             size = int(size_line.split(b";")[0].strip(), 16)

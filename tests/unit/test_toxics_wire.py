@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
 from harness.faults._addresses import AddressError, remote_address_refusal, split_host_port
 from harness.faults._api import RequestIds, _clean_path
-from harness.faults._collection import PROXY, TOXIC_WRAPPER
-from harness.faults._decoding import INLINE_BYTES, BodyDecoder
-from harness.faults._gojson import GoJSONError, Number, bind, decode, go_float32, go_string
+from harness.faults._collection import POPULATE_ENTRY, POPULATE_SLICE, PROXY, TOXIC_WRAPPER
+from harness.faults._decoding import BodyDecoder
+from harness.faults._godecode import decode, decode_list
+from harness.faults._gojson import GoJSONError, go_float32, go_string
 from harness.faults._limits import (
     MAX_JSON_DEPTH,
     MAX_NAME_LENGTH,
@@ -56,7 +58,7 @@ class TestDecodeSyntax:
     )
     def test_errors_read_like_go(self, body: bytes, message: str) -> None:
         with pytest.raises(GoJSONError) as caught:
-            decode(body)
+            decode(body, PROXY)
         assert str(caught.value) == message
 
     @pytest.mark.parametrize(
@@ -75,22 +77,18 @@ class TestDecodeSyntax:
     def test_long_runs_end_where_go_would_fail(self, body: bytes, message: str) -> None:
         """Runs of string characters and digits are skipped in one step; the error is still Go's."""
         with pytest.raises(GoJSONError) as caught:
-            decode(body)
+            decode(body, PROXY)
         assert str(caught.value) == message
 
     def test_first_value_only(self) -> None:
         """Like json.Decoder.Decode, bytes after the first value are not read."""
-        assert decode(b'{"a":1} trailing junk') == [("a", Number("1"))]
+        assert decode(b'{"name":"a"} trailing junk', PROXY) == {"name": "a"}
 
 
 class TestDecodeDepth:
     def test_nesting_at_the_limit_decodes(self) -> None:
-        value = decode(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH)
-        depth = 0
-        while isinstance(value, list):
-            depth += 1
-            value = value[0] if value else None
-        assert depth == MAX_JSON_DEPTH
+        deep = b"[" * (MAX_JSON_DEPTH - 1) + b"]" * (MAX_JSON_DEPTH - 1)  # inside the outer object
+        assert decode(b'{"x":' + deep + b',"name":"n"}', PROXY) == {"name": "n"}
 
     @pytest.mark.parametrize(
         ("body", "message"),
@@ -105,19 +103,37 @@ class TestDecodeDepth:
     )
     def test_deeper_is_gos_max_depth_error_not_a_recursion_error(self, body: bytes, message: str) -> None:
         with pytest.raises(GoJSONError) as caught:
-            decode(body)
+            decode(body, PROXY)
         assert str(caught.value) == message
 
 
 class TestBind:
     def test_keys_are_case_insensitive_and_null_keeps_defaults(self) -> None:
-        assert bind(decode(b'{"NAME":"a","Upstream":"b:1","enabled":null}'), PROXY) == {
+        assert decode(b'{"NAME":"a","Upstream":"b:1","enabled":null}', PROXY) == {
             "name": "a",
             "upstream": "b:1",
         }
 
+    def test_unpaired_surrogate_escape_becomes_replacement_character(self) -> None:
+        """As in Go; a string that keeps a lone surrogate could not even be encoded back into a response."""
+        assert decode(b'{"name":"a\\ud800b\\ud83d\\ude00"}', PROXY) == {"name": "a\ufffdb\U0001f600"}
+
+    def test_slice_elements_that_are_not_structs_are_type_errors(self) -> None:
+        with pytest.raises(GoJSONError) as caught:
+            decode_list(b'[{"name":"a"},null,7]', POPULATE_ENTRY, POPULATE_SLICE)
+        assert (
+            str(caught.value)
+            == f"json: cannot unmarshal number into Go value of type {POPULATE_ENTRY.type_string}"
+        )
+        assert decode_list(b'[{"name":"a"},null]', POPULATE_ENTRY, POPULATE_SLICE) == [{"name": "a"}, {}]
+
+    def test_syntax_errors_win_over_type_errors(self) -> None:
+        """Go checks the whole value before it assigns anything."""
+        with pytest.raises(GoJSONError, match="unexpected EOF"):
+            decode(b'{"name":1,"upstream":', PROXY)
+
     def test_last_duplicate_wins(self) -> None:
-        assert bind(decode(b'{"name":"a","name":"b"}'), PROXY) == {"name": "b"}
+        assert decode(b'{"name":"a","name":"b"}', PROXY) == {"name": "b"}
 
     @pytest.mark.parametrize(
         ("body", "message"),
@@ -139,7 +155,7 @@ class TestBind:
     )
     def test_type_errors_read_like_go(self, body: bytes, message: str) -> None:
         with pytest.raises(GoJSONError) as caught:
-            bind(decode(body), PROXY)
+            decode(body, PROXY)
         assert str(caught.value) == message
 
     def test_integer_literal_past_int64_is_gos_type_error(self) -> None:
@@ -147,7 +163,7 @@ class TestBind:
         digits = "9" * 5000
         layout = LatencyToxic.layout()
         with pytest.raises(GoJSONError) as caught:
-            bind(decode(f'{{"latency":{digits}}}'.encode()), layout)
+            decode(f'{{"latency":{digits}}}'.encode(), layout)
         assert str(caught.value) == (
             f"json: cannot unmarshal number {digits} into Go struct field LatencyToxic.latency of type int64"
         )
@@ -164,9 +180,9 @@ class TestBind:
         body = b'{"toxicity":' + literal + b"}"
         if expected is None:
             with pytest.raises(GoJSONError, match=r"number 1e39 into Go struct field ToxicWrapper\.toxicity"):
-                bind(decode(body), TOXIC_WRAPPER)
+                decode(body, TOXIC_WRAPPER)
         else:
-            assert bind(decode(body), TOXIC_WRAPPER)["toxicity"] == expected
+            assert decode(body, TOXIC_WRAPPER)["toxicity"] == expected
 
 
 class TestEncode:
@@ -310,18 +326,9 @@ class TestLimits:
 
 
 class TestBodyDecoder:
-    async def test_small_bodies_are_decoded_on_the_loop(self) -> None:
-        decoder = BodyDecoder()
-        try:
-            assert await decoder.decode(b'{"a":1}') == [("a", Number("1"))]
-            assert not [t for t in threading.enumerate() if t.name.startswith("toxiproxy-decode")]
-        finally:
-            decoder.close()
-
-    async def test_large_bodies_leave_the_loop_running(self) -> None:
-        """While a costly body is scanned, other tasks on the loop keep running (it is not on the loop)."""
-        body = b"[" + b"0," * (1 << 19)  # ~1 MiB, scanned to the end, then "unexpected EOF"
-        assert len(body) > INLINE_BYTES
+    @staticmethod
+    async def ticks_during(work: Coroutine[Any, Any, object]) -> int:
+        """How many turns other tasks on the loop got while ``work`` ran."""
         ticks = 0
 
         async def ticker() -> None:
@@ -330,16 +337,63 @@ class TestBodyDecoder:
                 await asyncio.sleep(0)
                 ticks += 1
 
-        decoder = BodyDecoder()
         task = asyncio.create_task(ticker())
         try:
             await asyncio.sleep(0)
             before = ticks
-            with pytest.raises(GoJSONError, match="unexpected EOF"):
-                await decoder.decode(body)
-            assert ticks - before > 10
+            with contextlib.suppress(GoJSONError):
+                await work
+            return ticks - before
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            decoder.close()
+
+    async def test_decodes_like_decode(self) -> None:
+        body = b'{"a":[1,"x",null],"name":"n","enabled":false}'
+        assert await BodyDecoder().decode(body, PROXY) == {"name": "n", "enabled": False}
+
+    async def test_a_costly_body_leaves_the_loop_running(self) -> None:
+        """A body scanned to its end before failing gives the loop back again and again meanwhile."""
+        body = b"[" + b"0," * (1 << 19)  # ~1 MiB, then "unexpected EOF"
+        assert await self.ticks_during(BodyDecoder().decode(body, PROXY)) > 10
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            pytest.param(b"{" + b'"a":0,' * (1 << 17) + b'"name":"x"}', id="many-members"),
+            pytest.param(b'{"name":"' + b"\\n" * (1 << 18) + b'"}', id="escapes-in-one-string"),
+            pytest.param(b"[" + b'{"name":"p","upstream":"u:1"},' * (1 << 14) + b"null]", id="many-entries"),
+        ],
+    )
+    async def test_large_values_leave_the_loop_running(self, body: bytes) -> None:
+        """Steps fall inside long tokens too: a string of 256k escapes is not one step."""
+        work: Coroutine[Any, Any, object]
+        if body.startswith(b"["):
+            work = BodyDecoder().decode_list(body, POPULATE_ENTRY, POPULATE_SLICE)
+        else:
+            work = BodyDecoder().decode(body, PROXY)
+        assert await self.ticks_during(work) > 10
+
+    async def test_slices_give_the_loop_back_within_their_length(self) -> None:
+        """The longest the loop waits while a costly body is decoded is about one slice."""
+        decoder = BodyDecoder(slice_seconds=0.001)
+        loop = asyncio.get_running_loop()
+        waits: list[float] = []
+
+        async def watch() -> None:
+            while True:
+                began = loop.time()
+                await asyncio.sleep(0)
+                waits.append(loop.time() - began)
+
+        task = asyncio.create_task(watch())
+        try:
+            with contextlib.suppress(GoJSONError):
+                await decoder.decode(b"[" + b"[[[]]]," * (1 << 17), PROXY)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert len(waits) > 10
+        assert max(waits) < 0.05  # one slice is 1 ms; the bound leaves room for a busy machine
