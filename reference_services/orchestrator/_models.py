@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reference_services.common import NAME_PATTERN
+from reference_services.common import NAME_PATTERN, JsonInteger
 
 from ._log import Order, SagaState, StepRecord
 
@@ -15,7 +16,7 @@ class OrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
-    amount: int = Field(gt=0, le=10**12, strict=True)
+    amount: Annotated[int, Field(gt=0, le=10**12, strict=True), JsonInteger]
 
 
 class StepView(BaseModel):

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from reference_services.common._settings import NAME_PATTERN
+from reference_services.common._wire import JsonInteger
 
 from ._store import HealthStatus
 
@@ -56,10 +57,10 @@ class RegistrationRequest(BaseModel):
 
     service: Name
     address: Address
-    port: Annotated[int, Field(ge=1, le=65535)]
+    port: Annotated[int, Field(ge=1, le=65535), JsonInteger]
     health_url: HealthUrl | None = None
     metadata: Metadata = Field(default_factory=dict)
-    weight: Annotated[int, Field(ge=1, le=1000)] = 1
+    weight: Annotated[int, Field(ge=1, le=1000), JsonInteger] = 1
     ttl: Annotated[float, Field(ge=0.1, le=3600, allow_inf_nan=False)] | None = None
 
 

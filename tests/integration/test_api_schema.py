@@ -6,6 +6,7 @@ valued floats taken as integers, and bounded order ids.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from harness.stack import ServiceProcess
 from tests._children import child_env
 
 from ._support import unique, users_process
+from .conftest import RunningRegistry
 
 
 @pytest.fixture(scope="module")
@@ -121,13 +123,35 @@ class TestIntegersAsJsonSchemaHasThem:
         assert response.status_code == 422
         assert "amount" in response.json()["message"]
 
+    def test_every_service_takes_them(self, registry: RunningRegistry, tmp_path: Path) -> None:
+        """The registry's port and weight, the orchestrator's amount: 8080.0, 2.0 and 5.0 are integers."""
+        with httpx.Client(base_url=registry.url, timeout=10.0, trust_env=False) as http:
+            body = {"service": "floats", "address": "127.0.0.1", "port": 8080.0, "weight": 2.0}
+            registered = http.put(f"/v1/instances/{unique('i')}", json=body)
+            assert registered.status_code == 201, registered.text
+            assert (registered.json()["port"], registered.json()["weight"]) == (8080, 2)
+        with orchestrator(tmp_path) as http:
+            order = http.post(
+                "/orders", json={"user_id": "ada", "amount": 5.0}, headers={"Idempotency-Key": unique("k")}
+            )
+            assert order.status_code != 422, order.text
+            assert order.json()["amount"] == 5
+
+
+@contextlib.contextmanager
+def orchestrator(workdir: Path) -> Iterator[httpx.Client]:
+    """An orchestrator alone (no registry: its calls fail fast), answering within half a second."""
+    args = ["--database", str(workdir / "saga.db"), "--event-log", str(workdir / "orchestrator.jsonl"),
+            "--saga-deadline", "0.5"]  # fmt: skip
+    process = ServiceProcess("orchestrator-1", "orchestrator", args, workdir=workdir, env=child_env())
+    with process, httpx.Client(base_url=process.url, timeout=10.0, trust_env=False) as http:
+        yield http
+
 
 class TestOrderIds:
     def test_an_order_id_longer_than_documented_is_refused(self, tmp_path: Path) -> None:
         """GET /orders/{id} documents a bounded id and answers 422 for a longer one, 404 for a fitting one."""
-        args = ["--database", str(tmp_path / "saga.db"), "--event-log", str(tmp_path / "orchestrator.jsonl")]
-        process = ServiceProcess("orchestrator-1", "orchestrator", args, workdir=tmp_path, env=child_env())
-        with process, httpx.Client(base_url=process.url, timeout=10.0, trust_env=False) as http:
+        with orchestrator(tmp_path) as http:
             spec = http.get("/openapi.json").json()
             (param,) = spec["paths"]["/orders/{order_id}"]["get"]["parameters"]
             limit = param["schema"]["maxLength"]
