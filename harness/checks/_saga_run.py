@@ -27,7 +27,7 @@ from harness.checks._saga import FINAL, Anomaly, AnomalyKind, OrderRecord, find_
 from harness.checks._saga_sources import read_saga_databases
 from harness.errors import ConfigError, EnvironmentUnavailable
 from harness.events import EventLog
-from harness.faults import RandomFaults, ScheduleRunner, random_schedule
+from harness.faults import FaultApplier, RandomFaults, ScheduleRunner, random_schedule
 from harness.stack import Stack, Topology
 from harness.stack._faults import StackInjector
 from harness.stack._topology import RegistryTopology, ServiceTopology
@@ -152,7 +152,8 @@ def run_saga_check(
         plan = [(uuid.UUID(int=rng.getrandbits(128)).hex, rng.choice(customers), rng.randint(10, 300))
                 for _ in range(config.orders)]  # fmt: skip
         events = EventLog("harness", stack.event_log("harness-check"))
-        runner = ScheduleRunner(schedule, StackInjector(stack), events, ledger=workdir / "faults.json")
+        applier = FaultApplier(StackInjector(stack), events, ledger=workdir / "faults.json")
+        runner = ScheduleRunner(schedule, applier)
         tally = _Tally()
         client = threading.Thread(
             target=lambda: asyncio.run(

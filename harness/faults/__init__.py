@@ -16,6 +16,7 @@ from harness.faults._errors import (
 from harness.faults._models import ProxyConfig, ProxyInfo, Stream, ToxicInfo, ToxicType
 from harness.faults._process import ToxiproxyProcess
 from harness.faults._schedule import (
+    FaultApplier,
     FaultInjector,
     FaultKind,
     FaultSchedule,
@@ -35,6 +36,7 @@ __all__ = [
     "AsyncProxy",
     "AsyncToxiproxyClient",
     "FaultApiError",
+    "FaultApplier",
     "FaultError",
     "FaultInjector",
     "FaultKind",

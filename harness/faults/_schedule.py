@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -248,36 +248,122 @@ class AppliedFault:
     applied_at: float  # monotonic
 
 
-@dataclass
-class ScheduleRunner:
-    """Plays a schedule in real time; ``run`` blocks until the schedule ends or ``stop`` is called.
+class FaultApplier:
+    """Applies and removes fault windows on demand, as events, with a ledger; the one place that does.
 
-    Start and end of every window are events (``fault.start``/``fault.end`` with the window and the time
-    since the schedule began); a failure to apply one is an event too (``fault.failed``) and the run goes
-    on. ``ledger`` (a JSON file) always lists the windows applied right now.
+    ``ledger`` (a JSON file) always lists the windows applied right now, so a run that dies leaves a
+    record of what to remove. A fault that cannot be applied or removed is recorded (``failures`` and a
+    ``fault.failed`` event) and raised. Thread-safe: chaos actions may run in background threads.
     """
 
-    schedule: FaultSchedule
-    injector: FaultInjector
-    events: EventLog
-    ledger: Path | None = None
-    clock: Callable[[], float] = time.monotonic
-    wait: Callable[[float], bool] | None = None  # sleeps up to n seconds; True when stopped meanwhile
-    applied: dict[str, AppliedFault] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
-    started_at: float | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
+    def __init__(
+        self,
+        injector: FaultInjector,
+        events: EventLog,
+        *,
+        ledger: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.injector = injector
+        self.events = events
+        self.ledger = ledger
+        self.clock = clock
+        self.applied: dict[str, AppliedFault] = {}
+        self.failures: list[str] = []
+        self._lock = threading.RLock()
 
-    def __post_init__(self) -> None:
-        if self.wait is None:
-            self.wait = self._stop.wait
+    def apply(self, window: FaultWindow, *, at: float | None = None) -> None:
+        """Apply ``window`` now; ``at`` is the time since its schedule began, for the record."""
+        with self._lock:
+            if window.name in self.applied:
+                raise ConfigError(f"fault {window.name} is already applied")
+            try:
+                self.injector.apply(window)
+            except Exception as exc:
+                self._failed(window, str(exc))
+                raise
+            self.applied[window.name] = AppliedFault(window, self.clock())
+            self._write_ledger()
+        self.events.emit("fault.start", window=window.name, kind=window.fault.kind.value,
+                         instance=window.fault.instance, fault=window.fault.describe(),
+                         at=round(at if at is not None else 0.0, 3), planned=window.start)  # fmt: skip
+
+    def remove(self, name: str, *, reason: str = "scheduled", at: float | None = None) -> bool:
+        """Remove an applied window; False when it is not applied (removed already, or never)."""
+        with self._lock:
+            applied = self.applied.get(name)
+            if applied is None:
+                return False
+            try:
+                self.injector.remove(applied.window)
+            except Exception as exc:
+                self._failed(applied.window, f"remove: {exc}")
+                raise
+            del self.applied[name]
+            self._write_ledger()
+        window = applied.window
+        self.events.emit("fault.end", window=name, kind=window.fault.kind.value,
+                         instance=window.fault.instance, at=round(at if at is not None else 0.0, 3),
+                         lasted=round(self.clock() - applied.applied_at, 3), reason=reason)  # fmt: skip
+        return True
+
+    def remove_all(self, reason: str = "cleanup") -> list[str]:
+        """Remove every applied fault, newest first; returns what could not be removed (and keeps it
+        in the ledger)."""
+        left = []
+        for name in reversed(list(self.applied)):
+            try:
+                self.remove(name, reason=reason)
+            except Exception as exc:
+                left.append(f"{self.applied[name].window.fault.describe()}: {exc}")
+        return left
+
+    def active(self) -> list[FaultWindow]:
+        with self._lock:
+            return [a.window for a in self.applied.values()]
+
+    def _failed(self, window: FaultWindow, error: str) -> None:
+        self.failures.append(f"{window.name}: {window.fault.describe()}: {error}")
+        self.events.emit("fault.failed", window=window.name, fault=window.fault.describe(), error=error)
+
+    def _write_ledger(self) -> None:
+        if self.ledger is None:
+            return
+        applied = [a.window.model_dump(mode="json") for a in self.applied.values()]
+        _write_atomically(self.ledger, json.dumps({"pid": os.getpid(), "applied": applied}, indent=2))
+
+
+class ScheduleRunner:
+    """Plays a schedule in real time through a ``FaultApplier``; ``run`` blocks until the schedule ends or
+    ``stop`` is called, then removes everything it applied, whatever ended it. A fault that cannot be
+    applied is recorded and the run goes on."""
+
+    def __init__(
+        self,
+        schedule: FaultSchedule,
+        applier: FaultApplier,
+        *,
+        wait: Callable[[float], bool] | None = None,
+    ) -> None:
+        self.schedule = schedule
+        self.applier = applier
+        self.events = applier.events
+        self.clock = applier.clock
+        self.started_at: float | None = None
+        self._stop = threading.Event()
+        self._wait = wait or self._stop.wait
+        self._mine: list[str] = []
+
+    @property
+    def failures(self) -> list[str]:
+        return self.applier.failures
 
     def stop(self) -> None:
         """Ask ``run`` to end now; it removes what it applied before it returns."""
         self._stop.set()
 
     def run(self, *, hold_open: bool = False) -> None:
-        """Apply and remove windows on time; then remove every fault still applied.
+        """Apply and remove windows on time; then remove every fault of the schedule still applied.
 
         With ``hold_open``, wait for ``stop`` after the last window instead of returning."""
         self.started_at = self.clock()
@@ -289,24 +375,28 @@ class ScheduleRunner:
                 if self._wait_until(at):
                     return
                 if starting:
-                    self._apply(window)
+                    with contextlib.suppress(Exception):  # recorded by the applier; the run goes on
+                        self.applier.apply(window, at=self.elapsed())
+                        self._mine.append(window.name)
                 else:
-                    self._remove(window)
+                    with contextlib.suppress(Exception):
+                        self.applier.remove(window.name, at=self.elapsed())
             if hold_open:
                 self._stop.wait()
         finally:
             self.remove_all()
 
+    def remove_all(self) -> None:
+        """Remove every fault of this schedule still applied (newest first); safe to call twice."""
+        for name in reversed(self._mine):
+            with contextlib.suppress(Exception):
+                self.applier.remove(name, reason="cleanup", at=self.elapsed())
+
     def elapsed(self) -> float:
         return 0.0 if self.started_at is None else self.clock() - self.started_at
 
     def active(self) -> list[FaultWindow]:
-        return [a.window for a in self.applied.values()]
-
-    def remove_all(self) -> None:
-        """Remove every fault this runner applied (newest first); safe to call twice."""
-        for name in reversed(list(self.applied)):
-            self._remove(self.applied[name].window, reason="cleanup")
+        return [w for w in self.applier.active() if w.name in self._mine]
 
     def _timeline(self) -> list[tuple[float, bool, FaultWindow]]:
         moments = [(w.start, True, w) for w in self.schedule.windows]
@@ -316,45 +406,8 @@ class ScheduleRunner:
 
     def _wait_until(self, at: float) -> bool:
         """Sleep until ``at`` seconds after the start; True when stopped meanwhile."""
-        assert self.started_at is not None and self.wait is not None
-        return self._stop.is_set() or self.wait(max(0.0, self.started_at + at - self.clock()))
-
-    def _apply(self, window: FaultWindow) -> None:
-        try:
-            self.injector.apply(window)
-        except Exception as exc:  # an instance may be gone; the run records it and goes on
-            self.failures.append(f"{window.name}: {window.fault.describe()}: {exc}")
-            self.events.emit(
-                "fault.failed", window=window.name, fault=window.fault.describe(), error=str(exc)
-            )
-            return
-        self.applied[window.name] = AppliedFault(window, self.clock())
-        self._write_ledger()
-        self.events.emit("fault.start", window=window.name, kind=window.fault.kind.value,
-                         instance=window.fault.instance, fault=window.fault.describe(),
-                         at=round(self.elapsed(), 3), planned=window.start)  # fmt: skip
-
-    def _remove(self, window: FaultWindow, reason: str = "scheduled") -> None:
-        if window.name not in self.applied:
-            return
-        try:
-            self.injector.remove(window)
-        except Exception as exc:
-            self.failures.append(f"{window.name}: removing {window.fault.describe()}: {exc}")
-            self.events.emit("fault.failed", window=window.name, fault=window.fault.describe(),
-                             error=f"remove: {exc}")  # fmt: skip
-            return
-        applied = self.applied.pop(window.name)
-        self._write_ledger()
-        self.events.emit("fault.end", window=window.name, kind=window.fault.kind.value,
-                         instance=window.fault.instance, at=round(self.elapsed(), 3),
-                         lasted=round(self.clock() - applied.applied_at, 3), reason=reason)  # fmt: skip
-
-    def _write_ledger(self) -> None:
-        if self.ledger is None:
-            return
-        applied = [a.window.model_dump(mode="json") for a in self.applied.values()]
-        _write_atomically(self.ledger, json.dumps({"pid": os.getpid(), "applied": applied}, indent=2))
+        assert self.started_at is not None
+        return self._stop.is_set() or self._wait(max(0.0, self.started_at + at - self.clock()))
 
 
 def read_ledger(path: Path) -> list[FaultWindow]:

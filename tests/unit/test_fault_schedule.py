@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from harness.events import EventLog
 from harness.faults import (
+    FaultApplier,
     FaultKind,
     FaultSchedule,
     FaultSpec,
@@ -121,8 +122,8 @@ class TestRunner:
         recorder = Recorder(time)
         schedule = FaultSchedule(windows=(window("a", 1.0, 3.0), window("b", 3.0, 4.5, instance="users-1")))
         events = EventLog("test")
-        runner = ScheduleRunner(schedule, recorder, events, ledger=tmp_path / "faults.json",
-                                clock=time.clock, wait=time.wait)  # fmt: skip
+        applier = FaultApplier(recorder, events, ledger=tmp_path / "faults.json", clock=time.clock)
+        runner = ScheduleRunner(schedule, applier, wait=time.wait)
         runner.run()
         assert recorder.calls == [(1.0, "apply", "a"), (3.0, "remove", "a"), (3.0, "apply", "b"),
                                   (4.5, "remove", "b")]  # fmt: skip
@@ -143,9 +144,8 @@ class TestRunner:
             seen.append([w.name for w in read_ledger(ledger)])
             return time.wait(seconds)
 
-        runner = ScheduleRunner(
-            schedule, recorder, EventLog("test"), ledger=ledger, clock=time.clock, wait=wait
-        )
+        applier = FaultApplier(recorder, EventLog("test"), ledger=ledger, clock=time.clock)
+        runner = ScheduleRunner(schedule, applier, wait=wait)
         runner.run()
         assert [c[1:] for c in recorder.calls] == [("apply", "a"), ("remove", "a")]
         assert json.loads(ledger.read_text())["applied"] == []
@@ -158,9 +158,8 @@ class TestRunner:
             windows=(window("a", 0.0, 100.0), window("b", 50.0, 60.0, instance="users-1"))
         )
         answers = iter([False, True])  # the first wait runs out; during the second, stop() arrives
-        runner = ScheduleRunner(
-            schedule, recorder, EventLog("test"), clock=time.clock, wait=lambda _s: next(answers)
-        )
+        applier = FaultApplier(recorder, EventLog("test"), clock=time.clock)
+        runner = ScheduleRunner(schedule, applier, wait=lambda _s: next(answers))
         runner.run()
         assert [c[1:] for c in recorder.calls] == [("apply", "a"), ("remove", "a")]
 
@@ -169,7 +168,7 @@ class TestRunner:
         recorder = Recorder(time, fail_on="a")
         schedule = FaultSchedule(windows=(window("a", 0.0, 1.0), window("b", 1.0, 2.0, instance="users-1")))
         events = EventLog("test")
-        runner = ScheduleRunner(schedule, recorder, events, clock=time.clock, wait=time.wait)
+        runner = ScheduleRunner(schedule, FaultApplier(recorder, events, clock=time.clock), wait=time.wait)
         runner.run()
         assert [c[1:] for c in recorder.calls] == [("apply", "b"), ("remove", "b")]
         assert runner.failures == ["a: latency latency=100 on users-2: instance gone"]
