@@ -7,9 +7,10 @@ a documented status, with the documented content type, headers and body; a 405 n
 ``Allow``.
 
 The operations are driven here, one after another, with the hypothesis tests schemathesis's own pytest
-integration builds (``get_all_tests``): its ``from_fixture`` entry point cannot run under pytest 9.2
-(it rewrites ``Node._nodeid``, which pytest 9.2 no longer has), and driving them here also lets one run
-count its examples, collect every failure, and stop at the service's budget.
+integration builds (``get_all_tests``, not public: pyproject pins schemathesis to 4.32.x for it): its
+``from_fixture`` entry point cannot run under pytest 9.2 (it rewrites ``Node._nodeid``, which pytest 9.2
+no longer has), and driving them here also lets one run count its examples, collect every failure, and
+stop at the service's budget.
 """
 
 from __future__ import annotations
