@@ -179,9 +179,8 @@ def report(
     requests = sum(outcomes.values())
     kinds = f"{args.rounds} x 8 kinds, {args.concurrency} at a time"
     print(f"\nembedded Toxiproxy, one proxied keep-alive stream ({os.cpu_count()} cores, Python {python})")
-    print(
-        f"burst: {requests} API requests ({kinds}) in {seconds:.1f} s; answers {dict(sorted(outcomes.items()))}\n"
-    )
+    answers = dict(sorted(outcomes.items()))
+    print(f"burst: {requests} API requests ({kinds}) in {seconds:.1f} s; answers {answers}\n")
     print("| measure | before the burst | during the burst | target |")
     print("| --- | --- | --- | --- |")
     print(f"| stream responses | {before.responses:,} | {during.responses:,} |  |")

@@ -20,7 +20,7 @@ from harness.faults._limits import MAX_JSON_DEPTH
 
 T = TypeVar("T")
 Steps = Generator[None, None, T]  # work done in steps: it yields between them and returns its result
-STEP_ITEMS = 256  # values, members or escapes per step: well under a millisecond
+STEP_ITEMS = 64  # values, members or escapes per step: a fraction of a millisecond
 
 _SPACE_RUN = re.compile(rb"[ \t\r\n]*")
 _STRING_RUN = re.compile(rb'[^"\\\x00-\x1f]*')  # what a string may hold unescaped

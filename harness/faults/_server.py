@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import random
 import signal
 import threading
@@ -194,6 +195,10 @@ def run_toxiproxy(
             loop.add_signal_handler(signum, stopping.set)
         async with ToxiproxyServer(settings) as server:
             assert server.port is not None
+            # This process is the proxy's own: what start-up allocated (interpreter, libraries) is moved out
+            # of the collector's reach, so a full collection that a burst of API requests sets off does not
+            # walk it while proxied traffic waits (measured: 20 ms pauses without, none with).
+            gc.freeze()
             if port_file is not None:
                 write_port_file(port_file, server.port)
             if on_ready is not None:
