@@ -1,6 +1,6 @@
 """The server's proxies and what the API does to them, HTTP-free: Toxiproxy's checks in its order, with its
-messages, raised as ApiError; request bodies are decoded with Go's rules (off the loop when large), then
-held to the limits of _limits, which only this server has."""
+messages, raised as ApiError; request bodies are decoded with Go's rules, in slices of the loop's time,
+then held to the limits of _limits, which only this server has."""
 
 from __future__ import annotations
 

@@ -57,7 +57,6 @@ class _TooLarge(Exception):
 
     def __init__(self, length: int | None) -> None:
         super().__init__(body_too_large(length))
-        self.length = length
 
 
 def http_error(message: str, status: int) -> Response:
