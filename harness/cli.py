@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from harness._chaos_cli import chaos
 from harness._check_cli import check
 from harness._cli_common import HarnessGroup
 from harness._contract_cli import contract
@@ -64,6 +65,7 @@ cli.add_command(status)
 cli.add_command(toxiproxy)
 cli.add_command(contract)
 cli.add_command(check)
+cli.add_command(chaos)
 
 
 def main() -> None:

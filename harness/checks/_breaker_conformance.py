@@ -1,9 +1,10 @@
 """Breaker conformance under a fault, measured from the timeline, each figure next to its bound.
 
 For one caller (its ServiceClient towards ``service``) and one instance under one fault window:
-- failed (or slow) calls and seconds from the fault's start to OPEN; bound on the calls: the failures
-  the configured window needs for a verdict (``minimum_calls``, or the threshold's share of a full
-  window);
+- failed (or slow) outcomes the breaker had recorded when it opened, and seconds from the fault's start
+  to OPEN; bound on the outcomes: the failures the configured window needs for a verdict
+  (``minimum_calls``, or the threshold's share of a full window). Calls still in flight when it opened
+  are not counted: a breaker can only judge outcomes it has seen;
 - calls that reached the instance while OPEN: 0 (only HALF_OPEN admits probes);
 - probes per HALF_OPEN period: at most ``half_open_calls``, exactly that many in a period that closes;
 - seconds from the fault's end to CLOSED: ``open_duration`` plus one probe round.
@@ -21,6 +22,7 @@ from harness.timeline import CallAttempt, Span, Timeline
 
 @dataclass(frozen=True)
 class Conformance:
+    caller: str | None
     service: str
     instance: str
     fault: str
@@ -46,17 +48,19 @@ def breaker_conformance(
     config: BreakerConfig,
     probe_round: float,
     fault: str = "",
+    caller: str | None = None,
 ) -> Conformance:
-    """Every figure for one breaker and one fault window (times in seconds since the origin)."""
-    spans = timeline.breaker_spans(service, instance)
-    attempts = timeline.attempts(service, instance)
+    """Every figure for one breaker (of the ``caller`` process, when several call the service) and one
+    fault window (times in seconds since the origin)."""
+    spans = timeline.breaker_spans(service, instance, caller=caller)
+    attempts = timeline.attempts(service, instance, caller=caller)
     figures = [
         *_opening(timeline, spans, attempts, fault_start, config),
         _calls_while_open(timeline, spans, attempts),
     ]
     figures += _probes(timeline, spans, attempts, config)
     figures.append(_closing(spans, fault_start, fault_end, config, probe_round))
-    return Conformance(service, instance, fault, figures)
+    return Conformance(caller, service, instance, fault, figures)
 
 
 def _bad(attempt: CallAttempt, config: BreakerConfig) -> bool:

@@ -5,16 +5,34 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from harness.errors import ConfigError
-from harness.faults import FaultKind, FaultWindow, ToxiproxyInjector
-from harness.stack._stack import Stack
+from harness.faults import FaultKind, FaultWindow, ToxiproxyClient, ToxiproxyInjector
+
+
+class _Process(Protocol):
+    @property
+    def pid(self) -> int | None: ...
+    def is_running(self) -> bool: ...
+
+
+class FaultTarget(Protocol):
+    """What faults need of a stack: its processes by name, its fault proxy, kill and restart."""
+
+    @property
+    def processes(self) -> Mapping[str, _Process]: ...
+    @property
+    def toxiproxy(self) -> ToxiproxyClient | None: ...
+    def kill(self, name: str) -> None: ...
+    def restart(self, name: str) -> Any: ...
 
 
 class StackInjector:
     """The ``FaultInjector`` of a stack: every window names an instance the stack runs."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: FaultTarget) -> None:
         self.stack = stack
 
     def _check(self, window: FaultWindow) -> str:

@@ -85,23 +85,35 @@ class Timeline(BaseModel):
     def named(self, name: str) -> list[Event]:
         return [e for e in self.events if e.event == name]
 
-    def attempts(self, service: str | None = None, instance: str | None = None) -> list[CallAttempt]:
+    def attempts(
+        self, service: str | None = None, instance: str | None = None, *, caller: str | None = None
+    ) -> list[CallAttempt]:
+        """Attempts, of one caller process (its ``source``), to one service or instance, when given."""
         return [
             a
             for a in self.of(CallAttempt)
-            if (service is None or a.service == service) and (instance is None or a.instance == instance)
+            if (service is None or a.service == service)
+            and (instance is None or a.instance == instance)
+            and (caller is None or a.source == caller)
         ]
 
     def sent(self, attempt: CallAttempt) -> float:
         """When the attempt left the caller (seconds since the origin)."""
         return self.t(attempt.sent_at if attempt.sent_at is not None else attempt.mono - attempt.duration)
 
-    def breaker_spans(self, service: str, instance: str) -> list[Span]:
-        """The breaker's states as consecutive spans, CLOSED before its first transition."""
+    def completed(self, attempt: CallAttempt) -> float:
+        """When the attempt's outcome was known to the caller (seconds since the origin)."""
+        return self.sent(attempt) + attempt.duration
+
+    def breaker_spans(self, service: str, instance: str, *, caller: str | None = None) -> list[Span]:
+        """The breaker's states as consecutive spans, CLOSED before its first transition (of one caller
+        process's breaker, when given: every caller has breakers of its own)."""
         spans: list[Span] = []
         state, since = "closed", 0.0
         for change in self.of(BreakerTransition):
             if (change.service, change.instance) != (service, instance):
+                continue
+            if caller is not None and change.source != caller:
                 continue
             at = self.t(change)
             spans.append(Span(state, since, at))

@@ -1,0 +1,154 @@
+"""``harness chaos run|validate|cleanup``: experiment files run with Chaos Toolkit's engine on the stack."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from harness.errors import HarnessError
+
+
+class ChaosExit(HarnessError):
+    """Ends the command with the run's exit code after its verdict was printed."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@click.group()
+def chaos() -> None:
+    """Chaos experiments from files (Chaos Toolkit format) on the stack, with guaranteed cleanup."""
+
+
+FILE = click.argument("experiment", type=click.Path(dir_okay=False, path_type=Path))
+TOPOLOGY = click.option(
+    "--topology",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Stack to start (default: built in).",
+)
+
+
+@chaos.command("run")
+@FILE
+@TOPOLOGY
+@click.option(
+    "--attach",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Use the stack a `harness up` runs in this workdir instead of starting one.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the started stack keeps its files (default: REPORT/stack).",
+)
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where journal.json, timeline.json and report.html go (default: chaos-report/<file name>).",
+)
+@click.option("--seed", type=int, help="Recorded with the run; seeds what the experiment draws.")
+@click.option(
+    "--max-time", type=click.FloatRange(min=1), help="Stop the experiment cleanly after this many seconds."
+)
+@click.option("--allow-remote", is_flag=True, help="Allow non-loopback targets in the experiment.")
+def chaos_run(
+    experiment: Path,
+    topology: Path | None,
+    attach: Path | None,
+    workdir: Path | None,
+    report_dir: Path | None,
+    seed: int | None,
+    max_time: float | None,
+    allow_remote: bool,
+) -> None:
+    """Run EXPERIMENT: steady state, method, rollbacks, cleanup, steady state again; then the report.
+
+    Exit 0 when the hypothesis held before, after and after cleanup; 1 when it deviated; 2 for a bad file
+    or arguments; 3 when cleanup could not restore the stack; 130 when interrupted (after cleanup)."""
+    from harness.chaos import run_chaos
+
+    report_dir = report_dir or Path("chaos-report") / experiment.stem
+    click.echo(f"chaos run {experiment}")
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        outcome = run_chaos(
+            experiment,
+            report_dir=report_dir,
+            topology_path=topology,
+            workdir=workdir,
+            attach=attach,
+            seed=seed,
+            max_time=max_time,
+            allow_remote=allow_remote,
+            progress=lambda line: click.echo(f"  [{_clock()}] {line}"),
+        )
+    except KeyboardInterrupt:
+        raise ChaosExit(
+            "interrupted before the experiment ran; everything started was stopped", 130
+        ) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo(f"\njournal:  {outcome.journal_path}\ntimeline: {outcome.timeline_path}")
+    if outcome.report_path is not None:
+        click.echo(f"report:   {outcome.report_path}")
+    if outcome.exit_code == 0:
+        click.echo(click.style("held: ", fg="green") + outcome.verdict)
+        return
+    raise ChaosExit(outcome.verdict, outcome.exit_code)
+
+
+@chaos.command("validate")
+@FILE
+@TOPOLOGY
+@click.option("--allow-remote", is_flag=True, help="Allow non-loopback targets in the experiment.")
+def chaos_validate(experiment: Path, topology: Path | None, allow_remote: bool) -> None:
+    """Check EXPERIMENT without running it: format, harness control, instance names, loopback targets."""
+    from harness.chaos import load_and_validate
+    from harness.stack import load_topology
+
+    loaded = load_and_validate(experiment, allow_remote=allow_remote, topology=load_topology(topology))
+    activities = len(loaded.get("method", [])) + len(
+        loaded.get("steady-state-hypothesis", {}).get("probes", [])
+    )
+    click.echo(f"{experiment}: valid ({loaded['title']!r}, {activities} activities)")
+
+
+@chaos.command("cleanup")
+@click.option(
+    "--workdir",
+    default=".harness/run",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The workdir of the running stack a crashed experiment left faults on.",
+)
+def chaos_cleanup(workdir: Path) -> None:
+    """Remove the faults a crashed or killed run left on a running stack (from the run's ledger)."""
+    from harness.chaos import cleanup_after_crash
+
+    report = cleanup_after_crash(workdir)
+    for item in report.removed:
+        click.echo(f"removed {item}")
+    if not report.removed and not report.left:
+        click.echo("nothing to clean up")
+    if report.left:
+        raise ChaosExit("could not undo: " + "; ".join(report.left), 3)
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _clock() -> str:
+    import time
+
+    return time.strftime("%H:%M:%S")
+
+
+__all__ = ["chaos"]
+_ = sys

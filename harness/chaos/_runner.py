@@ -1,0 +1,250 @@
+"""``harness chaos run``: load and validate an experiment file, prepare the stack, run it with Chaos Toolkit's
+own engine, and write the journal, the timeline and the report; ``validate`` and ``cleanup`` too.
+
+The pipeline is Chaos Toolkit's (load -> validate -> run -> journal); the harness adds the stack, the
+control's guaranteed cleanup, a time limit, and an exit code that says what happened:
+0 held, 1 deviated (or ran out of time), 2 bad file or arguments, 3 cleanup left something, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chaoslib.exceptions import ChaosException, InvalidExperiment
+from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
+from chaoslib.loader import load_experiment
+
+from harness._net import is_loopback_url
+from harness.errors import ConfigError
+from harness.stack import Topology, load_topology
+from harness.timeline import Timeline
+
+from ._report import write_chaos_report
+from ._session import ChaosSession, CleanupReport, cleanup_workdir
+from .control import HarnessRunHandler
+
+Progress = Callable[[str], None]
+CONTROL_MODULE = "harness.chaos.control"
+EXIT_OK, EXIT_DEVIATED, EXIT_LEFT_BEHIND, EXIT_INTERRUPTED = 0, 1, 3, 130
+
+
+@dataclass(frozen=True)
+class ChaosOutcome:
+    """How a run ended, and where its evidence is."""
+
+    exit_code: int
+    verdict: str
+    journal_path: Path
+    timeline_path: Path
+    report_path: Path | None
+    left_behind: list[str]
+
+
+def load_and_validate(
+    path: Path, *, allow_remote: bool = False, topology: Topology | None = None
+) -> dict[str, Any]:
+    """The experiment in ``path``, checked by Chaos Toolkit and by the harness; one ConfigError line
+    naming the file and what is wrong otherwise."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such experiment file")
+    try:
+        experiment: dict[str, Any] = load_experiment(str(path), settings={})
+        ensure_experiment_is_valid(experiment)
+    except InvalidExperiment as exc:
+        raise ConfigError(f"{path}: {_first_line(exc)}") from exc
+    except (ChaosException, ValueError, OSError) as exc:
+        raise ConfigError(f"{path}: cannot be read as an experiment: {_first_line(exc)}") from exc
+    controls = [
+        c for c in experiment.get("controls", []) if c.get("provider", {}).get("module") == CONTROL_MODULE
+    ]
+    if not controls:
+        raise ConfigError(
+            f'{path}: controls: the harness control is not declared ({{"name": "harness", '
+            f'"provider": {{"type": "python", "module": "{CONTROL_MODULE}"}}}})'
+        )
+    _check_targets(path, experiment, allow_remote, topology)
+    return experiment
+
+
+def _check_targets(
+    path: Path, experiment: dict[str, Any], allow_remote: bool, topology: Topology | None
+) -> None:
+    """Instance names the topology knows, and loopback URLs only (unless allowed)."""
+    known = {"registry", "toxiproxy", *(name for _kind, name in (topology or Topology()).instances())}
+    for where, activity in _activities(experiment):
+        provider = activity.get("provider", {})
+        arguments = provider.get("arguments", {}) or {}
+        if provider.get("type") == "http":
+            url = str(provider.get("url", ""))
+            if not (allow_remote or is_loopback_url(url)):
+                raise ConfigError(
+                    f"{path}: {where}: {url} is not a loopback URL; pass --allow-remote to use it"
+                )
+        if not str(provider.get("module", "")).startswith("harness.chaos"):
+            continue
+        for key in ("instance", "caller", "target"):
+            name = arguments.get(key)
+            if isinstance(name, str) and "${" not in name and name not in known and topology is not None:
+                raise ConfigError(
+                    f"{path}: {where}: {key}: no instance named {name!r}; known: {', '.join(sorted(known))}"
+                )
+    for key, value in (experiment.get("configuration") or {}).items():
+        remote = (
+            isinstance(value, str)
+            and value.startswith(("http://", "https://"))
+            and not is_loopback_url(value)
+        )
+        if remote and not allow_remote:
+            raise ConfigError(
+                f"{path}: configuration.{key}: {value} is not a loopback URL; pass --allow-remote"
+            )
+
+
+def _activities(experiment: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = [
+        (f"steady-state-hypothesis.probes[{i}]", a)
+        for i, a in enumerate(experiment.get("steady-state-hypothesis", {}).get("probes", []))
+    ]
+    found += [(f"method[{i}]", a) for i, a in enumerate(experiment.get("method", []))]
+    found += [(f"rollbacks[{i}]", a) for i, a in enumerate(experiment.get("rollbacks", []))]
+    return [(where, a) for where, a in found if isinstance(a, dict)]
+
+
+def run_chaos(
+    path: Path,
+    *,
+    report_dir: Path,
+    topology_path: Path | None = None,
+    workdir: Path | None = None,
+    attach: Path | None = None,
+    seed: int | None = None,
+    max_time: float | None = None,
+    allow_remote: bool = False,
+    progress: Progress = lambda _line: None,
+) -> ChaosOutcome:
+    """Run one experiment file end to end; the outcome says which exit code the CLI should give."""
+    topology = load_topology(topology_path) if attach is None else None
+    experiment = load_and_validate(path, allow_remote=allow_remote, topology=topology)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    if attach is not None:
+        session = ChaosSession.attach(attach, seed=seed, progress=progress)
+    else:
+        assert topology is not None
+        stack_dir = workdir or report_dir / "stack"
+        progress(f"starting the stack in {stack_dir}")
+        session = ChaosSession.start(topology, stack_dir, seed=seed, progress=progress)
+    timed_out = threading.Event()
+    timer = _time_limit(max_time, timed_out, progress)
+    journal: dict[str, Any] = {}
+    try:
+        _quiet_chaostoolkit()
+        settings = {"runtime": {"rollbacks": {"strategy": "always"}}}
+        journal = run_experiment(experiment, settings=settings, event_handlers=[HarnessRunHandler(session)])
+    finally:
+        if timer is not None:
+            timer.cancel()
+        last_cleanup = session.cleanup()  # again: idempotent, and the control may not have run at all
+        timeline = session.timeline()
+        session.close()
+    return _finish(journal, timeline, last_cleanup, report_dir, timed_out.is_set(), experiment)
+
+
+def _finish(
+    journal: dict[str, Any],
+    timeline: Timeline,
+    cleanup: CleanupReport,
+    report_dir: Path,
+    timed_out: bool,
+    experiment: dict[str, Any],
+) -> ChaosOutcome:
+    harness = journal.setdefault("harness", {"schema_version": 1})
+    left = list(harness.get("cleanup", {}).get("left", [])) + cleanup.left
+    harness["timed_out"] = timed_out
+    journal_path = report_dir / "journal.json"
+    journal_path.write_text(json.dumps(journal, indent=2, default=str), encoding="utf-8")
+    timeline_path = report_dir / "timeline.json"
+    timeline.save(timeline_path)
+    status = journal.get("status")
+    if left:
+        code, verdict = EXIT_LEFT_BEHIND, "cleanup could not restore the stack: " + "; ".join(left)
+    elif timed_out:
+        code, verdict = EXIT_DEVIATED, "stopped at --max-time; the experiment did not finish"
+    elif status == "interrupted":
+        code, verdict = EXIT_INTERRUPTED, "interrupted; cleaned up"
+    elif journal.get("deviated") or status in ("failed", "aborted"):
+        code, verdict = EXIT_DEVIATED, _why(journal)
+    else:
+        code, verdict = EXIT_OK, "the steady state held before, after, and after cleanup"
+    report_path = write_chaos_report(journal, timeline, experiment, report_dir / "report.html", verdict)
+    return ChaosOutcome(code, verdict, journal_path, timeline_path, report_path, left)
+
+
+def _why(journal: dict[str, Any]) -> str:
+    """The reasons a run did not hold, in one line."""
+    reasons = []
+    for phase in ("before", "after"):
+        state = (journal.get("steady_states") or {}).get(phase) or {}
+        if state and not state.get("steady_state_met"):
+            bad = [p["activity"]["name"] for p in state.get("probes", []) if not p.get("tolerance_met", True)]
+            reasons.append(
+                f"hypothesis {phase} the method did not hold ({', '.join(bad) or 'a probe failed'})"
+            )
+    harness = journal.get("harness", {})
+    for expectation in harness.get("expectations", []):
+        if not expectation["held"]:
+            reasons.append(
+                f"{expectation['probe']} gave {expectation['output']!r}, outside {expectation['tolerance']!r}"
+            )
+    after = harness.get("steady_state_after_cleanup")
+    if after is not None and not after.get("steady_state_met"):
+        reasons.append("the hypothesis did not hold after cleanup")
+    for run in journal.get("run", []):
+        if run.get("status") == "failed":
+            reasons.append(f"{run['activity']['name']} failed: {_first_line(run.get('exception', [''])[-1])}")
+    return "; ".join(reasons) or f"status {journal.get('status')}"
+
+
+def _time_limit(
+    max_time: float | None, timed_out: threading.Event, progress: Progress
+) -> threading.Timer | None:
+    """After ``max_time`` seconds, ask Chaos Toolkit to stop gracefully (rollbacks and cleanup still run)."""
+    if max_time is None:
+        return None
+
+    def stop() -> None:
+        timed_out.set()
+        progress(f"--max-time {max_time:g}s reached: stopping the experiment")
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    timer = threading.Timer(max_time, stop)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def cleanup_after_crash(workdir: Path) -> CleanupReport:
+    """``harness chaos cleanup``: remove the faults a crashed run left, from its ledger."""
+    return cleanup_workdir(workdir)
+
+
+def _quiet_chaostoolkit() -> None:
+    """The harness shows its own progress; Chaos Toolkit's log goes to the journal's run, not the screen."""
+    logging.getLogger("chaostoolkit").setLevel(logging.WARNING)
+
+
+def _first_line(value: object) -> str:
+    text = str(value).strip()
+    return text.splitlines()[-1] if "Traceback" in text else (text.splitlines() or [""])[0]
+
+
+def elapsed_since(began: float) -> str:
+    return f"{time.monotonic() - began:.1f}s"
