@@ -17,9 +17,8 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi import Path as PathParam
 from prometheus_client import CollectorRegistry, Counter
 
-from harness.discovery import ClientMetrics, ServiceClient, ServiceClientConfig
+from harness.discovery import ClientMetrics, ServiceClient
 from harness.events import EventLog
-from harness.resilience import RetryPolicy
 from reference_services.common import (
     NAME_PATTERN,
     Database,
@@ -45,6 +44,7 @@ from ._models import (
     UserView,
 )
 from ._outbox import OUTBOX_SCHEMA, Outbox
+from ._outbox_api import outbox_router
 from ._provider_states import router as provider_states_router
 from ._relay import OutboxRelay, RelayMetrics
 from ._settings import UsersSettings
@@ -68,9 +68,6 @@ from ._store import (
 logger = logging.getLogger(__name__)
 
 SERVICE = "users"
-# The relay retries on its own schedule, so one call gets a short deadline and one retry; the lease on a
-# claimed row (15 s) outlasts the deadline, so another instance does not pick up a row still in flight.
-NOTIFY_CLIENT = ServiceClientConfig(attempt_timeout=2.0, deadline=5.0, retry=RetryPolicy(max_attempts=2))
 
 UserId = Annotated[
     str,
@@ -98,7 +95,7 @@ class _Runtime:
     def notifications(self) -> ServiceClient:
         if self.peers is None:
             raise RuntimeError("the users service is not running")
-        return self.peers.client("notifications", NOTIFY_CLIENT)
+        return self.peers.client("notifications")  # configured by settings.clients (harness.settings)
 
 
 def create_app(settings: UsersSettings) -> FastAPI:
@@ -155,6 +152,7 @@ def create_app(settings: UsersSettings) -> FastAPI:
     )
     app.add_exception_handler(StoreError, _error_response)
     app.include_router(_router(store, relay, events, metrics))
+    app.include_router(outbox_router(outbox, relay, events))
     if settings.test_mode:  # contract verification only: never mounted in a normal run
         app.include_router(provider_states_router(store, app))
     return app

@@ -212,3 +212,37 @@ async def _delivered_events(log: Path, at_least: int) -> int | None:
 def committed_users(database: Path) -> list[str]:
     with closing(sqlite3.connect(database)) as conn:
         return [row[0] for row in conn.execute("SELECT id FROM users")]
+
+
+async def test_a_dead_letter_is_listed_counted_and_requeued(
+    tmp_path: Path, processes: list[ServiceProcess]
+) -> None:
+    """A row no notification can come of becomes a dead letter: listed by the API, counted in /metrics,
+    never retried by itself; a requeue sends it through the relay again (dead again: still no route)."""
+    database = tmp_path / "users.sqlite3"
+    users = users_process(tmp_path, database)
+    processes.append(users.start())
+    with closing(sqlite3.connect(database)) as conn, conn:
+        conn.execute(
+            "INSERT INTO outbox (event_id, type, payload, created_at, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, 0)",
+            ("evt-unroutable", "user.renamed", "{}", "2026-01-01T00:00:00+00:00"),
+        )
+    async with httpx.AsyncClient(base_url=users.url, timeout=5.0) as http:
+
+        async def dead() -> list[dict[str, object]] | None:
+            letters: list[dict[str, object]] = (await http.get("/outbox/dead-letters")).json()["dead_letters"]
+            return letters or None
+
+        [letter] = await eventually(dead, within=DELIVERY_BOUND, what="a dead letter")
+        assert letter["event_id"] == "evt-unroutable"
+        assert "no route for event type 'user.renamed'" in str(letter["reason"])
+        assert "users_outbox_dead_letters 1.0" in (await http.get("/metrics")).text
+        requeued = await http.post("/outbox/dead-letters/evt-unroutable/requeue")
+        assert (requeued.status_code, requeued.json()["status"]) == (202, "requeued")
+        [again] = await eventually(dead, within=DELIVERY_BOUND, what="the dead letter back")
+        assert again["event_id"] == "evt-unroutable"
+        missing = await http.post("/outbox/dead-letters/nope/requeue")
+        assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+    dead_events = [e for e in read_events(tmp_path / "users-1.jsonl") if e["event"] == "outbox.dead_lettered"]
+    assert len(dead_events) == 2
