@@ -11,10 +11,10 @@ from pathlib import Path
 from types import FrameType
 
 import click
-import httpx
 
 from harness.errors import CheckFailed
 from harness.stack import FaultProxyState, InstanceStatus, NoticeKind, Stack, load_topology, read_status
+from harness.stack._attention import Attention, read_attention
 
 DEFAULT_WORKDIR = Path(".harness/run")
 
@@ -53,17 +53,19 @@ def _status_line(stack: Stack, reported: _Reported) -> str:
             click.echo(f"\n! {name} exited with code {process.returncode}; log: {process.log_path}", err=True)
     parts = [f"{kind} {up[kind]}/{total[kind]}" for kind in total]
     parts.extend(_fault_proxy(stack, reported))
-    orchestrators = [p for p in stack.instances("orchestrator") if p.is_running()]
+    orchestrators = [p.url for p in stack.instances("orchestrator") if p.is_running()]
+    users = [p.url for p in stack.instances("users") if p.is_running()]
     if orchestrators:
-        try:
-            counts = httpx.get(
-                f"{orchestrators[0].url}/orders", params={"limit": 1}, timeout=1.0, trust_env=False
-            ).json()["counts"]
+        attention = read_attention(orchestrators[0], users[0] if users else None, timeout=1.0)
+        if "orchestrator" in attention.unknown:
+            parts.append("orders ?")
+        else:
+            counts = attention.orders_by_state
             parts.append(
                 "orders " + (", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none")
             )
-        except (httpx.HTTPError, KeyError, ValueError):
-            parts.append("orders ?")
+        if attention.dead_letters:
+            parts.append(f"{len(attention.dead_letters)} dead letter(s)")
     return time.strftime("%H:%M:%S ") + " | ".join(parts)
 
 
@@ -158,16 +160,37 @@ def up(
     "--workdir", default=DEFAULT_WORKDIR, show_default=True, type=click.Path(file_okay=False, path_type=Path)
 )
 def status(workdir: Path) -> None:
-    """Show what a running `harness up` started, and whether each instance answers /health."""
+    """Show what a running `harness up` started, whether each instance answers /health, and what needs an
+    operator (sagas NEEDS_ATTENTION, outbox dead letters). Exit 1 when something is unhealthy or needs one."""
     statuses = read_status(workdir)
     click.echo(f"  {'service':<14} {'instance':<16} {'url':<26} {'pid':<8} health")
     for item in statuses:
         click.echo(f"  {item.kind:<14} {item.name:<16} {item.url:<26} {item.pid!s:<8} {_health(item)}")
-    unhealthy = [item.name for item in statuses if item.health != "ok"]
-    if unhealthy:
-        raise CheckFailed(
-            f"{len(unhealthy)} of {len(statuses)} instances are not healthy: {', '.join(unhealthy)}"
-        )
+    attention = read_attention(_first_ok(statuses, "orchestrator"), _first_ok(statuses, "users"))
+    _show_attention(attention)
+    problems = [f"{item.name} is {item.health}" for item in statuses if item.health != "ok"]
+    problems += (
+        [f"{len(attention.needs_attention)} saga(s) need attention"] if attention.needs_attention else []
+    )
+    problems += [f"{len(attention.dead_letters)} dead letter(s)"] if attention.dead_letters else []
+    if problems:
+        raise CheckFailed("; ".join(problems))
+
+
+def _first_ok(statuses: list[InstanceStatus], kind: str) -> str | None:
+    return next((item.url for item in statuses if item.kind == kind and item.health == "ok"), None)
+
+
+def _show_attention(attention: Attention) -> None:
+    if attention.orders_by_state:
+        orders = ", ".join(f"{n} {state}" for state, n in sorted(attention.orders_by_state.items()))
+        click.echo(f"\n  orders: {orders}")
+    for stuck in attention.needs_attention[:20]:
+        click.echo(click.style(f"  needs attention: order {stuck.what}: {stuck.reason}", fg="yellow"))
+    for stuck in attention.dead_letters[:20]:
+        click.echo(click.style(f"  dead letter: event {stuck.what}: {stuck.reason}", fg="yellow"))
+    for service in attention.unknown:
+        click.echo(f"  ({service} did not answer: what needs attention there is unknown)")
 
 
 def _health(item: InstanceStatus) -> str:
