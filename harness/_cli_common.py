@@ -1,11 +1,13 @@
-"""Helpers the CLI commands share: loopback guard and settings validation with one-line errors."""
+"""Helpers the CLI commands share: loopback guard, the flags a user gave, settings with one-line errors."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import click
 import pydantic
+from click.core import ParameterSource
 
 from harness._net import is_loopback_host, is_loopback_url
 from harness.errors import ConfigError, HarnessError
@@ -20,14 +22,28 @@ def ensure_loopback(host: str, *, allow_remote: bool, what: str) -> None:
         raise ConfigError(f"{what} {host!r} is not a loopback address; pass --allow-remote to use it anyway")
 
 
+def given(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of the running command that the user set (a flag or its environment variable).
+
+    A parameter left at its default is dropped, so what a ``--config`` file or a settings model says
+    instead is not hidden by a flag nobody gave. Outside a click command: every value but None.
+    """
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return {name: value for name, value in values.items() if value is not None}
+    chosen = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
+    return {name: value for name, value in values.items() if context.get_parameter_source(name) in chosen}
+
+
 def build_settings(model: type[_Settings], **values: Any) -> _Settings:
     """Validate flags into a settings model; a bad value becomes one readable ConfigError line."""
     try:
         return model(**values)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"invalid {where.replace('_', '-')}: {first['msg']}") from exc
+        where = ".".join(str(part) for part in first["loc"]).replace("_", "-")
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"invalid {where}: {message}" if where else f"invalid settings: {message}") from exc
 
 
 class HarnessGroup(click.Group):

@@ -1,21 +1,28 @@
 """``harness serve <service>``: run one reference service instance in the foreground.
 
 The stack starts each instance this way as a child process; a user can too, to poke at one service.
+An instance's settings come from, in this order: its flags, their ``HARNESS_*`` environment variables,
+its ``--config`` file (what the stack writes from the topology, ``harness.settings.InstanceConfig``),
+and the defaults of ``harness.settings``. A flag left out is never a default that hides the file.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 from fastapi import FastAPI
 
-from harness._cli_common import build_settings, ensure_loopback
+from harness import settings as defaults
+from harness._cli_common import build_settings, ensure_loopback, given
 from harness.discovery import REGISTRY_TOKEN_ENV
 from harness.errors import ConfigError
+from harness.settings import ClientSettings, InstanceConfig, OrchestratorOptions, UsersOptions
+
+ORCHESTRATOR = OrchestratorOptions()
 
 
 @click.group()
@@ -44,6 +51,15 @@ server_options = _options(
 )  # fmt: skip
 
 
+def knob(name: str, default: object, **attrs: Any) -> Callable[[Any], Any]:
+    """A flag for one of the instance's settings: also read from ``HARNESS_<NAME>``; when neither is
+    given, the ``--config`` file's value or the settings default applies (shown, never passed)."""
+    envvar = "HARNESS_" + name.removeprefix("--").replace("-", "_").upper()
+    return click.option(
+        name, default=None, show_default=str(default), envvar=envvar, show_envvar=True, **attrs
+    )
+
+
 def instance_options(kind: str) -> Callable[[Any], Any]:
     """Flags every registering service instance has."""
     return _options(
@@ -51,12 +67,15 @@ def instance_options(kind: str) -> Callable[[Any], Any]:
         click.option("--instance-id", default=f"{kind}-1", show_default=True,
                      help="Unique id of this instance."),
         click.option("--registry", "registry_url", help="Registry URL to register with and heartbeat to."),
-        click.option("--heartbeat-interval", default=1.0, show_default=True, type=click.FloatRange(min=0.01),
-                     help="Seconds between heartbeats."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="JSON file of settings (what `harness up` writes from the topology for each "
+                          "instance); flags and HARNESS_* variables override it."),
+        knob("--heartbeat-interval", defaults.HEARTBEAT_INTERVAL, type=click.FloatRange(min=0.01),
+             help="Seconds between heartbeats."),
         click.option("--ttl", type=click.FloatRange(min=0.1),
                      help="TTL to ask the registry for (default: its own)."),
-        click.option("--weight", default=1, show_default=True, type=click.IntRange(1, 1000),
-                     help="Weight for weighted balancers."),
+        knob("--weight", defaults.WEIGHT, type=click.IntRange(1, defaults.MAX_WEIGHT),
+             help="Weight for weighted balancers."),
         click.option("--advertise-port", type=click.IntRange(1, 65535),
                      help="Port to register instead of the bound one (e.g. a fault proxy in front)."),
         click.option("--advertise-health", is_flag=True,
@@ -75,8 +94,8 @@ database_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="SQLite file (WAL mode).",
 )
-max_in_flight_option = click.option(
-    "--max-in-flight", default=64, show_default=True, type=click.IntRange(min=1),
+max_in_flight_option = knob(
+    "--max-in-flight", defaults.MAX_IN_FLIGHT, type=click.IntRange(min=1),
     help="Requests in flight beyond this are shed with 503 and Retry-After.",
 )  # fmt: skip
 
@@ -89,12 +108,18 @@ def serve_instance(
     port: int,
     port_file: Path | None,
     allow_remote: bool,
-    **values: Any,
+    config_file: Path | None,
+    client_overrides: Mapping[str, ClientSettings] | None = None,
+    **flags: Any,
 ) -> None:
-    """Validate the flags, bind, and run an instance that advertises the port it actually bound."""
+    """Validate the flags, bind, and run an instance that advertises the port it actually bound.
+
+    ``client_overrides`` are client tables that flags imply, laid over the file's (flags win).
+    """
     from reference_services.common import run_app
 
     ensure_loopback(host, allow_remote=allow_remote, what="--host")
+    values = instance_values(config_file, given(flags), client_overrides or {})
     if values.get("registry_url"):
         ensure_loopback(values["registry_url"], allow_remote=allow_remote, what="--registry")
     advertise_port = values.pop("advertise_port", None)
@@ -108,6 +133,19 @@ def serve_instance(
         port=port,
         port_file=port_file,
     )
+
+
+def instance_values(
+    config_file: Path | None, flags: Mapping[str, Any], client_overrides: Mapping[str, ClientSettings]
+) -> dict[str, Any]:
+    """Settings values by precedence: the flags given (or their environment variables) over the file."""
+    values = InstanceConfig.read(config_file).settings_values() if config_file is not None else {}
+    clients: dict[str, ClientSettings] = dict(values.get("clients", {}))
+    for target, table in client_overrides.items():
+        clients[target] = clients[target].merged(table) if target in clients else table
+    if clients:
+        values["clients"] = clients
+    return {**values, **flags}
 
 
 def registry_token(token_file: Path | None) -> str | None:
@@ -130,30 +168,26 @@ def registry_token(token_file: Path | None) -> str | None:
 @server_options
 @click.option(
     "--ttl",
-    default=10.0,
-    show_default=True,
     type=click.FloatRange(min=0.1),
+    show_default=str(defaults.REGISTRY_TTL),
     help="Seconds an instance stays registered without a heartbeat.",
 )
 @click.option(
     "--check-interval",
-    default=2.0,
-    show_default=True,
     type=click.FloatRange(min=0.05),
+    show_default=str(defaults.REGISTRY_CHECK_INTERVAL),
     help="Seconds between active health checks of each instance.",
 )
 @click.option(
     "--check-timeout",
-    default=1.0,
-    show_default=True,
     type=click.FloatRange(min=0.01),
+    show_default=str(defaults.REGISTRY_CHECK_TIMEOUT),
     help="Seconds an active health check may take.",
 )
 @click.option(
     "--check-failures",
-    default=3,
-    show_default=True,
     type=click.IntRange(min=1),
+    show_default=str(defaults.REGISTRY_CHECK_FAILURES),
     help="Consecutive failed health checks before an instance is evicted.",
 )
 @click.option(
@@ -168,10 +202,10 @@ def serve_registry(
     port_file: Path | None,
     event_log: Path | None,
     allow_remote: bool,
-    ttl: float,
-    check_interval: float,
-    check_timeout: float,
-    check_failures: int,
+    ttl: float | None,
+    check_interval: float | None,
+    check_timeout: float | None,
+    check_failures: int | None,
     token_file: Path | None,
 ) -> None:
     """The service registry: register, heartbeat TTL, active health checks, lookup and watch.
@@ -184,12 +218,11 @@ def serve_registry(
     from reference_services.registry import RegistrySettings, create_app
 
     ensure_loopback(host, allow_remote=allow_remote, what="--host")
+    timings = {"default_ttl": ttl, "check_interval": check_interval, "check_timeout": check_timeout,
+               "check_failures": check_failures}  # fmt: skip
     settings = build_settings(
         RegistrySettings,
-        default_ttl=ttl,
-        check_interval=check_interval,
-        check_timeout=check_timeout,
-        check_failures=check_failures,
+        **{name: value for name, value in timings.items() if value is not None},
         event_log=event_log,
         allow_remote=allow_remote,
         token=registry_token(token_file),
@@ -221,8 +254,8 @@ def serve_echo(**flags: Any) -> None:
 @instance_options("users")
 @database_option
 @max_in_flight_option
-@click.option("--outbox-interval", default=0.2, show_default=True, type=click.FloatRange(min=0.01),
-              help="Seconds between outbox relay passes.")  # fmt: skip
+@knob("--outbox-interval", UsersOptions().outbox_interval, type=click.FloatRange(min=0.01),
+      help="Seconds between outbox relay passes.")  # fmt: skip
 def serve_users(**flags: Any) -> None:
     """Users with credit reservations; relays user.created events to notifications (transactional outbox)."""
     from reference_services.users import UsersSettings, create_app
@@ -245,26 +278,37 @@ def serve_notifications(**flags: Any) -> None:
 @instance_options("orchestrator")
 @database_option
 @max_in_flight_option
-@click.option(
+@knob(
     "--recovery-interval",
-    default=1.0,
-    show_default=True,
+    ORCHESTRATOR.recovery_interval,
     type=click.FloatRange(min=0.01),
     help="Seconds between re-drives of unfinished sagas.",
 )
-@click.option(
+@knob(
     "--saga-deadline",
-    default=10.0,
-    show_default=True,
+    ORCHESTRATOR.saga_deadline,
     type=click.FloatRange(min=0.01),
     help="Seconds POST /orders waits for the saga's outcome before answering 202.",
 )
-@click.option("--call-timeout", default=2.0, show_default=True, type=click.FloatRange(min=0.01),
-              help="Seconds per attempt towards users and notifications.")  # fmt: skip
-@click.option("--step-attempts", default=30, show_default=True, type=click.IntRange(min=1),
-              help="Starts of a step that may not compensate before its saga needs attention.")  # fmt: skip
-def serve_orchestrator(**flags: Any) -> None:
+@knob(
+    "--step-attempts",
+    ORCHESTRATOR.step_attempts,
+    type=click.IntRange(min=1),
+    help="Starts of a step that may not compensate before its saga needs attention.",
+)
+@knob(
+    "--call-timeout",
+    defaults.CLIENT_DEFAULTS["orchestrator"]["users"].attempt_timeout,
+    type=click.FloatRange(min=0.01),
+    help="Seconds per attempt towards users and notifications; a call's deadline is three times this "
+    "(sets attempt_timeout and deadline of both clients).",
+)
+def serve_orchestrator(call_timeout: float | None, **flags: Any) -> None:
     """The order saga orchestrator with its durable saga log."""
     from reference_services.orchestrator import OrchestratorSettings, create_app
 
-    serve_instance(OrchestratorSettings, create_app, **flags)
+    overrides = {}
+    if call_timeout is not None:
+        timeouts = ClientSettings(attempt_timeout=call_timeout, deadline=call_timeout * 3)
+        overrides = dict.fromkeys(OrchestratorSettings.client_defaults, timeouts)
+    serve_instance(OrchestratorSettings, create_app, client_overrides=overrides, **flags)

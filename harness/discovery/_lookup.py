@@ -1,19 +1,52 @@
 """Where a ServiceClient finds instances: a fixed list, or the registry through a cache that follows changes.
 
-The registry cache holds one blocking query per service open at all times, so membership changes reach
-the client within one round trip, and it keeps serving the last known list while the registry is down.
+By default the registry cache holds one blocking query per service open at all times, so membership
+changes reach the client within one round trip; a ``DiscoveryRefresh`` per service can make it poll
+instead, or keep its first answer forever (a cache that never refreshes is a configuration some
+clients have, and the chaos experiments show what it costs). Whatever the mode, it keeps serving the
+last known list while the registry is down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from harness.discovery._models import Instance
 from harness.discovery._registry_client import RegistryClient
 from harness.events import EventLog
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class DiscoveryRefresh:
+    """How a cached instance list follows the registry.
+
+    ``watch``: a blocking query always open, so a change arrives as it happens (``interval`` unused).
+    No watch and ``interval > 0``: a plain lookup every ``interval`` seconds. No watch and
+    ``interval == 0``: the first answer that lists an instance is kept forever, never refreshed.
+    """
+
+    watch: bool = True
+    interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.interval >= 0 and math.isfinite(self.interval)):
+            raise ValueError(f"refresh_interval must be >= 0 seconds, got {self.interval}")
+        if self.watch and self.interval == 0:
+            raise ValueError(
+                "refresh_interval = 0 (never refresh) contradicts watch = true; set watch = false"
+            )
+
+    @property
+    def never(self) -> bool:
+        """The first non-empty answer is final."""
+        return not self.watch and self.interval == 0
 
 
 class InstanceSource(Protocol):
@@ -35,7 +68,11 @@ class StaticInstances:
 
 
 class RegistryLookup:
-    """Registry-backed instance lists, cached per service and refreshed by a long-poll watch task."""
+    """Registry-backed instance lists, cached per service and refreshed by one task per service.
+
+    ``refresh`` says how each service's list is refreshed (``DiscoveryRefresh()``, a watch, for a
+    service it does not name).
+    """
 
     def __init__(
         self,
@@ -44,22 +81,30 @@ class RegistryLookup:
         wait: float = 30.0,
         retry_delay: float = 0.2,
         max_retry_delay: float = 2.0,
+        refresh: Mapping[str, DiscoveryRefresh] | None = None,
         events: EventLog | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.registry = registry
         self.wait = wait
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
+        self.refresh = dict(refresh or {})
         self.events = events or EventLog("discovery")
+        self._sleep = sleep
         self._lists: dict[str, tuple[Instance, ...]] = {}
         self._indexes: dict[str, int] = {}
         self._watches: dict[str, asyncio.Task[None]] = {}
         self._changed: dict[str, asyncio.Event] = {}
 
+    def refresh_of(self, service: str) -> DiscoveryRefresh:
+        return self.refresh.get(service) or DiscoveryRefresh()
+
     async def instances(self, service: str) -> Sequence[Instance]:
-        """The current list; the first call for a service asks the registry and starts its watch."""
+        """The current list; the first call for a service asks the registry and starts its refresh task."""
         watch = self._watches.get(service)
-        if watch is None or watch.done():
+        settled = self.refresh_of(service).never and bool(self._lists.get(service))
+        if (watch is None or watch.done()) and not settled:
             try:
                 if service not in self._lists:
                     await self._refresh(service, index=None)
@@ -104,12 +149,18 @@ class RegistryLookup:
             self._changed.setdefault(service, asyncio.Event()).set()
 
     async def _watch(self, service: str) -> None:
+        """Keep the list of ``service`` current as its ``DiscoveryRefresh`` says, until cancelled."""
+        mode = self.refresh_of(service)
         delay = self.retry_delay
         down = False
-        while True:
+        while not (mode.never and self._lists.get(service)):  # kept forever: the task is done
+            if not mode.watch and service in self._lists and not down:
+                # A poll waits one interval after each answer; "never" retries an empty first answer.
+                await self._sleep(mode.interval or self.retry_delay)
             try:
-                await self._refresh(service, index=self._indexes.get(service, 0))
-            except Exception as exc:  # a watch must outlive any one failed query, whatever the cause
+                index = self._indexes.get(service, 0) if mode.watch else None
+                await self._refresh(service, index=index)
+            except Exception as exc:  # a refresh task must outlive any one failed query, whatever the cause
                 if not down:
                     down = True
                     self.events.emit(
@@ -118,7 +169,7 @@ class RegistryLookup:
                         error=str(exc),
                         serving=len(self._lists.get(service, ())),
                     )
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
                 delay = min(delay * 2, self.max_retry_delay)
                 continue
             if down:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-BREAKER_STATE_VALUES = {"closed": 0, "open": 1, "half_open": 2}
+BREAKER_STATE_VALUES = {"closed": 0, "open": 1, "half_open": 2, "off": -1}
 
 
 class ClientMetrics:
@@ -27,7 +27,7 @@ class ClientMetrics:
         )
         self.breaker_state = Gauge(
             "harness_client_breaker_state",
-            "Breaker state per instance: 0 closed, 1 open, 2 half-open.",
+            "Breaker state per instance: 0 closed, 1 open, 2 half-open, -1 off (the client has no breaker).",
             ["service", "instance"],
             registry=self.registry,
         )

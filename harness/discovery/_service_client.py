@@ -3,6 +3,9 @@
 One call = bulkhead slot -> (lookup -> balancer over instances whose breaker admits calls -> breaker permit
 -> one HTTP attempt bounded by the attempt timeout and the overall deadline) repeated while the retry
 policy, the retry budget and the deadline allow. Every decision is counted and logged as an event.
+With ``breaker=None`` the client has no breakers at all: every instance is always a candidate and no
+outcome is recorded (a configuration a user may legitimately have, not a bug switch); its
+``client.configured`` event and the breaker-state gauge (``-1``) say so.
 """
 
 from __future__ import annotations
@@ -50,10 +53,10 @@ Sleep = Callable[[float], Awaitable[None]]
 
 @dataclass(frozen=True)
 class ServiceClientConfig:
-    """How one ServiceClient balances, breaks, retries and bounds its calls."""
+    """How one ServiceClient balances, breaks, retries and bounds its calls; ``breaker=None``: no breaker."""
 
     balancer: str = "round_robin"
-    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    breaker: BreakerConfig | None = field(default_factory=BreakerConfig)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     retry_budget_ratio: float = 0.2
     retry_budget_min_per_second: float = 1.0
@@ -76,7 +79,8 @@ class InstanceStats:
     successes: int = 0
     failures: int = 0
     skipped_by_breaker: int = 0
-    breaker_state: BreakerState = BreakerState.CLOSED
+    breaker_state: BreakerState | None = BreakerState.CLOSED
+    """None when the client has no breaker."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,7 @@ class ServiceClient:
         )
         self._breakers: dict[str, CircuitBreaker] = {}
         self._stats: dict[str, InstanceStats] = {}
+        self.events.emit("client.configured", service=service, **_described(self.config))
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -188,7 +193,21 @@ class ServiceClient:
         return await self.request("DELETE", path, **kwargs)
 
     def breaker(self, instance_id: str) -> CircuitBreaker:
-        """The breaker of one instance, created on first use."""
+        """The breaker of one instance, created on first use; ValueError when the client has none."""
+        breaker = self._breaker_of(instance_id)
+        if breaker is None:
+            raise ValueError(f"the {self.service} client has no breaker (breaker = false)")
+        return breaker
+
+    def stats(self) -> dict[str, InstanceStats]:
+        """Per-instance attempts, outcomes and current breaker state (None: no breaker), for checks."""
+        for instance_id, breaker in self._breakers.items():
+            self._stats_of(instance_id).breaker_state = breaker.state
+        return {k: InstanceStats(**vars(v)) for k, v in sorted(self._stats.items())}
+
+    def _breaker_of(self, instance_id: str) -> CircuitBreaker | None:
+        if self.config.breaker is None:
+            return None
         breaker = self._breakers.get(instance_id)
         if breaker is None:
             breaker = CircuitBreaker(
@@ -197,12 +216,6 @@ class ServiceClient:
             self._breakers[instance_id] = breaker
             self.metrics.breaker_state.labels(self.service, instance_id).set(0)
         return breaker
-
-    def stats(self) -> dict[str, InstanceStats]:
-        """Per-instance attempts, outcomes and current breaker state, for checks and reports."""
-        for instance_id, breaker in self._breakers.items():
-            self._stats_of(instance_id).breaker_state = breaker.state
-        return {k: InstanceStats(**vars(v)) for k, v in sorted(self._stats.items())}
 
     # -- one call -------------------------------------------------------------------------------
 
@@ -267,7 +280,8 @@ class ServiceClient:
         return instances[chosen.id]
 
     def _admits(self, instance_id: str) -> bool:
-        if self.breaker(instance_id).available():
+        breaker = self._breaker_of(instance_id)
+        if breaker is None or breaker.available():
             return True
         self._stats_of(instance_id).skipped_by_breaker += 1
         return False
@@ -283,9 +297,11 @@ class ServiceClient:
         headers: dict[str, str],
         deadline: Deadline,
     ) -> _Attempt:
-        breaker = self.breaker(instance.id)
-        permit = breaker.acquire()
+        breaker = self._breaker_of(instance.id)
+        permit = breaker.acquire() if breaker is not None else None
         stats = self._stats_of(instance.id)
+        if breaker is None and stats.attempts == 0:
+            self.metrics.breaker_state.labels(self.service, instance.id).set(BREAKER_STATE_VALUES["off"])
         stats.attempts += 1
         self.balancer.started(instance.id)
         started = self._clock.monotonic()
@@ -304,17 +320,20 @@ class ServiceClient:
         except httpx.HTTPError as exc:  # transport errors, and answers httpx cannot decode
             error = exc
         except BaseException:
-            breaker.release(permit)
+            if breaker is not None and permit is not None:
+                breaker.release(permit)
             raise
         finally:
             self.balancer.finished(instance.id)
         duration = self._clock.monotonic() - started
         attempt = _Attempt(instance, response, error)
         if response is not None and response.status_code not in self.config.failure_statuses:
-            breaker.record_success(permit, duration)
+            if breaker is not None and permit is not None:
+                breaker.record_success(permit, duration)
             stats.successes += 1
         else:
-            breaker.record_failure(permit, duration)
+            if breaker is not None and permit is not None:
+                breaker.record_failure(permit, duration)
             stats.failures += 1
         self.metrics.calls.labels(self.service, instance.id, attempt.outcome).inc()
         self.metrics.latency.labels(self.service, instance.id).observe(duration)
@@ -326,7 +345,7 @@ class ServiceClient:
             path=path,
             outcome=attempt.outcome,
             status=response.status_code if response is not None else None,
-            admitted=permit.state.value,
+            admitted=permit.state.value if permit is not None else "off",
             sent_at=started,
             duration=round(duration, 6),
         )
@@ -369,7 +388,8 @@ class ServiceClient:
     def _stats_of(self, instance_id: str) -> InstanceStats:
         stats = self._stats.get(instance_id)
         if stats is None:
-            stats = self._stats[instance_id] = InstanceStats()
+            state = None if self.config.breaker is None else BreakerState.CLOSED
+            stats = self._stats[instance_id] = InstanceStats(breaker_state=state)
         return stats
 
     def _on_transition(self, transition: BreakerTransition) -> None:
@@ -402,3 +422,21 @@ class ServiceClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+def _described(config: ServiceClientConfig) -> dict[str, Any]:
+    """The configuration as event fields: what a reader of the timeline needs to judge the client."""
+    breaker = config.breaker
+    return {
+        "balancer": config.balancer,
+        "breaker": "off" if breaker is None else {
+            "window_size": breaker.window_size, "window_type": breaker.window_type,
+            "minimum_calls": breaker.minimum_calls, "failure_rate_threshold": breaker.failure_rate_threshold,
+            "slow_call_duration": breaker.slow_call_duration, "open_duration": breaker.open_duration,
+            "half_open_calls": breaker.half_open_calls,
+        },
+        "retry": {"max_attempts": config.retry.max_attempts, "base_delay": config.retry.base_delay,
+                  "max_delay": config.retry.max_delay},
+        "attempt_timeout": config.attempt_timeout,
+        "deadline": config.deadline,
+    }  # fmt: skip

@@ -191,14 +191,15 @@ class Stack:
                 "--check-timeout", str(r.check_timeout), "--check-failures", str(r.check_failures),
                 "--token-file", str(token), "--event-log", str(self.event_log("registry"))]  # fmt: skip
 
+    def config_file(self, name: str) -> Path:
+        return self.workdir / "config" / f"{name}.json"
+
     def _instance_args(self, kind: str, name: str) -> list[str]:
-        service = self.topology.service(kind)
+        """Where the instance is and whom it talks to; everything the topology sets is in its config file."""
+        config = self.topology.instance_config(kind, name).write(self.config_file(name))
         return ["--instance-id", name, "--registry", self.registry_url_for_services,
-                "--heartbeat-interval", str(service.heartbeat_interval),
-                "--ttl", str(self.topology.registry.ttl),
-                "--database", str(self.database(kind)), "--max-in-flight", str(service.max_in_flight),
+                "--database", str(self.database(kind)), "--config", str(config),
                 "--registry-token-file", str(self.workdir / REGISTRY_TOKEN_FILE),
-                *(["--advertise-health"] if self.topology.registry.checks_through_proxy else []),
                 "--event-log", str(self.event_log(name))]  # fmt: skip
 
     def _wait_registered(self, deadline: float) -> None:

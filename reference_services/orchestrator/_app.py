@@ -14,9 +14,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from harness.discovery import ClientMetrics, ServiceClientConfig
+from harness.discovery import ClientMetrics
 from harness.events import EventLog
-from harness.resilience import BreakerConfig, RetryPolicy
 from reference_services.common import (
     NAME_PATTERN,
     ApiError,
@@ -95,14 +94,6 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         "Sagas that stopped within their bounds and wait for an operator.",
         registry=metrics,
     ).set_function(lambda: log.counts().get(SagaState.NEEDS_ATTENTION, 0))
-    client_config = ServiceClientConfig(
-        breaker=BreakerConfig(
-            window_size=20, minimum_calls=10, failure_rate_threshold=0.5, open_duration=2.0
-        ),
-        retry=RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=0.5),
-        attempt_timeout=settings.call_timeout,
-        deadline=settings.call_timeout * 3,
-    )
     holder: dict[str, _Sagas] = {}
     joined_peers: list[Peers] = []
 
@@ -111,9 +102,8 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         try:
             async with joined(settings, "orchestrator", events, ClientMetrics(metrics)) as peers:
                 joined_peers[:] = [peers]
-                participants = HttpParticipants(
-                    peers.client("users", client_config), peers.client("notifications", client_config)
-                )
+                # Configured by settings.clients (the topology) over the defaults in harness.settings.
+                participants = HttpParticipants(peers.client("users"), peers.client("notifications"))
                 driver = SagaDriver(log, participants, events, max_attempts=settings.step_attempts)
                 sagas = holder["sagas"] = _Sagas(driver, finished)
                 recovery = asyncio.create_task(

@@ -1,29 +1,22 @@
-"""Settings of a saga orchestrator instance."""
+"""Settings of a saga orchestrator instance; its knobs and client defaults come from ``harness.settings``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 
+from harness.settings import CLIENT_DEFAULTS, MAX_IN_FLIGHT, ClientSettings, OrchestratorOptions
 from reference_services.common import NAME_PATTERN, ServiceSettings
 
 
-class OrchestratorSettings(ServiceSettings):
+class OrchestratorSettings(ServiceSettings, OrchestratorOptions):
     """One orchestrator per database: it alone drives the sagas logged there."""
+
+    client_defaults: ClassVar[Mapping[str, ClientSettings]] = CLIENT_DEFAULTS["orchestrator"]
 
     instance_id: str = Field(default="orchestrator-1", min_length=1, max_length=63, pattern=NAME_PATTERN)
     database: Path
-    max_in_flight: int = Field(default=64, ge=1)
-    recovery_interval: float = Field(
-        default=1.0, gt=0, description="seconds between re-drives of stuck sagas"
-    )
-    saga_deadline: float = Field(
-        default=10.0, gt=0, description="how long POST /orders waits for the outcome"
-    )
-    call_timeout: float = Field(default=2.0, gt=0, description="per attempt, towards users and notifications")
-    step_attempts: int = Field(
-        default=30,
-        ge=1,
-        description="starts of a step that may not compensate before the saga stops as NEEDS_ATTENTION",
-    )
+    max_in_flight: int = Field(default=MAX_IN_FLIGHT, ge=1)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from harness.resilience import Clock, SystemClock
+from harness.settings import REGISTRY_CHECK_FAILURES, REGISTRY_TTL
 
 
 class HealthStatus(StrEnum):
@@ -170,8 +171,8 @@ class InstanceStore:
     def __init__(
         self,
         *,
-        default_ttl: float = 10.0,
-        check_failures: int = 3,
+        default_ttl: float = REGISTRY_TTL,
+        check_failures: int = REGISTRY_CHECK_FAILURES,
         max_instances: int = 10_000,
         clock: Clock | None = None,
         wall_clock: Callable[[], datetime] = _utc_now,

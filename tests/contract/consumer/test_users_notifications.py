@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from harness.events import EventLog
 from reference_services.common import Database
-from reference_services.users._app import NOTIFY_CLIENT
+from reference_services.users import UsersSettings
 from reference_services.users._outbox import OUTBOX_SCHEMA, Outbox
 from reference_services.users._relay import OutboxRelay, RelayMetrics
 from reference_services.users._store import USERS_SCHEMA, NewUser, UsersStore
@@ -26,6 +26,8 @@ from .._support import NewPact, timestamp
 from ._clients import mock_client
 
 CONSUMER, PROVIDER = "users", "notifications"
+# What the relay uses unless its topology says otherwise.
+NOTIFY_CLIENT = UsersSettings.client_defaults["notifications"].to_config()
 JSON = "application/json"
 EVENT_ID = "5f0c8a52-3c57-4f7c-9d36-0d7a1c2b9e41"
 USER = NewUser("u-1", "Ada Lovelace", "ada@example.org", 100)
