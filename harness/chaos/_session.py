@@ -310,6 +310,16 @@ class ChaosSession:
 
     # -- evidence ---------------------------------------------------------------------------------
 
+    @property
+    def topology(self) -> Topology:
+        """The stack's topology (an attached stack's from its workdir, else the built-in one)."""
+        if isinstance(self.stack, Stack):
+            return self.stack.topology
+        saved = self.workdir / "topology.json"
+        return (
+            Topology.model_validate_json(saved.read_text(encoding="utf-8")) if saved.exists() else Topology()
+        )
+
     def client_config(self, caller: str, service: str) -> tuple[BreakerConfig | None, float]:
         """The caller's breaker towards ``service`` (None: off) and its attempt timeout."""
         self.instance(caller)

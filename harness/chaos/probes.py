@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from harness.checks import check_saga_invariants, collect_saga_snapshot
 from harness.checks._breaker_conformance import breaker_conformance as _conformance
 from harness.errors import ConfigError
@@ -25,7 +27,10 @@ __all__ = [
     "breaker_conforms",
     "breaker_history",
     "breaker_state",
+    "calls_after_eviction",
     "calls_to",
+    "evicted_in_time",
+    "orders_in_state",
     "registry_lists",
     "registry_members",
     "saga_invariants",
@@ -178,3 +183,47 @@ def time_to_eviction(
     timeline = session.timeline()
     span = evidence.fault_span(timeline, fault, instance)
     return evidence.eviction_after(timeline, instance, span.start)
+
+
+def evicted_in_time(
+    instance: str, fault: str | None = None, configuration: Configuration | None = None
+) -> bool:
+    """Whether the registry dropped the instance within its bound after the fault (default: the last on
+    the instance): its TTL plus one health-check interval."""
+    session = session_of(configuration)
+    registry = session.topology.registry
+    seconds = time_to_eviction(instance, fault, configuration)
+    bound = registry.ttl + registry.check_interval
+    session.progress(f"    {instance} dropped by the registry after {seconds}s (bound {bound:g}s)")
+    return seconds is not None and seconds <= bound
+
+
+def calls_after_eviction(
+    caller: str,
+    instance: str,
+    allowance: float = 1.0,
+    fault: str | None = None,
+    configuration: Configuration | None = None,
+) -> int:
+    """Attempts the caller sent to the instance more than ``allowance`` seconds (one cache refresh) after
+    the registry dropped it; -1 when the registry never dropped it."""
+    session = session_of(configuration)
+    timeline = session.timeline()
+    span = evidence.fault_span(timeline, fault, instance)
+    dropped = evidence.eviction_after(timeline, instance, span.start)
+    if dropped is None:
+        return -1
+    since = span.start + dropped + allowance
+    service = session.instance(instance).kind
+    return sum(
+        1 for a in timeline.attempts(service, instance, caller=caller) if since <= timeline.sent(a) < span.end
+    )
+
+
+def orders_in_state(state: str, configuration: Configuration | None = None) -> int:
+    """How many orders the orchestrator has in ``state`` now (e.g. NEEDS_ATTENTION)."""
+    session = session_of(configuration)
+    url = session.first("orchestrator").url
+    answer = httpx.get(f"{url}/orders", params={"limit": 1}, timeout=5.0, trust_env=False)
+    answer.raise_for_status()
+    return int(answer.json()["counts"].get(state, 0))

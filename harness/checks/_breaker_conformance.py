@@ -76,7 +76,10 @@ def _opening(
     if opened is None:
         return [Figure(name="failed calls before OPEN", measured=None, bound=bound,
                        detail="the breaker never opened during the fault")]  # fmt: skip
-    failed = sum(1 for a in attempts if start <= timeline.sent(a) < opened.start and _bad(a, config))
+    # by completion: calls still in flight when it opened are outcomes the breaker had not seen yet
+    failed = sum(
+        1 for a in attempts if start <= timeline.completed(a) <= opened.start + 1e-6 and _bad(a, config)
+    )
     return [
         Figure(name="failed calls before OPEN", measured=failed, bound=bound),
         Figure(name="seconds from fault to OPEN", measured=round(opened.start - start, 3), unit="s"),
