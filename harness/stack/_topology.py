@@ -165,6 +165,12 @@ class Topology(BaseModel):
         unknown = set(services) - set(SERVICE_KINDS)
         if unknown:
             raise ValueError(f"unknown service(s) {sorted(unknown)}; known: {list(SERVICE_KINDS)}")
+        # A table that does not say how many instances keeps the default count (users 3, others 1).
+        services = {
+            kind: service if "instances" in service.model_fields_set
+            else service.model_copy(update={"instances": _default_services()[kind].instances})
+            for kind, service in services.items()
+        }  # fmt: skip
         orchestrators = services.get("orchestrator")
         if orchestrators is not None and orchestrators.instances > 1:
             raise ValueError("orchestrator: one instance per saga log; more would drive the same sagas twice")

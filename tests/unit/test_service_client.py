@@ -311,3 +311,47 @@ class TestBulkhead:
             release.set()
             assert (await first).status_code == 200
         assert info.value.limit == 1
+
+
+class TestBreakerOff:
+    async def test_a_failing_instance_keeps_receiving_calls(
+        self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
+    ) -> None:
+        """breaker=None: echo-1 answers 500 every time and still gets every other call; nothing opens."""
+        bad = mock.get(url(1)).mock(return_value=httpx.Response(500))
+        good = mock.get(url(2)).mock(return_value=ok(2))
+        events = EventLog("test")
+        client = make_client(
+            clock, sleep, instances=INSTANCES[:2], breaker=None, retry=RetryPolicy(max_attempts=1)
+        )
+        client.events = events
+        async with client:
+            for _ in range(40):
+                await client.get("/echo")
+            stats = client.stats()
+            gauge = client.metrics.registry.get_sample_value(
+                "harness_client_breaker_state", {"service": "echo", "instance": "echo-1"}
+            )
+        assert (bad.call_count, good.call_count) == (20, 20)
+        assert stats["echo-1"].failures == 20
+        assert stats["echo-1"].breaker_state is None
+        assert events.of_type("client.breaker_transition") == []
+        assert {e["admitted"] for e in events.of_type("client.attempt")} == {"off"}
+        assert gauge == -1.0
+
+    async def test_the_client_says_its_breaker_is_off(self, clock: ManualClock, sleep: FakeSleep) -> None:
+        """The configured event records breaker "off"; asking for an instance's breaker is a ValueError."""
+        events = EventLog("test")
+        client = ServiceClient(
+            "echo",
+            StaticInstances(INSTANCES),
+            config=ServiceClientConfig(breaker=None),
+            clock=clock,
+            sleep=sleep,
+            events=events,
+        )
+        async with client:
+            with pytest.raises(ValueError, match="no breaker"):
+                client.breaker("echo-1")
+        [configured] = events.of_type("client.configured")
+        assert configured["breaker"] == "off"
