@@ -52,12 +52,10 @@ server_options = _options(
 
 
 def knob(name: str, default: object, **attrs: Any) -> Callable[[Any], Any]:
-    """A flag for one of the instance's settings: also read from ``HARNESS_<NAME>``; when neither is
-    given, the ``--config`` file's value or the settings default applies (shown, never passed)."""
+    """A flag for one of the instance's settings, also read from ``HARNESS_<NAME>``. When neither is given
+    the ``--config`` file's value applies, else ``default`` (the settings default: shown, never passed)."""
     envvar = "HARNESS_" + name.removeprefix("--").replace("-", "_").upper()
-    return click.option(
-        name, default=None, show_default=str(default), envvar=envvar, show_envvar=True, **attrs
-    )
+    return click.option(name, default=default, show_default=True, envvar=envvar, show_envvar=True, **attrs)
 
 
 def instance_options(kind: str) -> Callable[[Any], Any]:
@@ -168,26 +166,30 @@ def registry_token(token_file: Path | None) -> str | None:
 @server_options
 @click.option(
     "--ttl",
+    default=defaults.REGISTRY_TTL,
     type=click.FloatRange(min=0.1),
-    show_default=str(defaults.REGISTRY_TTL),
+    show_default=True,
     help="Seconds an instance stays registered without a heartbeat.",
 )
 @click.option(
     "--check-interval",
+    default=defaults.REGISTRY_CHECK_INTERVAL,
     type=click.FloatRange(min=0.05),
-    show_default=str(defaults.REGISTRY_CHECK_INTERVAL),
+    show_default=True,
     help="Seconds between active health checks of each instance.",
 )
 @click.option(
     "--check-timeout",
+    default=defaults.REGISTRY_CHECK_TIMEOUT,
     type=click.FloatRange(min=0.01),
-    show_default=str(defaults.REGISTRY_CHECK_TIMEOUT),
+    show_default=True,
     help="Seconds an active health check may take.",
 )
 @click.option(
     "--check-failures",
+    default=defaults.REGISTRY_CHECK_FAILURES,
     type=click.IntRange(min=1),
-    show_default=str(defaults.REGISTRY_CHECK_FAILURES),
+    show_default=True,
     help="Consecutive failed health checks before an instance is evicted.",
 )
 @click.option(
@@ -202,10 +204,10 @@ def serve_registry(
     port_file: Path | None,
     event_log: Path | None,
     allow_remote: bool,
-    ttl: float | None,
-    check_interval: float | None,
-    check_timeout: float | None,
-    check_failures: int | None,
+    ttl: float,
+    check_interval: float,
+    check_timeout: float,
+    check_failures: int,
     token_file: Path | None,
 ) -> None:
     """The service registry: register, heartbeat TTL, active health checks, lookup and watch.
@@ -218,11 +220,12 @@ def serve_registry(
     from reference_services.registry import RegistrySettings, create_app
 
     ensure_loopback(host, allow_remote=allow_remote, what="--host")
-    timings = {"default_ttl": ttl, "check_interval": check_interval, "check_timeout": check_timeout,
-               "check_failures": check_failures}  # fmt: skip
     settings = build_settings(
         RegistrySettings,
-        **{name: value for name, value in timings.items() if value is not None},
+        default_ttl=ttl,
+        check_interval=check_interval,
+        check_timeout=check_timeout,
+        check_failures=check_failures,
         event_log=event_log,
         allow_remote=allow_remote,
         token=registry_token(token_file),
@@ -303,12 +306,12 @@ def serve_notifications(**flags: Any) -> None:
     help="Seconds per attempt towards users and notifications; a call's deadline is three times this "
     "(sets attempt_timeout and deadline of both clients).",
 )
-def serve_orchestrator(call_timeout: float | None, **flags: Any) -> None:
+def serve_orchestrator(call_timeout: float, **flags: Any) -> None:
     """The order saga orchestrator with its durable saga log."""
     from reference_services.orchestrator import OrchestratorSettings, create_app
 
     overrides = {}
-    if call_timeout is not None:
+    if "call_timeout" in given({"call_timeout": call_timeout}):  # its default must not hide the file's
         timeouts = ClientSettings(attempt_timeout=call_timeout, deadline=call_timeout * 3)
         overrides = dict.fromkeys(OrchestratorSettings.client_defaults, timeouts)
     serve_instance(OrchestratorSettings, create_app, client_overrides=overrides, **flags)

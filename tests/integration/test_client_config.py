@@ -15,7 +15,7 @@ import pytest
 
 from harness.stack import Stack, load_topology
 from harness.stack._orders import place_orders
-from harness.timeline import CallAttempt, build_timeline
+from harness.timeline import CallAttempt, OtherEvent, build_timeline
 
 REGISTRY = """
 [registry]
@@ -77,8 +77,8 @@ class TestWeights:
             assert shares[name] == pytest.approx(expected, abs=0.05), shares
 
 
-@pytest.fixture
-def breakerless(tmp_path: Path) -> Iterator[Stack]:
+@pytest.fixture(scope="class")
+def breakerless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # A generous retry budget so every order still completes through the healthy instances.
     text = (
         REGISTRY
@@ -89,9 +89,11 @@ heartbeat_interval = 0.5
 [services.orchestrator.clients.users]
 breaker = false
 retry_budget = { ratio = 1.0 }
+attempt_timeout = 1.5
+deadline = 4.5
 """
     )
-    with stack_from(tmp_path, text) as stack:
+    with stack_from(tmp_path_factory.mktemp("breakerless"), text) as stack:
         yield stack
 
 
@@ -113,6 +115,16 @@ class TestBreakerOff:
         assert len(late) >= 5
         timeline = build_timeline([breakerless.event_log("orchestrator-1")])
         assert [e for e in timeline.events if e.event == "client.breaker_transition"] == []
+
+    def test_the_instance_runs_with_the_topologys_client_table(self, breakerless: Stack) -> None:
+        """The orchestrator's users client reports the table's breaker and timeouts, not the defaults."""
+        timeline = build_timeline([breakerless.event_log("orchestrator-1")])
+        configured = [
+            e.fields for e in timeline.events if isinstance(e, OtherEvent) and e.event == "client.configured"
+        ]
+        users = [fields for fields in configured if fields["service"] == "users"]
+        assert len(users) == 1
+        assert (users[0]["breaker"], users[0]["attempt_timeout"], users[0]["deadline"]) == ("off", 1.5, 4.5)
 
 
 @pytest.fixture
