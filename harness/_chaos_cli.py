@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sys
 from pathlib import Path
 from types import FrameType
 
@@ -57,6 +56,7 @@ TOPOLOGY = click.option(
     "--max-time", type=click.FloatRange(min=1), help="Stop the experiment cleanly after this many seconds."
 )
 @click.option("--allow-remote", is_flag=True, help="Allow non-loopback targets in the experiment.")
+@click.option("--fail-fast", is_flag=True, help="Stop the method at the first probe that does not hold.")
 def chaos_run(
     experiment: Path,
     topology: Path | None,
@@ -66,6 +66,7 @@ def chaos_run(
     seed: int | None,
     max_time: float | None,
     allow_remote: bool,
+    fail_fast: bool,
 ) -> None:
     """Run EXPERIMENT: steady state, method, rollbacks, cleanup, steady state again; then the report.
 
@@ -86,6 +87,7 @@ def chaos_run(
             seed=seed,
             max_time=max_time,
             allow_remote=allow_remote,
+            fail_fast=fail_fast,
             progress=lambda line: click.echo(f"  [{_clock()}] {line}"),
         )
     except KeyboardInterrupt:
@@ -148,7 +150,3 @@ def _clock() -> str:
     import time
 
     return time.strftime("%H:%M:%S")
-
-
-__all__ = ["chaos"]
-_ = sys

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import signal
 import threading
 import time
@@ -25,7 +26,7 @@ from chaoslib.loader import load_experiment
 
 from harness._net import is_loopback_url
 from harness.errors import ConfigError
-from harness.stack import Topology, load_topology
+from harness.stack import Stack, Topology, load_topology
 from harness.timeline import Timeline
 
 from ._report import write_chaos_report
@@ -129,19 +130,33 @@ def run_chaos(
     seed: int | None = None,
     max_time: float | None = None,
     allow_remote: bool = False,
+    fail_fast: bool = False,
+    stack: Stack | None = None,
     progress: Progress = lambda _line: None,
 ) -> ChaosOutcome:
-    """Run one experiment file end to end; the outcome says which exit code the CLI should give."""
-    topology = load_topology(topology_path) if attach is None else None
+    """Run one experiment file end to end; the outcome says which exit code the CLI should give.
+
+    The stack is started for the run, or attached to (``attach``: a running ``harness up``'s workdir), or
+    given (``stack``: a Stack this process runs, left running; how tests share one stack). With
+    ``fail_fast`` the method stops at the first probe that does not hold."""
+    if stack is not None:
+        topology: Topology | None = stack.topology
+    else:
+        topology = load_topology(topology_path) if attach is None else None
     experiment = load_and_validate(path, allow_remote=allow_remote, topology=topology)
     report_dir.mkdir(parents=True, exist_ok=True)
-    if attach is not None:
+    seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+    if stack is not None:
+        session = ChaosSession(stack, owned=False, seed=seed, progress=progress)
+    elif attach is not None:
         session = ChaosSession.attach(attach, seed=seed, progress=progress)
     else:
         assert topology is not None
         stack_dir = workdir or report_dir / "stack"
         progress(f"starting the stack in {stack_dir}")
         session = ChaosSession.start(topology, stack_dir, seed=seed, progress=progress)
+    session.fail_fast = fail_fast
+    progress(f"seed {seed}")
     timed_out = threading.Event()
     timer = _time_limit(max_time, timed_out, progress)
     journal: dict[str, Any] = {}
@@ -174,10 +189,13 @@ def _finish(
     timeline_path = report_dir / "timeline.json"
     timeline.save(timeline_path)
     status = journal.get("status")
+    unmet = [e for e in harness.get("expectations", []) if not e["held"]]
     if left:
         code, verdict = EXIT_LEFT_BEHIND, "cleanup could not restore the stack: " + "; ".join(left)
     elif timed_out:
         code, verdict = EXIT_DEVIATED, "stopped at --max-time; the experiment did not finish"
+    elif unmet:
+        code, verdict = EXIT_DEVIATED, _why(journal)
     elif status == "interrupted":
         code, verdict = EXIT_INTERRUPTED, "interrupted; cleaned up"
     elif journal.get("deviated") or status in ("failed", "aborted"):
@@ -207,9 +225,6 @@ def _why(journal: dict[str, Any]) -> str:
     after = harness.get("steady_state_after_cleanup")
     if after is not None and not after.get("steady_state_met"):
         reasons.append("the hypothesis did not hold after cleanup")
-    for run in journal.get("run", []):
-        if run.get("status") == "failed":
-            reasons.append(f"{run['activity']['name']} failed: {_first_line(run.get('exception', [''])[-1])}")
     return "; ".join(reasons) or f"status {journal.get('status')}"
 
 

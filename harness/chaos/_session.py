@@ -22,7 +22,6 @@ from typing import Any, Protocol
 import httpx
 
 from harness.checks._breaker_conformance import Conformance
-from harness.discovery import ServiceClientConfig
 from harness.errors import ConfigError, EnvironmentUnavailable
 from harness.events import EventLog
 from harness.faults import (
@@ -36,6 +35,7 @@ from harness.faults import (
     read_ledger,
 )
 from harness.resilience import BreakerConfig
+from harness.settings import CLIENT_DEFAULTS, InstanceConfig
 from harness.stack import Stack, Topology
 from harness.stack._faults import StackInjector
 from harness.timeline import Timeline, build_timeline
@@ -169,6 +169,7 @@ class ChaosSession:
         self.expectations: list[dict[str, Any]] = []
         self.conformance: dict[tuple[str, str], Conformance] = {}
         self.control_loaded = False
+        self.fail_fast = False
         self._lock = threading.Lock()
         self._closed = False
 
@@ -321,14 +322,16 @@ class ChaosSession:
         )
 
     def client_config(self, caller: str, service: str) -> tuple[BreakerConfig | None, float]:
-        """The caller's breaker towards ``service`` (None: off) and its attempt timeout."""
-        self.instance(caller)
-        config = ServiceClientConfig(
-            breaker=BreakerConfig(
-                window_size=20, minimum_calls=10, failure_rate_threshold=0.5, open_duration=2.0
-            ),
-            attempt_timeout=2.0,
-        )
+        """The caller's breaker towards ``service`` (None: off) and its attempt timeout, as the stack
+        handed them to the caller (its ``config/<caller>.json``), else the caller's defaults."""
+        kind = self.instance(caller).kind
+        path = self.workdir / "config" / f"{caller}.json"
+        settings = InstanceConfig.read(path).clients.get(service) if path.exists() else None
+        if settings is None:
+            settings = CLIENT_DEFAULTS.get(kind, {}).get(service)
+        if settings is None:
+            raise ConfigError(f"{caller} does not call {service}")
+        config = settings.to_config()
         return config.breaker, config.attempt_timeout
 
     def record_conformance(self, caller: str, result: Conformance) -> None:

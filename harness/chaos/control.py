@@ -109,7 +109,8 @@ def after_activity_control(
     experiment: dict[str, Any] | None = None,
     **_: Any,
 ) -> None:
-    """Show the activity's outcome; judge a method probe's tolerance (Chaos Toolkit does not)."""
+    """Show the activity's outcome. In the method, judge a probe's tolerance (Chaos Toolkit does not) and
+    count a failed activity as a deviation: the experiment could not do what it says."""
     session = _session(configuration)
     if session is None or state is None:
         return
@@ -119,13 +120,27 @@ def after_activity_control(
     output = _short(state.get("output"))
     verdict = ""
     in_method = experiment is not None and any(context is a for a in experiment.get("method", []))
-    if in_method and context.get("type") == "probe" and "tolerance" in context and status == "succeeded":
+    expectation: dict[str, Any] | None = None
+    if in_method and status == "failed":
+        reason = f"{name} failed: {_last_line(state.get('exception'))}"
+        expectation = {"probe": name, "output": None, "tolerance": None, "held": False, "reason": reason}
+        output = _last_line(state.get("exception"))
+    elif in_method and context.get("type") == "probe" and "tolerance" in context and status == "succeeded":
         held = bool(within_tolerance(context["tolerance"], state.get("output"), configuration, secrets))
-        session.expectations.append(
-            {"probe": name, "output": state.get("output"), "tolerance": context["tolerance"], "held": held}
-        )
+        reason = f"{name} gave {state.get('output')!r}, outside {context['tolerance']!r}"
+        expectation = {
+            "probe": name,
+            "output": state.get("output"),
+            "tolerance": context["tolerance"],
+            "held": held,
+            "reason": "" if held else reason,
+        }
         verdict = " held" if held else " DID NOT HOLD"
+    if expectation is not None:
+        session.expectations.append(expectation)
     session.progress(f"    {name}: {status} in {duration:.2f}s{verdict} -> {output}")
+    if expectation is not None and not expectation["held"] and session.fail_fast:
+        raise InterruptExecution(f"fail fast: {expectation['reason']}")
 
 
 def after_hypothesis_control(
@@ -239,6 +254,12 @@ def _own_session(configuration: dict[str, Any]) -> ChaosSession:
 def _session(configuration: dict[str, Any] | None) -> ChaosSession | None:
     session = (configuration or {}).get("harness_session")
     return session if isinstance(session, ChaosSession) else None
+
+
+def _last_line(exception: Any) -> str:
+    """The last line of the traceback Chaos Toolkit records for a failed activity."""
+    lines = "".join(exception or []).strip().splitlines()
+    return lines[-1] if lines else "?"
 
 
 def _short(value: Any) -> str:
