@@ -67,6 +67,7 @@ class AttachedProcess:
     pid: int | None
 
     def is_running(self) -> bool:
+        """Alive and not a zombie (a killed child its harness has not reaped yet still has a pid)."""
         if self.pid is None:
             return False
         try:
@@ -75,7 +76,11 @@ class AttachedProcess:
             return False
         except PermissionError:
             return True
-        return True
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            return True  # no /proc: the signal check is all there is
+        return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 class AttachedStack:
