@@ -140,8 +140,7 @@ def restart_instance(instance: str, configuration: Configuration | None = None) 
     if found:
         return session.remove(found)
     session.instance(instance)
-    session.stack.restart(instance)
-    session.events.emit("process.restarted", name=instance)
+    session.stack.restart(instance)  # the stack records it on the timeline
     return True
 
 

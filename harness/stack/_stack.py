@@ -280,7 +280,10 @@ class Stack:
 
     def kill(self, name: str) -> None:
         """SIGKILL one instance: the crash case, no deregistration, no cleanup."""
-        self.processes[name].kill()
+        process = self.processes[name]
+        pid = process.pid
+        process.kill()
+        self._process_event("process.killed", name, pid)
 
     def restart(self, name: str) -> ServiceProcess:
         """Start a stopped or killed instance again on the same port, so its address stays valid.
@@ -297,8 +300,14 @@ class Stack:
                                  subcommand=old.subcommand, ready_path=old.ready_path,
                                  spawner=self.spawner)  # fmt: skip
         self.processes[name] = process.start()
+        self._process_event("process.restarted", name, process.pid)
         self._write_state()
         return process
+
+    def _process_event(self, event: str, name: str, pid: int | None) -> None:
+        """On the timeline: what the stack did to one of its processes (a ``ProcessChange``)."""
+        if self.events is not None:
+            self.events.emit(event, name=name, pid=pid)
 
     def _write_state(self) -> None:
         state = {
