@@ -21,6 +21,7 @@ from reference_services.common import (
     ApiError,
     ErrorBody,
     Peers,
+    StorageBusy,
     create_service_app,
     joined,
     require_json,
@@ -40,9 +41,11 @@ OrderId = Annotated[str, Path(min_length=1, max_length=64)]
 class _Sagas:
     """Drives sagas so that no saga is driven twice at once in this process."""
 
-    def __init__(self, driver: SagaDriver, finished: Counter) -> None:
+    def __init__(self, driver: SagaDriver, finished: Counter, unfinished: Gauge, stalled: Gauge) -> None:
         self.driver = driver
         self.finished = finished
+        self.unfinished = unfinished
+        self.stalled = stalled
         self.active: dict[str, asyncio.Task[None]] = {}
 
     def start(self, order_id: str) -> asyncio.Task[None]:
@@ -63,9 +66,18 @@ class _Sagas:
             self.active.pop(order_id, None)
 
     async def recover_forever(self, interval: float, stopping: asyncio.Event) -> None:
+        """Every ``interval``: drive every unfinished saga, and refresh the gauges of the log."""
         while not stopping.is_set():
-            for order_id in self.driver.log.unfinished():
+            try:
+                unfinished = await self.driver.log.unfinished()
+                counts = await self.driver.log.counts()
+            except StorageBusy:  # the log is locked for long: try again next round
+                unfinished, counts = [], None
+            for order_id in unfinished:
                 self.start(order_id)
+            if counts is not None:
+                self.unfinished.set(len(unfinished))
+                self.stalled.set(counts.get(SagaState.NEEDS_ATTENTION, 0))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), interval)
 
@@ -86,26 +98,29 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         ["state"],
         registry=metrics,
     )
-    Gauge("saga_unfinished", "Sagas still moving on by themselves.", registry=metrics).set_function(
-        lambda: len(log.unfinished())
-    )
-    Gauge(
-        "saga_needs_attention",
-        "Sagas that stopped within their bounds and wait for an operator.",
+    unfinished = Gauge(
+        "saga_unfinished",
+        "Sagas still moving on by themselves (as of the last recovery round).",
         registry=metrics,
-    ).set_function(lambda: log.counts().get(SagaState.NEEDS_ATTENTION, 0))
+    )
+    stalled = Gauge(
+        "saga_needs_attention",
+        "Sagas that stopped within their bounds and wait for an operator (as of the last recovery round).",
+        registry=metrics,
+    )
     holder: dict[str, _Sagas] = {}
     joined_peers: list[Peers] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await log.open()
         try:
             async with joined(settings, "orchestrator", events, ClientMetrics(metrics)) as peers:
                 joined_peers[:] = [peers]
                 # Configured by settings.clients (the topology) over the defaults in harness.settings.
                 participants = HttpParticipants(peers.client("users"), peers.client("notifications"))
                 driver = SagaDriver(log, participants, events, max_attempts=settings.step_attempts)
-                sagas = holder["sagas"] = _Sagas(driver, finished)
+                sagas = holder["sagas"] = _Sagas(driver, finished, unfinished, stalled)
                 recovery = asyncio.create_task(
                     sagas.recover_forever(settings.recovery_interval, stopping_event(app)),
                     name="saga-recovery",
@@ -118,11 +133,11 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
                     await sagas.stop()
         finally:
             joined_peers.clear()
-            log.close()
+            await log.close()
             events.close()
 
     async def ready() -> dict[str, bool]:
-        checks = {"saga_log": log.healthy()}
+        checks = {"saga_log": await log.healthy()}
         if joined_peers:
             checks.update(await joined_peers[0].reachable("users", "notifications"))
         return checks
@@ -147,19 +162,19 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     async def place_order(body: OrderRequest, key: IdempotencyKey, response: Response) -> OrderView:
         """Run the order saga; 201 with the outcome, 200 for a replayed key, 202 if still running."""
         try:
-            order, created = log.create_order(key, body.user_id, body.amount)
+            order, created = await log.create_order(key, body.user_id, body.amount)
         except IdempotencyConflict as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from exc
         current = order if order.state.final else await _drive_for(order.order_id)
         response.status_code = 202 if not current.state.final else (201 if created else 200)
-        return OrderView.of(current, log.steps(order.order_id))
+        return OrderView.of(current, await log.steps(order.order_id))
 
     async def _drive_for(order_id: str) -> Order:
         """Drive the saga and wait up to the saga deadline for it to become final; the order then."""
         task = holder["sagas"].start(order_id)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(task), settings.saga_deadline)
-        current = log.get(order_id)
+        current = await log.get(order_id)
         assert current is not None
         return current
 
@@ -169,21 +184,21 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
 
         For an operator who fixed the cause (a participant back, a conflicting record removed). A saga
         in any other state is returned as it is; 202 when it is still running after the saga deadline."""
-        order = log.resume(order_id)
+        order = await log.resume(order_id)
         if order is None:
             raise ApiError(404, "not_found", f"Order {order_id!r} does not exist.")
         if not order.state.final:
             order = await _drive_for(order_id)
         response.status_code = 200 if order.state.final else 202
-        return OrderView.of(order, log.steps(order_id))
+        return OrderView.of(order, await log.steps(order_id))
 
     @router.get("/orders/{order_id}", responses=not_found)
     async def get_order(order_id: OrderId) -> OrderView:
         """The saga's state and its step history."""
-        order = log.get(order_id)
+        order = await log.get(order_id)
         if order is None:
             raise ApiError(404, "not_found", f"Order {order_id!r} does not exist.")
-        return OrderView.of(order, log.steps(order_id))
+        return OrderView.of(order, await log.steps(order_id))
 
     @router.get("/orders")
     async def list_orders(
@@ -192,8 +207,8 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> OrderList:
         """Orders, optionally of one state or user, with counts by state."""
-        orders = log.orders(state=state, user_id=user_id, limit=limit)
-        return OrderList(orders=[OrderView.of(o) for o in orders], counts=log.counts())
+        orders = await log.orders(state=state, user_id=user_id, limit=limit)
+        return OrderList(orders=[OrderView.of(o) for o in orders], counts=await log.counts())
 
     app.include_router(router)
     return app

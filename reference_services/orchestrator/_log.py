@@ -3,6 +3,8 @@
 Each step is logged as ``started`` together with the saga's new state in one transaction *before* the
 participant is called, and as ``succeeded``/``failed`` after. After a crash, the state says where each
 saga stood and the last ``started`` row without an outcome says which call may or may not have happened.
+Every query runs on the shared worker-thread database layer, so a lock wait never blocks the event loop
+(and a database busy for too long is the common 503 answer).
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from reference_services.common import Database, write_transaction
 
 from ._steps import SAGA, SagaState, StepStatus
 
@@ -90,70 +92,26 @@ def _now() -> str:
 
 
 class SagaLog:
-    """Orders and saga steps in one SQLite file (WAL); every write is its own short transaction."""
+    """Orders and saga steps in one SQLite file (WAL); every write is its own short transaction.
+
+    ``open`` creates the file, applies the schema and migrates a log an earlier version wrote."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable across process crashes
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
-        self._migrate()
+        self._db = Database(path, _SCHEMA, connections=2, name="saga-log")
 
-    def _migrate(self) -> None:
-        """Bring a log written by an earlier version up to ``SCHEMA_VERSION``, once, atomically."""
-        with self._transaction() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version >= SCHEMA_VERSION:
-                return
-            columns = {row["name"] for row in db.execute("PRAGMA table_info(orders)")}
-            if "stalled_in" not in columns:
-                db.execute("ALTER TABLE orders ADD COLUMN stalled_in TEXT")
-            # Version 0 notified before confirming the credit. A saga it left in NOTIFYING has not
-            # confirmed yet: it goes forward from the pivot (the notification is deduplicated by id).
-            db.execute(
-                "UPDATE orders SET state = ? WHERE state = ?",
-                (SagaState.CONFIRMING_CREDIT, SagaState.NOTIFYING),
-            )
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    async def open(self) -> SagaLog:
+        await self._db.open()
+        await self._db.run(_migrate)
+        return self
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    async def close(self) -> None:
+        await self._db.close()
 
-    def create_order(self, idempotency_key: str, user_id: str, amount: int) -> tuple[Order, bool]:
+    async def create_order(self, idempotency_key: str, user_id: str, amount: int) -> tuple[Order, bool]:
         """The order for this key: a new PENDING one (True), or the one created before (False)."""
-        with self._transaction() as db:
-            row = db.execute("SELECT * FROM orders WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
-            if row is not None:
-                existing = _order(row)
-                if (existing.user_id, existing.amount) != (user_id, amount):
-                    raise IdempotencyConflict(
-                        f"idempotency key {idempotency_key!r} was used for order {existing.order_id} "
-                        f"(user {existing.user_id!r}, amount {existing.amount})"
-                    )
-                return existing, False
-            now = _now()
-            order_id = uuid.uuid4().hex
-            db.execute(
-                "INSERT INTO orders (order_id, idempotency_key, user_id, amount, state, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (order_id, idempotency_key, user_id, amount, SagaState.PENDING, now, now),
-            )
-            self._append(db, order_id, SAGA, StepStatus.CREATED, {"user_id": user_id, "amount": amount}, now)
-        order = self.get(order_id)
-        assert order is not None
-        return order, True
+        return await self._db.run(_create_order, idempotency_key, user_id, amount)
 
-    def transition(
+    async def transition(
         self,
         order_id: str,
         step: str,
@@ -164,121 +122,193 @@ class SagaLog:
         reason: str | None = None,
     ) -> Order:
         """Append one log row and move the saga to ``state``, atomically."""
-        now = _now()
-        with self._transaction() as db:
-            self._append(db, order_id, step, status, detail or {}, now)
-            if reason is None:
-                db.execute(
-                    "UPDATE orders SET state = ?, updated_at = ? WHERE order_id = ?", (state, now, order_id)
-                )
-            else:
-                db.execute(
-                    "UPDATE orders SET state = ?, reason = ?, updated_at = ? WHERE order_id = ?",
-                    (state, reason, now, order_id),
-                )
-        return self._must_get(order_id)
+        return await self._db.run(_transition, order_id, step, status, state, detail or {}, reason)
 
-    def stall(self, order_id: str, step: str, stalled_in: SagaState, reason: str) -> Order:
+    async def stall(self, order_id: str, step: str, stalled_in: SagaState, reason: str) -> Order:
         """Give up on ``step`` for now: NEEDS_ATTENTION, remembering where the saga stood."""
-        now = _now()
-        with self._transaction() as db:
-            self._append(db, order_id, step, StepStatus.STALLED, {"reason": reason}, now)
-            db.execute(
-                "UPDATE orders SET state = ?, stalled_in = ?, reason = ?, updated_at = ? WHERE order_id = ?",
-                (SagaState.NEEDS_ATTENTION, stalled_in, reason, now, order_id),
-            )
-        return self._must_get(order_id)
+        return await self._db.run(_stall, order_id, step, stalled_in, reason)
 
-    def resume(self, order_id: str) -> Order | None:
+    async def resume(self, order_id: str) -> Order | None:
         """Send a NEEDS_ATTENTION saga back to where it stalled, with fresh attempt bounds; None if unknown.
 
         A saga in any other state is returned as it is (resuming is idempotent)."""
-        now = _now()
-        with self._transaction() as db:
-            row = db.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
-            if row is None:
-                return None
-            order = _order(row)
-            if order.state is SagaState.NEEDS_ATTENTION and order.stalled_in is not None:
-                self._append(db, order_id, SAGA, StepStatus.RESUMED, {"state": order.stalled_in}, now)
-                db.execute(
-                    "UPDATE orders SET state = ?, stalled_in = NULL, updated_at = ? WHERE order_id = ?",
-                    (order.stalled_in, now, order_id),
-                )
-        return self._must_get(order_id)
+        return await self._db.run(_resume, order_id)
 
-    def attempts(self, order_id: str, step: str) -> int:
+    async def attempts(self, order_id: str, step: str) -> int:
         """How often ``step`` was started since the saga was created or last resumed."""
-        row = self._db.execute(
-            "SELECT COUNT(*) FROM saga_log WHERE order_id = :id AND step = :step AND status = :started "
-            "AND seq > (SELECT COALESCE(MAX(seq), 0) FROM saga_log WHERE order_id = :id AND step = :saga "
-            "AND status = :resumed)",
-            {"id": order_id, "step": step, "started": StepStatus.STARTED, "saga": SAGA,
-             "resumed": StepStatus.RESUMED},
-        ).fetchone()  # fmt: skip
-        return int(row[0])
+        return await self._db.run(_attempts, order_id, step)
 
-    def _must_get(self, order_id: str) -> Order:
-        order = self.get(order_id)
-        if order is None:
-            raise KeyError(order_id)
-        return order
+    async def get(self, order_id: str) -> Order | None:
+        return await self._db.run(_get, order_id)
 
-    @staticmethod
-    def _append(
-        db: sqlite3.Connection, order_id: str, step: str, status: str, detail: dict[str, Any], at: str
-    ) -> None:
-        db.execute(
-            "INSERT INTO saga_log SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? "
-            "FROM saga_log WHERE order_id = ?",
-            (order_id, step, status, json.dumps(detail, separators=(",", ":")), at, order_id),
-        )
+    async def steps(self, order_id: str) -> list[StepRecord]:
+        return await self._db.run(_steps, order_id)
 
-    def get(self, order_id: str) -> Order | None:
-        row = self._db.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
-        return _order(row) if row is not None else None
-
-    def steps(self, order_id: str) -> list[StepRecord]:
-        rows = self._db.execute(
-            "SELECT seq, step, status, detail, at FROM saga_log WHERE order_id = ? ORDER BY seq", (order_id,)
-        ).fetchall()
-        return [StepRecord(r["seq"], r["step"], r["status"], r["detail"], r["at"]) for r in rows]
-
-    def orders(
+    async def orders(
         self, *, state: SagaState | None = None, user_id: str | None = None, limit: int = 1000
     ) -> list[Order]:
-        query, args = "SELECT * FROM orders WHERE 1 = 1", list[str]()
-        if state is not None:
-            query, args = query + " AND state = ?", [*args, state]
-        if user_id is not None:
-            query, args = query + " AND user_id = ?", [*args, user_id]
-        rows = self._db.execute(query + " ORDER BY created_at, order_id LIMIT ?", (*args, limit)).fetchall()
-        return [_order(r) for r in rows]
+        return await self._db.run(_orders, state, user_id, limit)
 
-    def unfinished(self) -> list[str]:
+    async def unfinished(self) -> list[str]:
         """Ids of every saga that should still move on by itself (not final), oldest first."""
-        final = [state for state in SagaState if state.final]
-        rows = self._db.execute(
-            f"SELECT order_id FROM orders WHERE state NOT IN ({', '.join('?' * len(final))}) "
-            "ORDER BY created_at",
-            final,
-        ).fetchall()
-        return [r["order_id"] for r in rows]
+        return await self._db.run(_unfinished)
 
-    def counts(self) -> dict[str, int]:
-        rows = self._db.execute("SELECT state, COUNT(*) AS n FROM orders GROUP BY state").fetchall()
-        return {r["state"]: r["n"] for r in rows}
+    async def counts(self) -> dict[str, int]:
+        return await self._db.run(_counts)
 
-    def healthy(self) -> bool:
+    async def healthy(self) -> bool:
         """Can the log be read right now (for readiness)?"""
-        try:
-            self._db.execute("SELECT 1 FROM orders LIMIT 1").fetchall()
-        except sqlite3.Error:
-            return False
-        return True
+        return await self._db.reachable()
 
-    def close(self) -> None:
-        self._db.close()
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a log written by an earlier version up to ``SCHEMA_VERSION``, once, atomically."""
+    with write_transaction(db):
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version >= SCHEMA_VERSION:
+            return
+        columns = {row["name"] for row in db.execute("PRAGMA table_info(orders)")}
+        if "stalled_in" not in columns:
+            db.execute("ALTER TABLE orders ADD COLUMN stalled_in TEXT")
+        # Version 0 notified before confirming the credit. A saga it left in NOTIFYING has not confirmed
+        # yet: it goes forward from the pivot (the notification is deduplicated by id).
+        db.execute(
+            "UPDATE orders SET state = ? WHERE state = ?", (SagaState.CONFIRMING_CREDIT, SagaState.NOTIFYING)
+        )
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _create_order(
+    db: sqlite3.Connection, idempotency_key: str, user_id: str, amount: int
+) -> tuple[Order, bool]:
+    with write_transaction(db):
+        row = db.execute("SELECT * FROM orders WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+        if row is not None:
+            existing = _order(row)
+            if (existing.user_id, existing.amount) != (user_id, amount):
+                raise IdempotencyConflict(
+                    f"idempotency key {idempotency_key!r} was used for order {existing.order_id} "
+                    f"(user {existing.user_id!r}, amount {existing.amount})"
+                )
+            return existing, False
+        now = _now()
+        order_id = uuid.uuid4().hex
+        db.execute(
+            "INSERT INTO orders (order_id, idempotency_key, user_id, amount, state, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (order_id, idempotency_key, user_id, amount, SagaState.PENDING, now, now),
+        )
+        _append(db, order_id, SAGA, StepStatus.CREATED, {"user_id": user_id, "amount": amount}, now)
+        return _must_get(db, order_id), True
+
+
+def _transition(
+    db: sqlite3.Connection, order_id: str, step: str, status: str, state: SagaState, detail: dict[str, Any],
+    reason: str | None,
+) -> Order:  # fmt: skip
+    now = _now()
+    with write_transaction(db):
+        _append(db, order_id, step, status, detail, now)
+        if reason is None:
+            db.execute(
+                "UPDATE orders SET state = ?, updated_at = ? WHERE order_id = ?", (state, now, order_id)
+            )
+        else:
+            db.execute(
+                "UPDATE orders SET state = ?, reason = ?, updated_at = ? WHERE order_id = ?",
+                (state, reason, now, order_id),
+            )
+        return _must_get(db, order_id)
+
+
+def _stall(db: sqlite3.Connection, order_id: str, step: str, stalled_in: SagaState, reason: str) -> Order:
+    now = _now()
+    with write_transaction(db):
+        _append(db, order_id, step, StepStatus.STALLED, {"reason": reason}, now)
+        db.execute(
+            "UPDATE orders SET state = ?, stalled_in = ?, reason = ?, updated_at = ? WHERE order_id = ?",
+            (SagaState.NEEDS_ATTENTION, stalled_in, reason, now, order_id),
+        )
+        return _must_get(db, order_id)
+
+
+def _resume(db: sqlite3.Connection, order_id: str) -> Order | None:
+    now = _now()
+    with write_transaction(db):
+        order = _get(db, order_id)
+        if order is None:
+            return None
+        if order.state is SagaState.NEEDS_ATTENTION and order.stalled_in is not None:
+            _append(db, order_id, SAGA, StepStatus.RESUMED, {"state": order.stalled_in}, now)
+            db.execute(
+                "UPDATE orders SET state = ?, stalled_in = NULL, updated_at = ? WHERE order_id = ?",
+                (order.stalled_in, now, order_id),
+            )
+        return _must_get(db, order_id)
+
+
+def _attempts(db: sqlite3.Connection, order_id: str, step: str) -> int:
+    row = db.execute(
+        "SELECT COUNT(*) FROM saga_log WHERE order_id = :id AND step = :step AND status = :started "
+        "AND seq > (SELECT COALESCE(MAX(seq), 0) FROM saga_log WHERE order_id = :id AND step = :saga "
+        "AND status = :resumed)",
+        {"id": order_id, "step": step, "started": StepStatus.STARTED, "saga": SAGA,
+         "resumed": StepStatus.RESUMED},
+    ).fetchone()  # fmt: skip
+    return int(row[0])
+
+
+def _append(
+    db: sqlite3.Connection, order_id: str, step: str, status: str, detail: dict[str, Any], at: str
+) -> None:
+    db.execute(
+        "INSERT INTO saga_log SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? "
+        "FROM saga_log WHERE order_id = ?",
+        (order_id, step, status, json.dumps(detail, separators=(",", ":")), at, order_id),
+    )
+
+
+def _get(db: sqlite3.Connection, order_id: str) -> Order | None:
+    row = db.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+    return _order(row) if row is not None else None
+
+
+def _must_get(db: sqlite3.Connection, order_id: str) -> Order:
+    order = _get(db, order_id)
+    if order is None:
+        raise KeyError(order_id)
+    return order
+
+
+def _steps(db: sqlite3.Connection, order_id: str) -> list[StepRecord]:
+    rows = db.execute(
+        "SELECT seq, step, status, detail, at FROM saga_log WHERE order_id = ? ORDER BY seq", (order_id,)
+    ).fetchall()
+    return [StepRecord(r["seq"], r["step"], r["status"], r["detail"], r["at"]) for r in rows]
+
+
+def _orders(db: sqlite3.Connection, state: SagaState | None, user_id: str | None, limit: int) -> list[Order]:
+    query, args = "SELECT * FROM orders WHERE 1 = 1", list[str]()
+    if state is not None:
+        query, args = query + " AND state = ?", [*args, state]
+    if user_id is not None:
+        query, args = query + " AND user_id = ?", [*args, user_id]
+    rows = db.execute(query + " ORDER BY created_at, order_id LIMIT ?", (*args, limit)).fetchall()
+    return [_order(r) for r in rows]
+
+
+def _unfinished(db: sqlite3.Connection) -> list[str]:
+    final = [state for state in SagaState if state.final]
+    rows = db.execute(
+        f"SELECT order_id FROM orders WHERE state NOT IN ({', '.join('?' * len(final))}) ORDER BY created_at",
+        final,
+    ).fetchall()
+    return [r["order_id"] for r in rows]
+
+
+def _counts(db: sqlite3.Connection) -> dict[str, int]:
+    rows = db.execute("SELECT state, COUNT(*) AS n FROM orders GROUP BY state").fetchall()
+    return {r["state"]: r["n"] for r in rows}
 
 
 def _order(row: sqlite3.Row) -> Order:

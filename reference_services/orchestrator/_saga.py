@@ -87,11 +87,11 @@ class SagaDriver:
 
     async def drive(self, order_id: str) -> Order:
         """Run steps until the saga is final or a step must be retried later; returns the order then."""
-        order = self._get(order_id)
+        order = await self._get(order_id)
         while not order.state.final:
             advanced = await self._step(order)
             if advanced is None:
-                return self._get(order_id)
+                return await self._get(order_id)
             order = advanced
         return order
 
@@ -105,45 +105,45 @@ class SagaDriver:
         return await self._forward(order, spec)
 
     async def _forward(self, order: Order, spec: StepSpec) -> Order | None:
-        self._log(order, spec.step, StepStatus.STARTED, spec.during)
+        await self._log(order, spec.step, StepStatus.STARTED, spec.during)
         result = OK if spec.local else await self._calls[spec.step](order)
         if result.outcome is Outcome.OK:
             after = next_spec(spec)
-            return self._log(order, spec.step, StepStatus.SUCCEEDED,
+            return await self._log(order, spec.step, StepStatus.SUCCEEDED,
                              after.during if after else SagaState.COMPLETED, result.detail)  # fmt: skip
         summary = f"{spec.step} {result.outcome.value}: {result.detail}"
         if spec.kind is StepKind.COMPENSABLE or (
             spec.kind is StepKind.PIVOT and result.outcome is Outcome.REJECTED
         ):
-            return self._log(order, spec.step, StepStatus.FAILED, SagaState.COMPENSATING, result.detail,
+            return await self._log(order, spec.step, StepStatus.FAILED, SagaState.COMPENSATING, result.detail,
                              reason=summary)  # fmt: skip
         # The pivot may have happened: only forward from here.
-        self._log(order, spec.step, StepStatus.FAILED, spec.during, result.detail)
-        return self._retry_or_stall(order, spec.step, spec.during, result, summary)
+        await self._log(order, spec.step, StepStatus.FAILED, spec.during, result.detail)
+        return await self._retry_or_stall(order, spec.step, spec.during, result, summary)
 
     async def _compensate(self, order: Order) -> Order | None:
-        pending = self._pending_compensations(order)
+        pending = await self._pending_compensations(order)
         for index, step in enumerate(pending):
             last = index == len(pending) - 1
-            self._log(order, step, StepStatus.STARTED, SagaState.COMPENSATING)
+            await self._log(order, step, StepStatus.STARTED, SagaState.COMPENSATING)
             result = OK if step in LOCAL_COMPENSATIONS else await self._calls[step](order)
             if result.outcome is not Outcome.OK:
-                self._log(order, step, StepStatus.FAILED, SagaState.COMPENSATING, result.detail)
+                await self._log(order, step, StepStatus.FAILED, SagaState.COMPENSATING, result.detail)
                 summary = f"{step} {result.outcome.value} while compensating: {result.detail}"
-                return self._retry_or_stall(order, step, SagaState.COMPENSATING, result, summary)
+                return await self._retry_or_stall(order, step, SagaState.COMPENSATING, result, summary)
             state = SagaState.COMPENSATED if last else SagaState.COMPENSATING
-            order = self._log(order, step, StepStatus.SUCCEEDED, state, result.detail)
+            order = await self._log(order, step, StepStatus.SUCCEEDED, state, result.detail)
         if not pending:
-            return self._log(order, SAGA, StepStatus.SUCCEEDED, SagaState.COMPENSATED)
+            return await self._log(order, SAGA, StepStatus.SUCCEEDED, SagaState.COMPENSATED)
         return order
 
-    def _pending_compensations(self, order: Order) -> list[Step]:
+    async def _pending_compensations(self, order: Order) -> list[Step]:
         """Compensations of every compensable step that was started, newest first, not done yet.
 
         A remote step that was started may have landed, so it is undone even without a recorded success
         (releasing an unknown reservation leaves a tombstone that refuses it later); a local step that did
         not finish did nothing."""
-        records = self.log.steps(order.order_id)
+        records = await self.log.steps(order.order_id)
         started = {r.step for r in records if r.status == StepStatus.STARTED}
         succeeded = {r.step for r in records if r.status == StepStatus.SUCCEEDED}
         pending = []
@@ -155,26 +155,28 @@ class SagaDriver:
             pending.append(spec.compensation)
         return pending
 
-    def _retry_or_stall(
+    async def _retry_or_stall(
         self, order: Order, step: Step, state: SagaState, result: StepResult, summary: str
     ) -> Order | None:
         """A step that may not compensate: wait for the next drive, or stall once retrying cannot help."""
         if result.outcome is Outcome.REJECTED:
-            return self._stall(order, step, state, f"{summary} (a clear no; retrying cannot change it)")
-        attempts = self.log.attempts(order.order_id, step)
+            return await self._stall(order, step, state, f"{summary} (a clear no; retrying cannot change it)")
+        attempts = await self.log.attempts(order.order_id, step)
         if attempts >= self.max_attempts:
-            return self._stall(order, step, state, f"{summary} (no clear answer in {attempts} attempts)")
+            return await self._stall(
+                order, step, state, f"{summary} (no clear answer in {attempts} attempts)"
+            )
         return None
 
-    def _stall(self, order: Order, step: Step, state: SagaState, reason: str) -> Order:
-        stalled = self.log.stall(order.order_id, step, state, reason)
+    async def _stall(self, order: Order, step: Step, state: SagaState, reason: str) -> Order:
+        stalled = await self.log.stall(order.order_id, step, state, reason)
         self.events.emit("saga.step", order_id=order.order_id, step=step, status=StepStatus.STALLED.value,
                          state=stalled.state.value, detail=reason)  # fmt: skip
         self.events.emit("saga.needs_attention", order_id=order.order_id, step=step, stalled_in=state.value,
                          reason=reason)  # fmt: skip
         return stalled
 
-    def _log(
+    async def _log(
         self,
         order: Order,
         step: str,
@@ -184,7 +186,7 @@ class SagaDriver:
         *,
         reason: str | None = None,
     ) -> Order:
-        updated = self.log.transition(
+        updated = await self.log.transition(
             order.order_id, step, status, state, {"detail": detail} if detail else None, reason=reason
         )
         self.events.emit("saga.step", order_id=order.order_id, step=step, status=status.value,
@@ -193,8 +195,8 @@ class SagaDriver:
             self.events.emit(f"saga.{state.value.lower()}", order_id=order.order_id, reason=updated.reason)
         return updated
 
-    def _get(self, order_id: str) -> Order:
-        order = self.log.get(order_id)
+    async def _get(self, order_id: str) -> Order:
+        order = await self.log.get(order_id)
         if order is None:
             raise KeyError(order_id)
         return order

@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -91,10 +91,10 @@ class FakeParticipants:
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> Iterator[SagaLog]:
-    saga_log = SagaLog(tmp_path / "orders.sqlite3")
+async def log(tmp_path: Path) -> AsyncIterator[SagaLog]:
+    saga_log = await SagaLog(tmp_path / "orders.sqlite3").open()
     yield saga_log
-    saga_log.close()
+    await saga_log.close()
 
 
 @pytest.fixture
@@ -107,18 +107,18 @@ def driver(log: SagaLog, participants: FakeParticipants) -> SagaDriver:
     return SagaDriver(log, participants, EventLog("test"))
 
 
-def new_order(log: SagaLog, key: str = "k1", amount: int = 10) -> Order:
-    order, created = log.create_order(key, "alice", amount)
+async def new_order(log: SagaLog, key: str = "k1", amount: int = 10) -> Order:
+    order, created = await log.create_order(key, "alice", amount)
     assert created
     return order
 
 
-def steps(log: SagaLog, order: Order) -> list[tuple[str, str]]:
-    return [(s.step, s.status) for s in log.steps(order.order_id)]
+async def steps(log: SagaLog, order: Order) -> list[tuple[str, str]]:
+    return [(s.step, s.status) for s in await log.steps(order.order_id)]
 
 
-def history(log: SagaLog, order: Order, step: str) -> list[str]:
-    return [status for name, status in steps(log, order) if name == step]
+async def history(log: SagaLog, order: Order, step: str) -> list[str]:
+    return [status for name, status in await steps(log, order) if name == step]
 
 
 class TestForward:
@@ -126,10 +126,10 @@ class TestForward:
         self, log: SagaLog, driver: SagaDriver, participants: FakeParticipants
     ) -> None:
         """reserve -> record -> confirm (the pivot) -> notify, each logged started before succeeded."""
-        order = new_order(log)
+        order = await new_order(log)
         done = await driver.drive(order.order_id)
         assert done.state is SagaState.COMPLETED
-        assert steps(log, order) == [
+        assert await steps(log, order) == [
             ("saga", "created"),
             ("reserve_credit", "started"), ("reserve_credit", "succeeded"),
             ("record_order", "started"), ("record_order", "succeeded"),
@@ -144,7 +144,7 @@ class TestForward:
     ) -> None:
         """After the pivot a notify that may have landed waits for the next drive; nothing is undone."""
         participants.script["notify"] = [Outcome.UNKNOWN, Outcome.UNKNOWN]
-        order = new_order(log)
+        order = await new_order(log)
         assert (await driver.drive(order.order_id)).state is SagaState.NOTIFYING
         assert (await driver.drive(order.order_id)).state is SagaState.NOTIFYING
         assert (await driver.drive(order.order_id)).state is SagaState.COMPLETED
@@ -156,7 +156,7 @@ class TestForward:
     ) -> None:
         """The pivot may have happened: retry it, never compensate, and notify only once it is confirmed."""
         participants.script["confirm_credit"] = [Outcome.UNKNOWN]
-        order = new_order(log)
+        order = await new_order(log)
         assert (await driver.drive(order.order_id)).state is SagaState.CONFIRMING_CREDIT
         assert participants.notified == set()
         assert (await driver.drive(order.order_id)).state is SagaState.COMPLETED
@@ -167,12 +167,12 @@ class TestForward:
     ) -> None:
         """A clear no at the pivot means it did not happen: cancel, release, and nobody is notified."""
         participants.script["confirm_credit"] = [Outcome.REJECTED]
-        order = new_order(log)
+        order = await new_order(log)
         done = await driver.drive(order.order_id)
         assert done.state is SagaState.COMPENSATED
         assert done.reason is not None
         assert done.reason.startswith("confirm_credit rejected")
-        assert history(log, order, "cancel_order") == ["started", "succeeded"]
+        assert await history(log, order, "cancel_order") == ["started", "succeeded"]
         assert participants.reservations == {order.reservation_id: "released"}
         assert participants.notified == set()
 
@@ -189,17 +189,17 @@ class TestBoundedRetries:
         """max_attempts starts without a clear answer: NEEDS_ATTENTION, where it stalled, never undone."""
         driver = SagaDriver(log, participants, EventLog("test"), max_attempts=3)
         participants.script[step] = [Outcome.UNKNOWN] * 10
-        order = new_order(log)
+        order = await new_order(log)
         states = [(await driver.drive(order.order_id)).state for _ in range(4)]
         assert states == [stalled_in, stalled_in, SagaState.NEEDS_ATTENTION, SagaState.NEEDS_ATTENTION]
-        stalled = log.get(order.order_id)
+        stalled = await log.get(order.order_id)
         assert stalled is not None
         assert stalled.stalled_in is stalled_in
         assert stalled.reason is not None
         assert "no clear answer in 3 attempts" in stalled.reason
         assert participants.calls[step] == 3
         assert participants.calls["release_credit"] == 0
-        assert log.unfinished() == []
+        assert await log.unfinished() == []
         assert [e["order_id"] for e in driver.events.of_type("saga.needs_attention")] == [order.order_id]
 
     async def test_a_notify_refused_needs_attention_at_once(
@@ -207,7 +207,7 @@ class TestBoundedRetries:
     ) -> None:
         """A clear no after the pivot cannot be retried away and cannot be compensated: stop, visibly."""
         participants.script["notify"] = [Outcome.REJECTED]
-        order = new_order(log)
+        order = await new_order(log)
         done = await driver.drive(order.order_id)
         assert done.state is SagaState.NEEDS_ATTENTION
         assert done.stalled_in is SagaState.NOTIFYING
@@ -220,15 +220,17 @@ class TestBoundedRetries:
         """An operator resumes a stalled saga: it starts again where it stalled and completes."""
         driver = SagaDriver(log, participants, EventLog("test"), max_attempts=2)
         participants.script["notify"] = [Outcome.UNKNOWN] * 2
-        order = new_order(log)
+        order = await new_order(log)
         await driver.drive(order.order_id)
         assert (await driver.drive(order.order_id)).state is SagaState.NEEDS_ATTENTION
-        resumed = log.resume(order.order_id)
+        resumed = await log.resume(order.order_id)
         assert resumed is not None
         assert resumed.state is SagaState.NOTIFYING
-        assert log.attempts(order.order_id, "notify") == 0
+        assert await log.attempts(order.order_id, "notify") == 0
         assert (await driver.drive(order.order_id)).state is SagaState.COMPLETED
-        assert log.resume(order.order_id) == log.get(order.order_id)  # resuming a finished saga: no-op
+        assert await log.resume(order.order_id) == await log.get(
+            order.order_id
+        )  # resuming a finished saga: no-op
 
 
 class TestCompensation:
@@ -239,14 +241,14 @@ class TestCompensation:
     ) -> None:
         """No clear yes from users: release (it may have landed) and end COMPENSATED, nobody notified."""
         participants.script["reserve_credit"] = [outcome]
-        order = new_order(log)
+        order = await new_order(log)
         done = await driver.drive(order.order_id)
         assert done.state is SagaState.COMPENSATED
         assert done.reason is not None
         assert done.reason.startswith(f"reserve_credit {outcome.value}")
         assert participants.calls["release_credit"] == 1
         assert participants.notified == set()
-        assert history(log, order, "cancel_order") == []
+        assert await history(log, order, "cancel_order") == []
 
     async def test_failed_release_keeps_compensating_until_it_succeeds(
         self, log: SagaLog, driver: SagaDriver, participants: FakeParticipants
@@ -254,10 +256,10 @@ class TestCompensation:
         """A compensation that fails is retried on the next drive; cancel_order is not repeated."""
         participants.script["confirm_credit"] = [Outcome.REJECTED]
         participants.script["release_credit"] = [Outcome.UNKNOWN]
-        order = new_order(log)
+        order = await new_order(log)
         assert (await driver.drive(order.order_id)).state is SagaState.COMPENSATING
         assert (await driver.drive(order.order_id)).state is SagaState.COMPENSATED
-        assert history(log, order, "cancel_order") == ["started", "succeeded"]
+        assert await history(log, order, "cancel_order") == ["started", "succeeded"]
 
     async def test_a_release_refused_needs_attention(
         self, log: SagaLog, driver: SagaDriver, participants: FakeParticipants
@@ -265,7 +267,7 @@ class TestCompensation:
         """A compensation the participant refuses cannot finish by retrying: NEEDS_ATTENTION."""
         participants.script["reserve_credit"] = [Outcome.UNKNOWN]
         participants.script["release_credit"] = [Outcome.REJECTED]
-        order = new_order(log)
+        order = await new_order(log)
         done = await driver.drive(order.order_id)
         assert done.state is SagaState.NEEDS_ATTENTION
         assert done.stalled_in is SagaState.COMPENSATING
@@ -308,9 +310,9 @@ class TestPivotProperty:
 
 async def drive_until_final(path: Path, participants: FakeParticipants) -> Order:
     """Drive like the recovery loop does, a new driver after every crash, until the saga is final."""
-    log = SagaLog(path)
+    log = await SagaLog(path).open()
     try:
-        order = new_order(log)
+        order = await new_order(log)
         for _ in range(50):
             try:
                 current = await SagaDriver(log, participants, EventLog("test"), max_attempts=3).drive(
@@ -324,7 +326,7 @@ async def drive_until_final(path: Path, participants: FakeParticipants) -> Order
                 return current
         raise AssertionError("the saga did not become final in 50 drives")
     finally:
-        log.close()
+        await log.close()
 
 
 class TestCrashRecovery:
@@ -336,36 +338,38 @@ class TestCrashRecovery:
         if step == "release_credit":
             participants.script["confirm_credit"] = [Outcome.REJECTED]
         participants.script[step] = [*participants.script.get(step, []), Crash]
-        first = SagaLog(tmp_path / "orders.sqlite3")
-        order = new_order(first)
+        first = await SagaLog(tmp_path / "orders.sqlite3").open()
+        order = await new_order(first)
         with pytest.raises(Crash):
             await SagaDriver(first, participants, EventLog("test")).drive(order.order_id)
-        first.close()
+        await first.close()
 
-        reopened = SagaLog(tmp_path / "orders.sqlite3")
-        assert reopened.unfinished() == [order.order_id]
+        reopened = await SagaLog(tmp_path / "orders.sqlite3").open()
+        assert await reopened.unfinished() == [order.order_id]
         done = await SagaDriver(reopened, participants, EventLog("test")).drive(order.order_id)
-        reopened.close()
+        await reopened.close()
         expected = SagaState.COMPENSATED if step == "release_credit" else SagaState.COMPLETED
         assert done.state is expected
         assert participants.calls[step] == 2  # the call whose outcome was lost ran again
 
 
 class TestLegacyLog:
-    def test_a_saga_left_notifying_by_the_old_order_goes_forward_from_the_pivot(self, tmp_path: Path) -> None:
+    async def test_a_saga_left_notifying_by_the_old_order_goes_forward_from_the_pivot(
+        self, tmp_path: Path
+    ) -> None:
         """Version 0 notified before confirming: its NOTIFYING sagas resume at CONFIRMING_CREDIT."""
         path = tmp_path / "orders.sqlite3"
         with sqlite3.connect(path) as db:
             db.executescript(LEGACY_SCHEMA)
             db.execute("INSERT INTO orders VALUES ('o1', 'k1', 'alice', 10, 'NOTIFYING', NULL, 't', 't')")
-        log = SagaLog(path)
+        log = await SagaLog(path).open()
         try:
-            order = log.get("o1")
+            order = await log.get("o1")
             assert order is not None
             assert (order.state, order.stalled_in) == (SagaState.CONFIRMING_CREDIT, None)
-            assert log.unfinished() == ["o1"]
+            assert await log.unfinished() == ["o1"]
         finally:
-            log.close()
+            await log.close()
 
 
 LEGACY_SCHEMA = """
@@ -379,15 +383,15 @@ CREATE TABLE saga_log (order_id TEXT NOT NULL REFERENCES orders(order_id), seq I
 
 
 class TestIdempotentOrders:
-    def test_same_key_same_order(self, log: SagaLog) -> None:
+    async def test_same_key_same_order(self, log: SagaLog) -> None:
         """A replayed key returns the first order and creates nothing."""
-        first = new_order(log, "k1", 10)
-        again, created = log.create_order("k1", "alice", 10)
+        first = await new_order(log, "k1", 10)
+        again, created = await log.create_order("k1", "alice", 10)
         assert (again.order_id, created) == (first.order_id, False)
-        assert len(log.orders()) == 1
+        assert len(await log.orders()) == 1
 
-    def test_same_key_different_order_conflicts(self, log: SagaLog) -> None:
+    async def test_same_key_different_order_conflicts(self, log: SagaLog) -> None:
         """A key reused for another amount is refused, naming the first order."""
-        first = new_order(log, "k1", 10)
+        first = await new_order(log, "k1", 10)
         with pytest.raises(IdempotencyConflict, match=first.order_id):
-            log.create_order("k1", "alice", 11)
+            await log.create_order("k1", "alice", 11)
