@@ -9,8 +9,8 @@ import click
 import pydantic
 from click.core import ParameterSource
 
-from harness._net import is_loopback_host, is_loopback_url
 from harness.errors import ConfigError, HarnessError
+from harness.net import is_loopback_host, is_loopback_url
 
 _Settings = TypeVar("_Settings", bound=pydantic.BaseModel)
 

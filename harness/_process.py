@@ -30,13 +30,6 @@ _PR_SET_PDEATHSIG = 1
 T = TypeVar("T")
 
 
-def write_port_file(path: Path, port: int) -> None:
-    """The child's side of the port file: written atomically, so the parent never reads half a number."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(f"{port}\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _die_with_parent() -> Callable[[], None] | None:
     """What the child runs before exec to get SIGTERM when its parent thread ends (the harness dies, even by
     SIGKILL), so none is orphaned. libc is looked up here, in the parent: the child only makes the call."""

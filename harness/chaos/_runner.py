@@ -24,8 +24,8 @@ from chaoslib.exceptions import ChaosException, InvalidExperiment
 from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
 from chaoslib.loader import load_experiment
 
-from harness._net import is_loopback_url
 from harness.errors import ConfigError
+from harness.net import is_loopback_url
 from harness.stack import Stack, Topology, load_topology
 from harness.timeline import Timeline
 

@@ -18,7 +18,7 @@ USER_CREATED_MESSAGE = "a user.created event"
 
 def _user_created() -> ProducedMessage:
     # Imported when a message is produced: loading the users service is not needed before.
-    from reference_services.users._events import USER_CREATED, EventUser, user_created_event
+    from reference_services.users.events import USER_CREATED, EventUser, user_created_event
 
     user = EventUser(id="u-1001", name="Grace Hopper", email="grace@example.org")
     event = user_created_event(user, str(uuid.uuid4()), datetime.now(UTC))

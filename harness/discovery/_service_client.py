@@ -25,6 +25,7 @@ from harness.discovery._models import Instance
 from harness.errors import (
     BulkheadFullError,
     CallFailed,
+    CircuitOpenError,
     DeadlineExceeded,
     NoAvailableInstance,
     RegistryError,
@@ -33,6 +34,7 @@ from harness.events import EventLog
 from harness.resilience import (
     Balancer,
     BreakerConfig,
+    BreakerOpen,
     BreakerState,
     BreakerTransition,
     Bulkhead,
@@ -298,7 +300,12 @@ class ServiceClient:
         deadline: Deadline,
     ) -> _Attempt:
         breaker = self._breaker_of(instance.id)
-        permit = breaker.acquire() if breaker is not None else None
+        try:
+            permit = breaker.acquire() if breaker is not None else None
+        except BreakerOpen as exc:
+            raise CircuitOpenError(
+                str(exc), service=self.service, instance=exc.instance, retry_in=exc.retry_in
+            ) from exc
         stats = self._stats_of(instance.id)
         if breaker is None and stats.attempts == 0:
             self.metrics.breaker_state.labels(self.service, instance.id).set(BREAKER_STATE_VALUES["off"])

@@ -10,7 +10,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from harness._net import is_loopback_host
+from harness.net import is_loopback_host
 
 LISTEN_BACKLOG = 1024
 

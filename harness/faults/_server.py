@@ -16,13 +16,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness._process import write_port_file
 from harness.errors import ConfigError, EnvironmentUnavailable
 from harness.faults._addresses import AddressError, bind_listener, join_host_port
 from harness.faults._api import ToxiproxyApi
 from harness.faults._collection import ApiError, ProxyCollection
 from harness.faults._http import HttpServer
 from harness.faults._metrics import ServerMetrics
+from harness.net import write_port_file
 
 
 class ToxiproxySettings(BaseModel):

@@ -17,6 +17,7 @@ from harness.resilience._balancers import (
 )
 from harness.resilience._breaker import (
     BreakerConfig,
+    BreakerOpen,
     BreakerSnapshot,
     BreakerState,
     BreakerTransition,
@@ -39,6 +40,7 @@ __all__ = [  # noqa: RUF022
     "BALANCER_NAMES",
     "Balancer",
     "BreakerConfig",
+    "BreakerOpen",
     "BreakerSnapshot",
     "BreakerState",
     "BreakerTransition",

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from harness.errors import CircuitOpenError
 from harness.resilience._clock import Clock, SystemClock
 
 # A time window is kept as this many buckets at most, so memory does not grow with the call rate.
@@ -105,6 +104,17 @@ class Permit:
     generation: int
     state: BreakerState
     started_at: float
+
+
+class BreakerOpen(Exception):
+    """The breaker refused a call (OPEN, or HALF_OPEN with every probe slot taken).
+
+    The pure core's own error; a caller maps it to its own (ServiceClient: ``CircuitOpenError``)."""
+
+    def __init__(self, message: str, *, instance: str, retry_in: float) -> None:
+        super().__init__(message)
+        self.instance = instance
+        self.retry_in = retry_in
 
 
 @dataclass(frozen=True)
@@ -242,7 +252,7 @@ class CircuitBreaker:
         return self._open_remaining() if self.state is BreakerState.OPEN else 0.0
 
     def acquire(self) -> Permit:
-        """Admit one call, or raise CircuitOpenError without touching anything else."""
+        """Admit one call, or raise BreakerOpen without touching anything else."""
         state = self.state
         now = self._clock.monotonic()
         if state is BreakerState.CLOSED:
@@ -252,17 +262,15 @@ class CircuitBreaker:
                 permit = Permit(self._generation, state, now)
                 self._probes.append(permit)
                 return permit
-            raise CircuitOpenError(
+            raise BreakerOpen(
                 f"breaker {self.name!r} is half-open and its {self.config.half_open_calls} probe slot(s) "
                 "are taken",
-                service="",
                 instance=self.name,
                 retry_in=0.0,
             )
         retry_in = self._open_remaining()
-        raise CircuitOpenError(
+        raise BreakerOpen(
             f"breaker {self.name!r} is open; probes are admitted in {retry_in:.3f}s",
-            service="",
             instance=self.name,
             retry_in=retry_in,
         )

@@ -26,11 +26,11 @@ from typing import Any
 
 import httpx
 
-from harness._net import is_loopback_url
 from harness._process import ServiceProcess, Spawner
 from harness.errors import ConfigError, EnvironmentUnavailable
 from harness.events import EventLog
 from harness.faults import FaultError, ToxiproxyClient, ToxiproxyProcess
+from harness.net import is_loopback_url
 from harness.stack._supervisor import ExternalProxyWatch, FaultProxySupervisor
 from harness.stack._topology import Topology
 

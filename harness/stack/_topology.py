@@ -29,8 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from harness import settings as defaults
-from harness._net import is_loopback_host
 from harness.errors import ConfigError
+from harness.net import is_loopback_host
 from harness.settings import CLIENT_DEFAULTS, SERVICE_OPTIONS, ClientSettings, InstanceConfig, OptionValue
 
 SERVICE_KINDS = ("users", "notifications", "orchestrator")

@@ -11,8 +11,8 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-from harness._process import write_port_file
 from harness.errors import EnvironmentUnavailable
+from harness.net import write_port_file
 
 
 def stopping_event(app: FastAPI) -> asyncio.Event:

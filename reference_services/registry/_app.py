@@ -16,8 +16,8 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.params import Depends as DependsParam
 from prometheus_client import CollectorRegistry
 
-from harness._net import is_loopback_host, is_loopback_url
 from harness.events import EventLog
+from harness.net import is_loopback_host, is_loopback_url
 from reference_services.common import (
     NAME_PATTERN,
     ApiError,

@@ -21,9 +21,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from harness.discovery import ServiceClient
 from harness.events import EventLog
 
-from ._events import USER_CREATED, UserCreatedEvent, welcome_notification
 from ._outbox import Outbox, OutboxMessage
 from ._store import utc_now
+from .events import USER_CREATED, UserCreatedEvent, welcome_notification
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from enum import StrEnum
 
 from reference_services.common import Database, read_transaction, write_transaction
 
-from ._events import USER_CREATED, user_created_event
 from ._outbox import enqueue
+from .events import USER_CREATED, user_created_event
 
 USERS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (

@@ -20,9 +20,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from harness.errors import CircuitOpenError
 from harness.resilience import (
     BreakerConfig,
+    BreakerOpen,
     BreakerState,
     BreakerTransition,
     CircuitBreaker,
@@ -188,11 +188,11 @@ class TestConsecutiveFailures:
 
 class TestOpen:
     def test_rejects_without_time_passing(self) -> None:
-        """An open breaker rejects every acquire with CircuitOpenError carrying retry_in and the instance."""
+        """An open breaker rejects every acquire with BreakerOpen carrying retry_in and the instance."""
         breaker, clock = opened(open_duration=5.0)
         clock.advance(2.0)
         for _ in range(100):
-            with pytest.raises(CircuitOpenError) as caught:
+            with pytest.raises(BreakerOpen) as caught:
                 breaker.acquire()
         assert caught.value.retry_in == pytest.approx(3.0)
         assert caught.value.instance == "users-1"
@@ -224,7 +224,7 @@ class TestHalfOpen:
         permits = [breaker.acquire() for _ in range(3)]
         assert all(p.state is HALF_OPEN for p in permits)
         assert not breaker.available()
-        with pytest.raises(CircuitOpenError) as caught:
+        with pytest.raises(BreakerOpen) as caught:
             breaker.acquire()
         assert caught.value.retry_in == 0.0
         assert breaker.snapshot().half_open_in_flight == 3
@@ -238,7 +238,7 @@ class TestHalfOpen:
             await start.wait()
             try:
                 return breaker.acquire()
-            except CircuitOpenError:
+            except BreakerOpen:
                 return None
 
         tasks = [asyncio.ensure_future(attempt()) for _ in range(50)]
@@ -262,7 +262,7 @@ class TestHalfOpen:
         breaker, _ = half_opened(half_open_calls=2)
         breaker.record_success(breaker.acquire(), 0.0)
         breaker.acquire()
-        with pytest.raises(CircuitOpenError):
+        with pytest.raises(BreakerOpen):
             breaker.acquire()
 
     def test_one_failed_probe_reopens(self) -> None:
@@ -303,7 +303,7 @@ class TestHalfOpen:
         breaker.release(first)
         breaker.release(first)
         breaker.acquire()
-        with pytest.raises(CircuitOpenError):
+        with pytest.raises(BreakerOpen):
             breaker.acquire()
 
 
@@ -590,7 +590,7 @@ class BreakerMachine(RuleBasedStateMachine):
         now = self.clock.monotonic()
         if self.model.acquire(now):
             return Held(self.breaker.acquire(), self.model.epoch, now)
-        with pytest.raises(CircuitOpenError) as rejected:
+        with pytest.raises(BreakerOpen) as rejected:
             self.breaker.acquire()
         expected_wait = max(0.0, self.model.open_until - now) if self.model.state is OPEN else 0.0
         assert rejected.value.retry_in == expected_wait

@@ -12,6 +12,7 @@ def test_exported_names() -> None:
             "BALANCER_NAMES",
             "Balancer",
             "BreakerConfig",
+            "BreakerOpen",
             "BreakerSnapshot",
             "BreakerState",
             "BreakerTransition",

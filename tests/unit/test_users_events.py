@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from reference_services.users._events import UserCreatedEvent, user_created_event, welcome_notification
 from reference_services.users._relay import backoff_delay
+from reference_services.users.events import UserCreatedEvent, user_created_event, welcome_notification
 
 
 @dataclass(frozen=True)

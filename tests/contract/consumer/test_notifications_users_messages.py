@@ -9,7 +9,7 @@ from __future__ import annotations
 from pact import match
 
 from reference_services.notifications._models import NotificationRequest
-from reference_services.users._events import USER_CREATED, UserCreatedEvent, welcome_notification
+from reference_services.users.events import USER_CREATED, UserCreatedEvent, welcome_notification
 
 from .._support import TIMESTAMP_FORMAT, NewPact
 

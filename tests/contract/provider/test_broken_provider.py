@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from harness._contract_cli import contract
 from harness.contract import ProducedMessage, ProviderTarget, load_pact, provider_target, verify_pact
 from reference_services.users import UsersSettings, create_app
-from reference_services.users._events import EventUser, user_created_event
+from reference_services.users.events import EventUser, user_created_event
 
 from .._support import CONTRACTS
 
