@@ -14,7 +14,7 @@ import click
 
 from harness.errors import CheckFailed
 from harness.stack import FaultProxyState, InstanceStatus, NoticeKind, Stack, load_topology, read_status
-from harness.stack._attention import Attention, read_attention
+from harness.stack._attention import Attention, healthy_in_registry, open_breakers, read_attention
 
 DEFAULT_WORKDIR = Path(".harness/run")
 
@@ -40,7 +40,8 @@ class _Reported:
 
 
 def _status_line(stack: Stack, reported: _Reported) -> str:
-    """One compact line: running instances per service, the fault proxy if not running, orders by state."""
+    """One compact line: per service running and healthy-in-registry instances, open breakers, the fault proxy
+    if not running, orders by state, dead letters; crashes reported once."""
     up: Counter[str] = Counter()
     total: Counter[str] = Counter()
     for name, process in list(stack.processes.items()):
@@ -51,8 +52,19 @@ def _status_line(stack: Stack, reported: _Reported) -> str:
         elif (name, process.pid) not in reported.crashes:
             reported.crashes.add((name, process.pid))
             click.echo(f"\n! {name} exited with code {process.returncode}; log: {process.log_path}", err=True)
-    parts = [f"{kind} {up[kind]}/{total[kind]}" for kind in total]
+    healthy = healthy_in_registry(stack.registry_url, timeout=1.0) if up["registry"] else None
+    parts = []
+    for kind in total:
+        listed = (
+            ""
+            if healthy is None or kind in ("registry", "toxiproxy")
+            else f" ({healthy.get(kind, 0)} healthy)"
+        )
+        parts.append(f"{kind} {up[kind]}/{total[kind]}{listed}")
     parts.extend(_fault_proxy(stack, reported))
+    callers = [p.url for kind in ("orchestrator", "users") for p in stack.instances(kind) if p.is_running()]
+    breakers = open_breakers(callers, timeout=1.0)
+    parts.append("breakers ?" if breakers is None else f"open breakers: {', '.join(breakers) or 'none'}")
     orchestrators = [p.url for p in stack.instances("orchestrator") if p.is_running()]
     users = [p.url for p in stack.instances("users") if p.is_running()]
     if orchestrators:
@@ -118,8 +130,6 @@ def up(
     topology: Path | None, workdir: Path, orders: int, run_for: float | None, status_interval: float
 ) -> None:
     """Start the reference stack on loopback, wait until it is ready, keep it running until Ctrl-C."""
-    from harness.stack._orders import place_orders
-
     stack = Stack(load_topology(topology), workdir, progress=lambda line: click.echo(f"  {line}"))
     click.echo(f"starting the stack in {stack.workdir}")
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -128,11 +138,7 @@ def up(
         click.echo(f"\n{len(stack.processes)} processes ready in {stack.started_in:.2f}s\n")
         _table(stack)
         if orders:
-            click.echo(f"\nplacing {orders} orders:")
-            for order in place_orders(stack, orders):
-                click.echo(
-                    f"  {order.order_id}  amount {order.amount}  -> {order.state} (HTTP {order.status_code})"
-                )
+            _place(stack, orders)
         click.echo("\nrunning; Ctrl-C stops everything\n")
         reported = _Reported()
         deadline = None if run_for is None else time.monotonic() + run_for
@@ -153,6 +159,32 @@ def up(
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, interrupt)
         click.echo(f"\nstopped {len(stack.processes)} processes in {time.monotonic() - began:.2f}s")
+
+
+def _place(stack: Stack, count: int) -> None:
+    """Up to 20 orders: a line each; more: a progress line every tenth, then a summary with the reasons."""
+    from harness.stack._orders import PlacedOrder, place_orders
+
+    click.echo(f"\nplacing {count} orders:")
+    began = time.monotonic()
+    states: Counter[str] = Counter()
+
+    def placed(order: PlacedOrder) -> None:
+        states[order.state] += 1
+        done = sum(states.values())
+        if count <= 20:
+            click.echo(f"  {order.order_id}  {order.customer}  amount {order.amount}  -> {order.state} "
+                       f"(HTTP {order.status_code})")  # fmt: skip
+        elif done % max(1, count // 10) == 0 or done == count:
+            so_far = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+            click.echo(f"  {done}/{count} in {time.monotonic() - began:.1f}s: {so_far}")
+
+    results = place_orders(stack, count, placed=placed)
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    click.echo(f"{count} orders in {time.monotonic() - began:.1f}s: {summary}")
+    reasons = Counter(o.reason for o in results if o.state != "COMPLETED" and o.reason)
+    for reason, n in reasons.most_common(5):
+        click.echo(f"  {n} x {reason}")
 
 
 @click.command()

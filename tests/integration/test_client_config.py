@@ -66,7 +66,7 @@ balancer = "weighted_round_robin"
 class TestWeights:
     def test_weighted_round_robin_follows_the_topologys_weights(self, weighted: Stack) -> None:
         """weight = [1, 1, 2]: the orchestrator sends users-3 half its users calls, the others a quarter."""
-        placed = place_orders(weighted, 20, amount=1, credit=1_000)
+        placed = place_orders(weighted, 20, amount=1)
         assert {order.state for order in placed} == {"COMPLETED"}
         counts = Counter(attempt.instance for attempt in attempts_to_users(weighted))
         total = sum(counts.values())
@@ -102,7 +102,7 @@ class TestBreakerOff:
         """breaker = false, users-2's proxy down: it keeps getting its round-robin turn until the end."""
         assert breakerless.toxiproxy is not None
         with breakerless.toxiproxy.proxy("users-2").down():
-            placed = place_orders(breakerless, 30, amount=1, credit=1_000)
+            placed = place_orders(breakerless, 30, amount=1)
         assert {order.state for order in placed} == {"COMPLETED"}
         attempts = attempts_to_users(breakerless)
         failing = [a for a in attempts if a.instance == "users-2"]
