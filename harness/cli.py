@@ -5,21 +5,44 @@ Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error, 3 environmen
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
 
-from harness._chaos_cli import chaos
-from harness._check_cli import check
 from harness._cli_common import HarnessGroup
-from harness._contract_cli import contract
-from harness._faults_cli import toxiproxy
-from harness._serve_cli import serve
-from harness._up_cli import status, up
 from harness.errors import CheckFailed
 
+# Each command's module is imported only when that command runs: `harness serve users` (how every service
+# process starts) does not pay for the contract, chaos or report modules.
+LAZY_COMMANDS = {
+    "chaos": "harness._chaos_cli:chaos",
+    "check": "harness._check_cli:check",
+    "contract": "harness._contract_cli:contract",
+    "serve": "harness._serve_cli:serve",
+    "status": "harness._up_cli:status",
+    "toxiproxy": "harness._faults_cli:toxiproxy",
+    "up": "harness._up_cli:up",
+}
 
-@click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(HarnessGroup):
+    """A HarnessGroup whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, name = target.partition(":")
+        command = getattr(importlib.import_module(module), name)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="resilience-harness", prog_name="harness")
 def cli() -> None:
     """Contract and chaos testing harness for microservices."""
@@ -57,15 +80,6 @@ def demo(instances: int, calls: int, workdir: Path | None) -> None:
     click.echo(f"\nlogs and events: {report.workdir}")
     if not report.passed:
         raise CheckFailed(f"{sum(not c.passed for c in report.checks)} of {len(report.checks)} checks failed")
-
-
-cli.add_command(serve)
-cli.add_command(up)
-cli.add_command(status)
-cli.add_command(toxiproxy)
-cli.add_command(contract)
-cli.add_command(check)
-cli.add_command(chaos)
 
 
 def main() -> None:
