@@ -23,8 +23,14 @@ TOXIPROXY_VERSION = "2.12.0"
 _JSON = (("Content-Type", "application/json"),)
 
 
+def _attribute(value: int | str) -> str:
+    return go_string(value) if isinstance(value, str) else str(value)
+
+
 def toxic_json(entry: ToxicEntry) -> str:
-    attributes = ",".join(f"{go_string(key)}:{value}" for key, value in entry.toxic.attributes().items())
+    attributes = ",".join(
+        f"{go_string(key)}:{_attribute(value)}" for key, value in entry.toxic.attributes().items()
+    )
     return (
         f'{{"attributes":{{{attributes}}},"name":{go_string(entry.name)},"type":{go_string(entry.type)},'
         f'"stream":{go_string(entry.stream)},"toxicity":{go_float32(entry.toxicity)}}}'

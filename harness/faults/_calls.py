@@ -19,9 +19,19 @@ from harness.faults._errors import (
     ProxyNotFound,
     ToxicExists,
     ToxicNotFound,
+    ToxicUnsupported,
     ToxiproxyUnavailable,
 )
-from harness.faults._models import ProxyConfig, ProxyInfo, ProxyUpdate, ToxicInfo, ToxicSpec, ToxicUpdate
+from harness.faults._models import (
+    Attribute,
+    ProxyConfig,
+    ProxyInfo,
+    ProxyUpdate,
+    ToxicInfo,
+    ToxicSpec,
+    ToxicType,
+    ToxicUpdate,
+)
 
 T = TypeVar("T")
 DEFAULT_TOXIPROXY_URL = "http://127.0.0.1:8474"
@@ -37,6 +47,7 @@ class Call(Generic[T]):
     body: Any = None
     proxy: str | None = None
     toxic: str | None = None
+    toxic_type: str | None = None  # of a toxic being added
 
 
 def _segment(name: str) -> str:
@@ -116,7 +127,8 @@ def get_toxic(proxy: str, name: str) -> Call[ToxicInfo]:
 
 def add_toxic(proxy: str, spec: ToxicSpec) -> Call[ToxicInfo]:
     body = spec.model_dump(exclude_none=True, mode="json")
-    return Call("POST", f"/proxies/{_segment(proxy)}/toxics", _toxic, body, proxy=proxy, toxic=spec.name)
+    path = f"/proxies/{_segment(proxy)}/toxics"
+    return Call("POST", path, _toxic, body, proxy=proxy, toxic=spec.name, toxic_type=spec.type)
 
 
 def update_toxic(proxy: str, name: str, update: ToxicUpdate) -> Call[ToxicInfo]:
@@ -130,7 +142,7 @@ def remove_toxic(proxy: str, name: str) -> Call[None]:
 
 
 def toxic_spec(
-    type: str, stream: str, toxicity: float, name: str | None, attributes: Mapping[str, int]
+    type: str, stream: str, toxicity: float, name: str | None, attributes: Mapping[str, Attribute]
 ) -> ToxicSpec:
     """Validate the arguments of add_toxic into the body to send (ValueError if they are not valid)."""
     return ToxicSpec.model_validate(
@@ -173,7 +185,22 @@ def check(call: Call[T], response: httpx.Response) -> T:
         raise ProxyExists(where, status=status, proxy=call.proxy)
     if status == 409 and message == "toxic already exists":
         raise ToxicExists(where, status=status, proxy=call.proxy)
+    if status == 400 and message == "invalid toxic type" and call.toxic_type is not None:
+        raise ToxicUnsupported(_unsupported(call.toxic_type, response), status=status, proxy=call.proxy)
     raise FaultApiError(where, status=status, proxy=call.proxy)
+
+
+def _unsupported(toxic_type: str, response: httpx.Response) -> str:
+    """Why a server refused a toxic type: said plainly for the HTTP toxics, which only the harness has."""
+    where = str(response.request.url.copy_with(path="/", query=None)).rstrip("/")
+    if toxic_type in (ToxicType.HTTP_ERROR, ToxicType.HTTP_LATENCY):
+        return (
+            f"the Toxiproxy at {where} has no {toxic_type} toxic: http_error and http_latency are "
+            "extensions of the harness's embedded fault proxy, which a real Toxiproxy does not have; "
+            "unset TOXIPROXY_URL to use the embedded one, or inject HTTP faults on the client side with "
+            "harness.faults.ChaosMonkey"
+        )
+    return f"the Toxiproxy at {where} has no toxic of type {toxic_type!r} (invalid toxic type)"
 
 
 @contextlib.contextmanager

@@ -14,7 +14,15 @@ import httpx
 from harness.faults import _calls
 from harness.faults._calls import DEFAULT_TOXIPROXY_URL, Call
 from harness.faults._errors import ToxicNotFound
-from harness.faults._models import ProxyConfig, ProxyInfo, ProxyUpdate, Stream, ToxicInfo, ToxicUpdate
+from harness.faults._models import (
+    Attribute,
+    ProxyConfig,
+    ProxyInfo,
+    ProxyUpdate,
+    Stream,
+    ToxicInfo,
+    ToxicUpdate,
+)
 
 T = TypeVar("T")
 
@@ -93,7 +101,7 @@ class ToxiproxyClient:
         stream: Stream | str = Stream.DOWNSTREAM,
         toxicity: float = 1.0,
         name: str | None = None,
-        attributes: Mapping[str, int] | None = None,
+        attributes: Mapping[str, Attribute] | None = None,
     ) -> ToxicInfo:
         spec = _calls.toxic_spec(type, stream, toxicity, name, attributes or {})
         return self._run(_calls.add_toxic(proxy, spec))
@@ -103,7 +111,7 @@ class ToxiproxyClient:
         proxy: str,
         name: str,
         *,
-        attributes: Mapping[str, int] | None = None,
+        attributes: Mapping[str, Attribute] | None = None,
         toxicity: float | None = None,
     ) -> ToxicInfo:
         update = ToxicUpdate(
@@ -191,13 +199,13 @@ class Proxy(_ProxyFacts):
         stream: Stream | str = Stream.DOWNSTREAM,
         toxicity: float = 1.0,
         name: str | None = None,
-        **attributes: int,
+        **attributes: Attribute,
     ) -> ToxicInfo:
         return self.client.add_toxic(
             self.name, type, stream=stream, toxicity=toxicity, name=name, attributes=attributes
         )
 
-    def update_toxic(self, name: str, *, toxicity: float | None = None, **attributes: int) -> ToxicInfo:
+    def update_toxic(self, name: str, *, toxicity: float | None = None, **attributes: Attribute) -> ToxicInfo:
         return self.client.update_toxic(self.name, name, attributes=attributes or None, toxicity=toxicity)
 
     def remove_toxic(self, name: str) -> None:
@@ -211,7 +219,7 @@ class Proxy(_ProxyFacts):
         stream: Stream | str = Stream.DOWNSTREAM,
         toxicity: float = 1.0,
         name: str | None = None,
-        **attributes: int,
+        **attributes: Attribute,
     ) -> Iterator[ToxicInfo]:
         """Add a toxic for the duration of the block; it is removed however the block ends."""
         added = self.add_toxic(type, stream=stream, toxicity=toxicity, name=name, **attributes)
@@ -300,7 +308,7 @@ class AsyncToxiproxyClient:
         stream: Stream | str = Stream.DOWNSTREAM,
         toxicity: float = 1.0,
         name: str | None = None,
-        attributes: Mapping[str, int] | None = None,
+        attributes: Mapping[str, Attribute] | None = None,
     ) -> ToxicInfo:
         spec = _calls.toxic_spec(type, stream, toxicity, name, attributes or {})
         return await self._run(_calls.add_toxic(proxy, spec))
@@ -310,7 +318,7 @@ class AsyncToxiproxyClient:
         proxy: str,
         name: str,
         *,
-        attributes: Mapping[str, int] | None = None,
+        attributes: Mapping[str, Attribute] | None = None,
         toxicity: float | None = None,
     ) -> ToxicInfo:
         update = ToxicUpdate(
@@ -370,13 +378,15 @@ class AsyncProxy(_ProxyFacts):
         stream: Stream | str = Stream.DOWNSTREAM,
         toxicity: float = 1.0,
         name: str | None = None,
-        **attributes: int,
+        **attributes: Attribute,
     ) -> ToxicInfo:
         return await self.client.add_toxic(
             self.name, type, stream=stream, toxicity=toxicity, name=name, attributes=attributes
         )
 
-    async def update_toxic(self, name: str, *, toxicity: float | None = None, **attributes: int) -> ToxicInfo:
+    async def update_toxic(
+        self, name: str, *, toxicity: float | None = None, **attributes: Attribute
+    ) -> ToxicInfo:
         return await self.client.update_toxic(
             self.name, name, attributes=attributes or None, toxicity=toxicity
         )
@@ -392,7 +402,7 @@ class AsyncProxy(_ProxyFacts):
         stream: Stream | str = Stream.DOWNSTREAM,
         toxicity: float = 1.0,
         name: str | None = None,
-        **attributes: int,
+        **attributes: Attribute,
     ) -> AsyncIterator[ToxicInfo]:
         """Add a toxic for the duration of the block; it is removed however the block ends."""
         added = await self.add_toxic(type, stream=stream, toxicity=toxicity, name=name, **attributes)

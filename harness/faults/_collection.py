@@ -13,6 +13,7 @@ from harness.faults._addresses import AddressError, remote_address_refusal, reso
 from harness.faults._decoding import BodyDecoder
 from harness.faults._godecode import STEP_ITEMS
 from harness.faults._gojson import GoField, GoJSONError, GoStruct, Kind
+from harness.faults._http_toxics import HTTP_TOXICS
 from harness.faults._limits import name_refusal, toxicity_refusal
 from harness.faults._link import Direction, ToxicEntry
 from harness.faults._proxy import CounterFactory, Proxy
@@ -58,6 +59,7 @@ TOXIC_WRAPPER = GoStruct(
         GoField("toxicity", Kind.FLOAT32, "float32"),
     ),
 )
+KINDS: dict[str, type[Toxic]] = {**TOXICS, **HTTP_TOXICS}  # Toxiproxy's seven and the HTTP extensions
 LOOPBACK_ANY_PORT = "127.0.0.1:0"  # an empty listen, unless remote addresses are allowed
 _ATTRIBUTES_TAG = 'Attributes interface {} "json:\\"attributes\\""'
 
@@ -270,7 +272,7 @@ class ProxyCollection:
                 raise ApiError("stream was invalid, can be either upstream or downstream", 400)
             type_name = fields.get("type", "")
             name = fields.get("name") or f"{type_name}_{stream}"
-            kind = TOXICS.get(type_name)
+            kind = KINDS.get(type_name)
             if kind is None:
                 raise ApiError("invalid toxic type", 400)
             refusal = name_refusal(name)

@@ -6,7 +6,8 @@ HarnessError
     │   ├── ProxyNotFound      404 proxy not found
     │   ├── ToxicNotFound      404 toxic not found
     │   ├── ProxyExists        409 proxy already exists
-    │   └── ToxicExists        409 toxic already exists
+    │   ├── ToxicExists        409 toxic already exists
+    │   └── ToxicUnsupported   400 invalid toxic type (a real Toxiproxy asked for an HTTP toxic)
     └── ToxiproxyUnavailable   the server could not be reached (exit code 3)
 """
 
@@ -49,6 +50,12 @@ class ProxyExists(FaultApiError):
 
 class ToxicExists(FaultApiError):
     """The proxy already has a toxic of that name."""
+
+
+class ToxicUnsupported(FaultApiError):
+    """The server has no toxic of that type: an HTTP toxic asked of a real Toxiproxy, or a typo."""
+
+    exit_code = 2
 
 
 class ToxiproxyUnavailable(FaultError):

@@ -23,17 +23,21 @@ class Bound:
 
     def refusal(self, attribute: str, value: int) -> str | None:
         """Why ``value`` is refused, naming the attribute, or None when it is in range."""
+        unit = f" {self.unit}" if self.unit else ""
         if self.high is None:
-            return None if value >= self.low else f"{attribute}: must be at least {self.low} {self.unit}"
+            return None if value >= self.low else f"{attribute}: must be at least {self.low}{unit}"
         if self.low <= value <= self.high:
             return None
-        return f"{attribute}: must be between {self.low} and {self.high} {self.unit}"
+        return f"{attribute}: must be between {self.low} and {self.high}{unit}"
 
 
 MILLISECONDS = Bound(0, MAX_DELAY_MS, "ms")
 MICROSECONDS = Bound(0, MAX_DELAY_MS * 1000, "µs")
 BYTES = Bound(0, None, "bytes")
 KB_PER_SECOND = Bound(0, None, "KB/s")
+HTTP_ERROR_STATUS = Bound(400, 599, "")  # an error status: 1xx, 204 and 304 would frame differently
+SECONDS = Bound(0, MAX_DELAY_MS // 1000, "s")
+MAX_BODY_ATTRIBUTE = 64 << 10  # the body http_error answers with, in bytes of UTF-8
 
 
 def toxicity_refusal(toxicity: float) -> str | None:

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Protocol
 
 from harness.faults._toxics import Chunk, Signal, StubIO, Toxic, ToxicState, noop
 
@@ -47,6 +48,15 @@ class ByteCounter:
     def __init__(self) -> None:
         self.received = 0
         self.sent = 0
+
+
+class Tap(Protocol):
+    """What a link feeds instead of its stages while its connection has an HTTP layer (``_exchange``); the
+    tap passes bytes on with ``Link.forward`` and ``Link.forward_eof``."""
+
+    def feed(self, data: bytes) -> None: ...
+
+    def feed_eof(self) -> None: ...
 
 
 class LinkEnds:
@@ -261,6 +271,7 @@ class Link:
         # Set while the link has no stage and its destination is open: the source's protocol then writes
         # to it directly, the cheapest path a byte can take through the proxy.
         self.fast_write: Callable[[bytes], None] | None = None
+        self.tap: Tap | None = None
         self._queued = 0
         self._queue_paused = False
         self._eof = False
@@ -271,12 +282,25 @@ class Link:
         self._update_fast_path()
 
     def _update_fast_path(self) -> None:
-        fast = self._head is None and not self.sink.closed and not self._eof
+        fast = self._head is None and self.tap is None and not self.sink.closed and not self._eof
         self.fast_write = self.ends.writer() if fast else None
+
+    def set_tap(self, tap: Tap | None) -> None:
+        """Feed ``tap`` instead of the stages (None: feed the stages again, and take the fast path if
+        there is no stage)."""
+        self.tap = tap
+        self._update_fast_path()
 
     # -- data from the source ------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
         self.counter.received += len(data)
+        if self.tap is not None:
+            self.tap.feed(data)
+        else:
+            self.forward(data)
+
+    def forward(self, data: bytes) -> None:
+        """Pass bytes on to the stages (or straight to the destination when there is none)."""
         head = self._head
         if head is None:
             if not self.sink.closed:
@@ -290,6 +314,13 @@ class Link:
             return
         self._eof = True
         self.fast_write = None
+        if self.tap is not None:
+            self.tap.feed_eof()
+        else:
+            self.forward_eof()
+
+    def forward_eof(self) -> None:
+        """Pass the close on, after every byte passed on before it."""
         if self._head is None:
             self.sink.put(Signal.EOF)
         else:

@@ -8,10 +8,12 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 Scalar = int | float | str | bool | None
+Attribute = int | str  # toxic attributes: integers, and the strings of the HTTP toxics
 
 
 class ToxicType(StrEnum):
-    """The seven toxics every Toxiproxy 2.x server has."""
+    """The seven toxics every Toxiproxy 2.x server has, and the two HTTP toxics only the embedded server
+    has (extensions: a real Toxiproxy answers ``invalid toxic type``)."""
 
     LATENCY = "latency"
     BANDWIDTH = "bandwidth"
@@ -20,6 +22,13 @@ class ToxicType(StrEnum):
     RESET_PEER = "reset_peer"
     SLICER = "slicer"
     LIMIT_DATA = "limit_data"
+    HTTP_ERROR = "http_error"
+    HTTP_LATENCY = "http_latency"
+
+    @property
+    def is_extension(self) -> bool:
+        """Only the harness's embedded server has it."""
+        return self in (ToxicType.HTTP_ERROR, ToxicType.HTTP_LATENCY)
 
 
 class Stream(StrEnum):
@@ -97,11 +106,11 @@ class ToxicSpec(_Sent):
     name: str | None = None  # the server names it "<type>_<stream>" when left out
     stream: Stream = Stream.DOWNSTREAM
     toxicity: float = Field(default=1.0, ge=0.0, le=1.0)
-    attributes: dict[str, int] = Field(default_factory=dict)
+    attributes: dict[str, Attribute] = Field(default_factory=dict)
 
 
 class ToxicUpdate(_Sent):
     """A change to a toxic: attributes are merged onto the current ones, toxicity kept when None."""
 
-    attributes: dict[str, int] | None = None
+    attributes: dict[str, Attribute] | None = None
     toxicity: float | None = Field(default=None, ge=0.0, le=1.0)

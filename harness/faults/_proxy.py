@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import cast
 
 from harness.faults._addresses import AddressError, bind_listener, split_host_port
+from harness.faults._exchange import HttpExchange
 from harness.faults._link import ByteCounter, Direction, Link, LinkEnds, ToxicEntry
 
 logger = logging.getLogger(__name__)
@@ -174,6 +175,8 @@ class Connection:
         self._dial: asyncio.Task[None] | None = None
         self._lost = 0
         self.started = False
+        self.http: HttpExchange | None = None  # the HTTP layer, while the proxy has HTTP toxics
+        self.not_http = False  # the connection turned out not to be HTTP/1.x: it never gets the layer
 
     def link(self, direction: Direction) -> Link:
         return self.upstream if direction is Direction.UPSTREAM else self.downstream
@@ -184,9 +187,10 @@ class Connection:
             self._dial = self.proxy.loop.create_task(self._connect_upstream())
         else:
             # Links start (and draw their toxicity) before the first byte goes through either of them.
-            self.upstream.start(self.proxy.toxics[Direction.UPSTREAM])
-            self.downstream.start(self.proxy.toxics[Direction.DOWNSTREAM])
+            self.upstream.start(_stages(self.proxy.toxics[Direction.UPSTREAM]))
+            self.downstream.start(_stages(self.proxy.toxics[Direction.DOWNSTREAM]))
             self.started = True
+            self.http_changed(fresh=True)
             self.server.release_early()
             self.client.release_early()
             self.client.set_paused(_DIALLING, False)
@@ -202,6 +206,33 @@ class Connection:
         if self.client.lost:
             self.server.close()
 
+    def http_changed(self, *, fresh: bool = False) -> None:
+        """HTTP toxics were added to or removed from the proxy: start the HTTP layer (framing from the
+        next request), or let the running one go once nothing is in flight."""
+        if self.http is not None:
+            self.http.rules_changed()
+            return
+        if self.not_http or not any(entry.toxic.per_request for entry in self.proxy.toxic_list()):
+            return
+        proxy = self.proxy
+        self.http = HttpExchange(
+            proxy.toxics,
+            proxy.rng,
+            proxy.loop,
+            to_server=self.upstream,
+            to_client=self.downstream,
+            fresh=fresh,
+            on_detach=self._http_detached,
+        )
+        self.upstream.set_tap(self.http.requests)
+        self.downstream.set_tap(self.http.responses)
+
+    def _http_detached(self, http: bool) -> None:
+        self.http = None
+        self.not_http = not http
+        self.upstream.set_tap(None)
+        self.downstream.set_tap(None)
+
     def side_lost(self) -> None:
         self._lost += 1
         if self._lost == 2 or (self._lost == 1 and self.server.transport is None):
@@ -211,6 +242,8 @@ class Connection:
         self.proxy.connections.discard(self)
         self.upstream.cancel()
         self.downstream.cancel()
+        if self.http is not None:
+            self.http.cancel()
         if self._dial is not None and not self._dial.done():
             self._dial.cancel()
 
@@ -219,6 +252,11 @@ class Connection:
         self.client.abort(reset=reset)
         self.server.abort(reset=reset)
         self._finish()  # the sockets are gone: stop the toxics now rather than when the loop reports it
+
+
+def _stages(entries: list[ToxicEntry]) -> list[ToxicEntry]:
+    """The toxics that run as stages of a link: all but the HTTP ones (the connection's HTTP layer)."""
+    return [entry for entry in entries if not entry.toxic.per_request]
 
 
 class Proxy:
@@ -278,14 +316,23 @@ class Proxy:
     def add_toxic(self, entry: ToxicEntry) -> None:
         self.toxics[entry.direction].append(entry)
         for connection in self._started_connections():
-            connection.link(entry.direction).add_toxic(entry)
+            if entry.toxic.per_request:
+                connection.http_changed()
+            else:
+                connection.link(entry.direction).add_toxic(entry)
 
     def update_toxic(self, entry: ToxicEntry) -> None:
+        if entry.toxic.per_request:
+            return  # the HTTP layer reads the entry at every request
         for connection in self._started_connections():
             connection.link(entry.direction).update_toxic(entry)
 
     async def remove_toxic(self, entry: ToxicEntry) -> None:
         self.toxics[entry.direction].remove(entry)
+        if entry.toxic.per_request:
+            for connection in self._started_connections():
+                connection.http_changed()
+            return
         links = [connection.link(entry.direction) for connection in self._started_connections()]
         await asyncio.gather(*(link.remove_toxic(entry) for link in links))
 

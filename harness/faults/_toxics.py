@@ -68,6 +68,7 @@ class Toxic:
     go_types: ClassVar[dict[str, str]]
     bounds: ClassVar[dict[str, Bound]]  # what the server accepts, stricter than Toxiproxy (see _limits)
     closes_on_removal: ClassVar[bool] = False  # Toxiproxy's CleanupToxic: removing it closes the link
+    per_request: ClassVar[bool] = False  # an HTTP toxic: the connection's HTTP layer applies it, no stage
 
     async def pipe(self, io: StubIO) -> None:
         raise NotImplementedError
@@ -75,19 +76,29 @@ class Toxic:
     @classmethod
     def layout(cls) -> GoStruct:
         """The attributes as a Go struct, for decoding request bodies with Go's rules and messages."""
-        fields = tuple(GoField(f.name, Kind.INT, cls.go_types[f.name]) for f in dataclasses.fields(cls))
+        fields = tuple(
+            GoField(
+                f.name, Kind.STRING if cls.go_types[f.name] == "string" else Kind.INT, cls.go_types[f.name]
+            )
+            for f in dataclasses.fields(cls)
+        )
         return GoStruct(cls.go_name, f"toxics.{cls.go_name}", fields)
 
     def refusal(self) -> str | None:
         """Why these attributes are refused (the first attribute out of range), or None."""
         for name, value in self.attributes().items():
-            refusal = self.bounds[name].refusal(name, value)
+            bound = self.bounds.get(name)
+            refusal = bound.refusal(name, value) if bound is not None and isinstance(value, int) else None
             if refusal is not None:
                 return refusal
         return None
 
-    def attributes(self) -> dict[str, int]:
-        return {f.name: int(getattr(self, f.name)) for f in dataclasses.fields(self)}
+    def attributes(self) -> dict[str, int | str]:
+        """The attributes in JSON order: integers, and the strings of the HTTP toxics."""
+        return {
+            f.name: value if isinstance(value := getattr(self, f.name), str) else int(value)
+            for f in dataclasses.fields(self)
+        }
 
 
 async def noop(io: StubIO) -> None:
