@@ -29,7 +29,7 @@ from harness.resilience import (
     choose,
     make_balancer,
 )
-from harness.stack import ServiceProcess
+from harness.stack import ProcessSpec, ServiceProcess
 
 Call = Callable[[], Awaitable[httpx.Response]]
 
@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", default="1,16")
     args = parser.parse_args()
-    with ServiceProcess("bench-echo", "echo") as echo:
+    with ServiceProcess(ProcessSpec("bench-echo", "echo")) as echo:
         assert echo.port is not None
         print(f"echo instance {echo.url} (pid {echo.pid}); this process is the load generator")
         for concurrency in (int(c) for c in args.concurrency.split(",")):

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from harness._spec import ProcessSpec
 from harness.errors import ServiceStartError
 
 _PR_SET_PDEATHSIG = 1
@@ -98,42 +99,33 @@ class Spawner:
 
 
 class ServiceProcess:
-    """One ``harness serve <kind> ...`` (or another ``subcommand``) child process on loopback.
+    """One process described by a ``ProcessSpec``, as a child on loopback: spawned, waited for, stopped.
 
-    The child binds its own port (0 = any free one) and writes it to a port file; ``start`` waits for that
-    file and then for ``GET <ready_path>`` to answer 200, within ``startup_timeout``. Output goes to a log
-    file whose tail is shown when start-up fails. Without a ``spawner`` the child is forked from the calling
-    thread and gets SIGTERM when that thread ends: pass one when threads that come and go start children.
+    A harness child binds its own port (0 = any free one) and writes it to a port file; an own command is
+    given its port beforehand. ``start`` then waits for ``GET <ready_path>`` to answer 200, within
+    ``startup_timeout``. Output goes to a log file whose tail is shown when start-up fails. Without a
+    ``spawner`` the child is forked from the calling thread and gets SIGTERM when that thread ends: pass
+    one when threads that come and go start children.
     """
 
     def __init__(
         self,
-        name: str,
-        kind: str,
-        args: Sequence[str] = (),
+        spec: ProcessSpec,
         *,
-        host: str = "127.0.0.1",
-        port: int = 0,
         workdir: Path | None = None,
         startup_timeout: float = 20.0,
-        env: dict[str, str] | None = None,
-        subcommand: Sequence[str] | None = None,
-        ready_path: str = "/health",
         spawner: Spawner | None = None,
     ) -> None:
-        self.name = name
-        self.kind = kind
-        self.subcommand = list(subcommand) if subcommand is not None else ["serve", kind]
-        self.ready_path = ready_path
-        self.args = list(args)
-        self.host = host
-        self.requested_port = port
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"harness-{name}-"))
+        self.spec = spec
+        self.name = spec.name
+        self.kind = spec.kind
+        self.host = spec.host
+        self.ready_path = spec.ready_path
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"harness-{spec.name}-"))
         self.startup_timeout = startup_timeout
-        self.env = env
         self.spawner = spawner
-        self.port_file = self.workdir / f"{name}.port"
-        self.log_path = self.workdir / f"{name}.log"
+        self.port_file = self.workdir / f"{spec.name}.port"
+        self.log_path = self.workdir / f"{spec.name}.log"
         self.port: int | None = None
         self._popen: subprocess.Popen[bytes] | None = None
         self._spawned_at = 0.0
@@ -150,22 +142,16 @@ class ServiceProcess:
         return f"http://{host}:{self.port}"
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "harness",
-            *self.subcommand,
-            "--host",
-            self.host,
-            "--port",
-            str(self.requested_port),
-            "--port-file",
-            str(self.port_file),
-            *self.args,
-        ]
+        return self.spec.argv(None if self.spec.own else self.port_file)
+
+    def again(self) -> ServiceProcess:
+        """A new, unstarted process of the same spec on the port this one had, so its address stays valid."""
+        spec = self.spec.with_port(self.port or self.spec.port)
+        return ServiceProcess(spec, workdir=self.workdir, startup_timeout=self.startup_timeout,
+                              spawner=self.spawner)  # fmt: skip
 
     def start(self) -> ServiceProcess:
-        """Spawn the process and block until it answers ``/health``; raise ServiceStartError otherwise."""
+        """Spawn the process and block until it answers its ready path; raise ServiceStartError otherwise."""
         return self.spawn().wait_ready()
 
     def spawn(self) -> ServiceProcess:
@@ -174,8 +160,8 @@ class ServiceProcess:
             raise RuntimeError(f"{self.name} is already running")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port_file.unlink(missing_ok=True)
-        self.port = None
-        env = {**os.environ, **(self.env or {})}
+        self.port = self.spec.port if self.spec.own else None
+        env = {**os.environ, **self.spec.environment()}
         command = self.command()
         death_signal = _die_with_parent()
         with self.log_path.open("ab") as log:
@@ -187,16 +173,22 @@ class ServiceProcess:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     env=env,
+                    cwd=self.spec.cwd,
                     start_new_session=True,  # a Ctrl-C in the terminal reaches the harness, which stops us
                     preexec_fn=death_signal,
                 )
 
-            self._popen = fork() if self.spawner is None else self.spawner.call(fork)
+            try:
+                self._popen = fork() if self.spawner is None else self.spawner.call(fork)
+            except OSError as exc:  # an own command that does not exist or may not run
+                where = self.spec.cwd or Path.cwd()
+                raise ServiceStartError(f"{self.name}: cannot run {command[0]!r} in {where}: "
+                                        f"{exc.strerror or exc}", service=self.name) from exc  # fmt: skip
         self._spawned_at = time.monotonic()
         return self
 
     def wait_ready(self) -> ServiceProcess:
-        """Block until the spawned process answers ``/health`` within ``startup_timeout`` of its spawn."""
+        """Block until the spawned process answers its ready path within ``startup_timeout`` of its spawn."""
         self._wait_ready(self._spawned_at + self.startup_timeout)
         return self
 

@@ -1,13 +1,16 @@
 """The discovery demo: a registry and echo instances as real processes, and a ServiceClient that has to cope.
 
 A small, self-checking showcase of the discovery layer: it shows, with measured numbers, that round robin
-spreads calls evenly, that a failing instance's breaker opens while callers still succeed, that it closes
-again after recovery, and that a killed instance leaves the lookups within its health-check bound.
+spreads calls evenly, that a failing instance's breaker opens while callers still succeed (only its
+half-open probes reach it while open), that it closes again after recovery, and that a killed instance
+leaves the lookups within its health-check bound. The processes are a ``Stack``: the echo instances are a
+service of the stack's own kind (a command per instance, registered by the stack's agent).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,9 +22,14 @@ import httpx
 from harness.discovery import RegistryClient, RegistryLookup, ServiceClient, ServiceClientConfig
 from harness.errors import EnvironmentUnavailable
 from harness.resilience import BreakerConfig, BreakerState, RetryPolicy
-from harness.stack import ServiceProcess
+from harness.stack import Member, OwnServiceTopology, Stack, Topology
+from harness.stack._topology import SERVICE_KINDS, RegistryTopology, ServiceTopology
 
 Progress = Callable[[str], None]
+ECHO_COMMAND = ["{python}", "-m", "harness", "serve", "echo", "--host", "{host}", "--port", "{port}",
+                "--instance-id", "{instance}",
+                "--event-log", "{workdir}/events/{instance}.jsonl"]  # fmt: skip
+"""An echo instance as the stack starts it: it does not register itself, the stack's agent does."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,18 @@ class DemoSettings:
     breaker_failures: int = 3
     open_duration: float = 1.0
     workdir: Path | None = None
+
+    def topology(self) -> Topology:
+        """A registry and the echo instances, without fault proxies: the faults here are the echo's own."""
+        echo = OwnServiceTopology(
+            command=ECHO_COMMAND, instances=self.instances, heartbeat_interval=self.ttl / 4
+        )
+        return Topology(
+            registry=RegistryTopology(ttl=self.ttl, check_interval=self.check_interval,
+                                      check_failures=self.check_failures),
+            services={**dict.fromkeys(SERVICE_KINDS, ServiceTopology(instances=0)), "echo": echo},
+            proxies=False,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -64,63 +84,25 @@ class DemoReport:
 def run_demo(settings: DemoSettings, progress: Progress = lambda _line: None) -> DemoReport:
     """Start the processes, run the scenario, stop everything (also on error or Ctrl-C)."""
     workdir = settings.workdir or Path(tempfile.mkdtemp(prefix="harness-demo-"))
-    workdir.mkdir(parents=True, exist_ok=True)
     report = DemoReport(workdir)
-    processes: list[ServiceProcess] = []
-    began = time.monotonic()
-    try:
-        registry = ServiceProcess(
-            "registry",
-            "registry",
-            [
-                "--ttl",
-                str(settings.ttl),
-                "--check-interval",
-                str(settings.check_interval),
-                "--check-failures",
-                str(settings.check_failures),
-                "--event-log",
-                str(workdir / "registry.jsonl"),
-            ],
-            workdir=workdir,
-        )
-        processes.append(registry.start())
-        progress(f"registry      {registry.url}  pid {registry.pid}")
-        for n in range(1, settings.instances + 1):
-            echo = ServiceProcess(
-                f"echo-{n}",
-                "echo",
-                [
-                    "--instance-id",
-                    f"echo-{n}",
-                    "--registry",
-                    registry.url,
-                    "--ttl",
-                    str(settings.ttl),
-                    "--heartbeat-interval",
-                    str(settings.ttl / 4),
-                    "--event-log",
-                    str(workdir / f"echo-{n}.jsonl"),
-                ],
-                workdir=workdir,
-            )
-            processes.append(echo.start())
-            progress(f"echo-{n}        {echo.url}  pid {echo.pid}")
-        report.started_in = time.monotonic() - began
-        progress(f"started {len(processes)} processes in {report.started_in:.2f}s")
-        asyncio.run(_scenario(settings, registry.url, {p.name: p for p in processes[1:]}, report, progress))
-    finally:
-        for process in reversed(processes):
-            process.stop()
+    with Stack(settings.topology(), workdir, progress=lambda line: progress(f"  {line}")) as stack:
+        for name, process in stack.processes.items():
+            progress(f"{name:<13} {process.url}  pid {process.pid}")
+        report.started_in = stack.started_in
+        progress(f"started {len(stack.processes)} processes in {report.started_in:.2f}s")
+        echoes = {process.name: process for process in stack.instances("echo")}
+        asyncio.run(_scenario(settings, stack, echoes, report, progress))
     return report
 
 
+def shielded_bound(failures: int, half_open_calls: int, open_duration: float, elapsed: float) -> int:
+    """The most calls a failing instance may see while its breaker shields it for ``elapsed`` seconds: the
+    failures that open it, then ``half_open_calls`` probes each time ``open_duration`` has run out."""
+    return failures + half_open_calls * math.floor(elapsed / open_duration)
+
+
 async def _scenario(
-    settings: DemoSettings,
-    registry_url: str,
-    echoes: dict[str, ServiceProcess],
-    report: DemoReport,
-    progress: Progress,
+    settings: DemoSettings, stack: Stack, echoes: dict[str, Member], report: DemoReport, progress: Progress
 ) -> None:
     config = ServiceClientConfig(
         balancer="round_robin",
@@ -130,7 +112,7 @@ async def _scenario(
         attempt_timeout=1.0,
     )
     async with (
-        RegistryClient(registry_url) as registry,
+        RegistryClient(stack.registry_url) as registry,
         httpx.AsyncClient(timeout=2.0, trust_env=False) as admin,
     ):
         lookup = RegistryLookup(registry, wait=5.0)
@@ -140,7 +122,7 @@ async def _scenario(
             await _balanced(client, settings, report, progress)
             await _breaker_opens(client, admin, echoes, settings, report, progress)
             await _breaker_closes(client, admin, echoes, settings, report, progress)
-            await _killed_instance_leaves(lookup, echoes, settings, report, progress)
+            await _killed_instance_leaves(lookup, stack, settings, report, progress)
         finally:
             await client.aclose()
             await lookup.aclose()
@@ -155,7 +137,7 @@ async def _wait_for_members(lookup: RegistryLookup, count: int, deadline: float)
             )
 
 
-async def _served(admin: httpx.AsyncClient, echoes: dict[str, ServiceProcess]) -> dict[str, int]:
+async def _served(admin: httpx.AsyncClient, echoes: dict[str, Member]) -> dict[str, int]:
     served = {}
     for name, process in echoes.items():
         if process.is_running():
@@ -170,6 +152,7 @@ async def _balanced(
     before = {k: v.successes for k, v in client.stats().items()}
     for n in range(settings.calls):
         (await client.get("/echo", params={"msg": str(n)})).raise_for_status()
+        _count(n + 1, settings.calls, progress)
     shares = {k: v.successes - before.get(k, 0) for k, v in client.stats().items()}
     progress("   shares: " + ", ".join(f"{k} {v}" for k, v in shares.items()))
     spread = max(shares.values()) - min(shares.values())
@@ -179,7 +162,7 @@ async def _balanced(
 async def _breaker_opens(
     client: ServiceClient,
     admin: httpx.AsyncClient,
-    echoes: dict[str, ServiceProcess],
+    echoes: dict[str, Member],
     settings: DemoSettings,
     report: DemoReport,
     progress: Progress,
@@ -188,8 +171,11 @@ async def _breaker_opens(
     await admin.put(f"{echoes['echo-2'].url}/admin/faults", json={"status": 503})
     before = await _served(admin, echoes)
     ok = 0
+    began = time.monotonic()
     for n in range(settings.calls):
         ok += (await client.get("/echo", params={"msg": str(n)})).status_code == 200
+        _count(n + 1, settings.calls, progress)
+    elapsed = time.monotonic() - began
     after = await _served(admin, echoes)
     hits = after["echo-2"] - before["echo-2"]
     state = client.breaker("echo-2").state
@@ -201,18 +187,21 @@ async def _breaker_opens(
         ok == settings.calls,
         f"{ok}/{settings.calls} answered 200 (retries to other instances)",
     )
+    probes = client.config.breaker.half_open_calls if client.config.breaker else 0
+    bound = shielded_bound(settings.breaker_failures, probes, settings.open_duration, elapsed)
     report.add(
         "echo-2's breaker opens and shields it",
-        state is BreakerState.OPEN and hits <= settings.breaker_failures,
-        f"state {state.value}, echo-2 got {hits} requests "
-        f"(bound {settings.breaker_failures} = failures to open)",
+        state is BreakerState.OPEN and hits <= bound,
+        f"state {state.value}, echo-2 got {hits} requests (bound {bound} = {settings.breaker_failures} "
+        f"failures to open + {probes} half-open probe(s) per {settings.open_duration:g}s open, "
+        f"over {elapsed:.2f}s)",
     )
 
 
 async def _breaker_closes(
     client: ServiceClient,
     admin: httpx.AsyncClient,
-    echoes: dict[str, ServiceProcess],
+    echoes: dict[str, Member],
     settings: DemoSettings,
     report: DemoReport,
     progress: Progress,
@@ -238,15 +227,11 @@ async def _breaker_closes(
 
 
 async def _killed_instance_leaves(
-    lookup: RegistryLookup,
-    echoes: dict[str, ServiceProcess],
-    settings: DemoSettings,
-    report: DemoReport,
-    progress: Progress,
+    lookup: RegistryLookup, stack: Stack, settings: DemoSettings, report: DemoReport, progress: Progress
 ) -> None:
     victim = f"echo-{settings.instances}"
     progress(f"\n4. {victim} is killed with SIGKILL; lookups should drop it")
-    echoes[victim].kill()
+    stack.kill(victim)
     began = time.monotonic()
     bound = settings.check_interval + 1.0 + 1.0  # one check interval, the check timeout, one watch round trip
     while victim in {i.id for i in lookup.known("echo")} and time.monotonic() - began < bound + 2:
@@ -259,3 +244,9 @@ async def _killed_instance_leaves(
         gone and took <= bound,
         f"after {took:.2f}s (bound {bound:.1f}s)",
     )
+
+
+def _count(done: int, total: int, progress: Progress) -> None:
+    """A line at every quarter of a long phase (200 calls or more), so a long run shows it is alive."""
+    if total >= 200 and done % (total // 4) == 0:
+        progress(f"   {done}/{total} calls")

@@ -8,7 +8,6 @@ toxic is left on any proxy and no process is down, and says what is left when so
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -36,7 +35,7 @@ from harness.faults import (
 )
 from harness.resilience import BreakerConfig
 from harness.settings import CLIENT_DEFAULTS, InstanceConfig
-from harness.stack import Stack, Topology
+from harness.stack import Origin, Stack, StackState, Topology
 from harness.stack._faults import StackInjector
 from harness.timeline import Timeline, build_timeline
 
@@ -65,9 +64,12 @@ class AttachedProcess:
     kind: str
     url: str
     pid: int | None
+    external: bool = False  # not started by any harness: never down as far as cleanup goes
 
     def is_running(self) -> bool:
         """Alive and not a zombie (a killed child its harness has not reaped yet still has a pid)."""
+        if self.external:
+            return True
         if self.pid is None:
             return False
         try:
@@ -89,22 +91,20 @@ class AttachedStack:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir.resolve()
-        path = self.workdir / "stack.json"
-        try:
-            state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise EnvironmentUnavailable(f"no running stack to attach to in {workdir} ({exc})") from exc
+        state = StackState.read(self.workdir)
+        if state is None:
+            raise EnvironmentUnavailable(f"no running stack to attach to in {workdir} (no live state file)")
         self.state = state
         self.processes: dict[str, AttachedProcess] = {
-            i["name"]: AttachedProcess(i["name"], i["kind"], i["url"], i.get("pid"))
-            for i in state["instances"]
+            i.name: AttachedProcess(i.name, i.kind, i.url, i.pid, external=i.origin is Origin.EXTERNAL)
+            for i in state.instances
         }
-        self.proxies: dict[str, str] = {i["name"]: i["proxy"] for i in state["instances"] if i.get("proxy")}
+        self.proxies: dict[str, str] = {i.name: i.proxy for i in state.instances if i.proxy}
         toxiproxy = self.processes.get("toxiproxy")
         url = os.environ.get("TOXIPROXY_URL") or (toxiproxy.url if toxiproxy else None)
         self.toxiproxy = ToxiproxyClient(url) if url else None
-        self.registry_url: str = state["registry"]
-        if not AttachedProcess("harness", "harness", "", int(state["harness_pid"])).is_running():
+        self.registry_url: str = state.registry
+        if not AttachedProcess("harness", "harness", "", state.harness_pid).is_running():
             raise EnvironmentUnavailable(f"the harness that ran the stack in {workdir} is gone")
 
     def url(self, name: str) -> str:

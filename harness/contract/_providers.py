@@ -19,7 +19,7 @@ from harness.contract._verify import ProviderTarget
 from harness.discovery import REGISTRY_TOKEN_ENV, REGISTRY_TOKEN_HEADER
 from harness.errors import ConfigError
 from harness.faults import ToxiproxyProcess
-from harness.stack import ServiceProcess
+from harness.stack import ProcessSpec, ServiceProcess, SettingValue
 from reference_services.common import PROVIDER_STATES_PATH
 
 PROVIDERS = ("notifications", "registry", "toxiproxy", "users")
@@ -50,12 +50,12 @@ def _process(
     logs = workdir / "logs"
     if name == "toxiproxy":
         return ToxiproxyProcess(host=host, workdir=logs, startup_timeout=startup_timeout, env=env)
-    events = workdir / "events" / f"{name}.jsonl"
-    args = ["--event-log", str(events)]
+    settings: dict[str, SettingValue] = {"event_log": workdir / "events" / f"{name}.jsonl"}
     if name != "registry":
-        database = workdir / "data" / f"{name}.sqlite3"
-        args += ["--instance-id", f"{name}-1", "--database", str(database), "--test-mode"]
-    return ServiceProcess(name, name, args, host=host, workdir=logs, startup_timeout=startup_timeout, env=env)
+        settings |= {"instance_id": f"{name}-1", "database": workdir / "data" / f"{name}.sqlite3",
+                     "test_mode": True}  # fmt: skip
+    spec = ProcessSpec(name, name, settings, host=host, env=env or {})
+    return ServiceProcess(spec, workdir=logs, startup_timeout=startup_timeout)
 
 
 @contextlib.contextmanager

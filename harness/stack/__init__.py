@@ -1,7 +1,12 @@
-"""Start, watch and stop the reference services as real processes on loopback."""
+"""Start, watch and stop the stack as processes on loopback: the reference services and the user's own."""
 
 from harness._process import ServiceProcess, Spawner
-from harness.stack._stack import InstanceStatus, Stack, read_status
+from harness._spec import PLACEHOLDERS, ProcessSpec, SettingValue
+from harness.stack._agent import AgentTarget, RegistrationAgent
+from harness.stack._external import ExternalService
+from harness.stack._probe import InstanceStatus, read_status
+from harness.stack._stack import Member, Stack
+from harness.stack._state import InstanceRecord, Origin, StackState
 from harness.stack._supervisor import (
     ExternalProxyWatch,
     FaultProxyState,
@@ -11,20 +16,31 @@ from harness.stack._supervisor import (
     ProxyRestart,
     ProxySet,
 )
-from harness.stack._topology import Topology, load_topology
+from harness.stack._topology import OwnServiceTopology, Topology, load_topology
 
 __all__ = [
+    "PLACEHOLDERS",
+    "AgentTarget",
     "ExternalProxyWatch",
+    "ExternalService",
     "FaultProxyState",
     "FaultProxySupervisor",
+    "InstanceRecord",
     "InstanceStatus",
+    "Member",
     "Notice",
     "NoticeKind",
+    "Origin",
+    "OwnServiceTopology",
+    "ProcessSpec",
     "ProxyRestart",
     "ProxySet",
+    "RegistrationAgent",
     "ServiceProcess",
+    "SettingValue",
     "Spawner",
     "Stack",
+    "StackState",
     "Topology",
     "load_topology",
     "read_status",

@@ -1,69 +1,71 @@
-"""The reference stack as real processes on loopback: start in dependency order, watch, stop, no orphans.
+"""The stack as real processes on loopback: start in dependency order, watch, stop, no orphans.
 
 With proxies on (the default), a Toxiproxy-compatible server (the embedded one, or a real one at
-``TOXIPROXY_URL``) gets one proxy per instance, named after it, and each instance registers the proxy's
-address: every call between services crosses a proxy, so a toxic on ``users-2`` degrades only users-2.
-The embedded proxy is supervised (restarted with its proxies and toxics, see ``_supervisor``); a real one
-is watched and its loss reported. Every child is forked from the stack's one spawner thread, so a restart
-from any thread lasts (see ``Spawner``). Events of the stack itself go to ``events/harness.jsonl``.
+``TOXIPROXY_URL``) gets one proxy per instance, named after it, and each instance is registered under the
+proxy's address: every call between services crosses a proxy, so a toxic on ``users-2`` degrades only
+users-2. Reference services register themselves; a user's own services (a command the stack starts, or
+external URLs it never starts) are registered by the stack's registration agent (``_agent``). The
+embedded proxy is supervised (restarted with its proxies and toxics, see ``_supervisor``); a real one is
+watched and its loss reported. Every child is forked from the stack's one spawner thread, so a restart
+from any thread lasts (see ``Spawner``). Events of the stack itself go to ``events/harness.jsonl``; what
+others read about a running stack is in its workdir (``_state``).
 Used by ``harness up`` and, as a context manager, by tests: ``with Stack(topology, workdir) as stack:``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-import httpx
 
 from harness._process import ServiceProcess, Spawner
+from harness._spec import ProcessSpec
+from harness.discovery import Registration
 from harness.errors import ConfigError, EnvironmentUnavailable
 from harness.events import EventLog
 from harness.faults import FaultError, ToxiproxyClient, ToxiproxyProcess
 from harness.net import is_loopback_url
+from harness.stack._agent import AgentTarget, RegistrationAgent
+from harness.stack._external import ExternalService
+from harness.stack._probe import wait_registered
+from harness.stack._state import (
+    REGISTRY_TOKEN_FILE,
+    STATE_FILE,
+    TOPOLOGY_FILE,
+    InstanceRecord,
+    Origin,
+    StackState,
+    new_token,
+)
 from harness.stack._supervisor import ExternalProxyWatch, FaultProxySupervisor
-from harness.stack._topology import Topology
+from harness.stack._topology import OwnServiceTopology, Topology
 
 Progress = Callable[[str], None]
-STATE_FILE = "stack.json"
-REGISTRY_TOKEN_FILE = "registry.token"
-
-
-@dataclass(frozen=True)
-class InstanceStatus:
-    """What ``harness status`` shows for one process."""
-
-    name: str
-    kind: str
-    url: str
-    pid: int | None
-    running: bool
-    health: str  # "ok", "unhealthy", "unreachable" or "exited (code N)"
+Member = ServiceProcess | ExternalService
+"""What the stack runs under a name: a process it started, or an external instance it only proxies."""
 
 
 class Stack:
-    """Registry first, then every service instance in parallel; each registers itself and heartbeats."""
+    """Registry first, then every service instance in parallel, each registered (by itself or the agent)."""
 
     def __init__(self, topology: Topology | None = None, workdir: Path | None = None, *,
-                 progress: Progress = lambda _line: None) -> None:  # fmt: skip
+                 progress: Progress = lambda _line: None, allow_remote: bool = False) -> None:  # fmt: skip
         self.topology = topology or Topology()
         self.workdir = (workdir or Path(".harness/run")).resolve()
         self.progress = progress
-        self.processes: dict[str, ServiceProcess] = {}
+        self.allow_remote = allow_remote
+        self.processes: dict[str, Member] = {}
         self.kinds: dict[str, str] = {}
+        self.origins: dict[str, Origin] = {}
         self.proxies: dict[str, str] = {}  # instance name -> proxied "host:port"
         self.toxiproxy: ToxiproxyClient | None = None
         self.supervisor: FaultProxySupervisor | ExternalProxyWatch | None = None
+        self.agent: RegistrationAgent | None = None
         self.spawner: Spawner | None = None
         self.events: EventLog | None = None
         self.started_in = 0.0
@@ -80,28 +82,38 @@ class Stack:
     def event_log(self, name: str) -> Path:
         return self.workdir / "events" / f"{name}.jsonl"
 
+    def config_file(self, name: str) -> Path:
+        return self.workdir / "config" / f"{name}.json"
+
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> Stack:
-        running = _running_state(self.workdir / STATE_FILE)
-        if running is not None and running["harness_pid"] != os.getpid():
+        running = StackState.read(self.workdir)
+        if running is not None and running.harness_pid != os.getpid():
             raise ConfigError(f"a stack is already running in {self.workdir} (harness pid "
-                              f"{running['harness_pid']}); stop it or choose another --workdir")  # fmt: skip
+                              f"{running.harness_pid}); stop it or choose another --workdir")  # fmt: skip
+        remote = self._remote_externals()
         began = time.monotonic()
+        deadline = began + self.topology.startup_timeout
         for folder in ("data", "events", "logs"):
             (self.workdir / folder).mkdir(parents=True, exist_ok=True)
+        (self.workdir / TOPOLOGY_FILE).write_text(self.topology.model_dump_json(indent=2), encoding="utf-8")
         try:
             self.events = EventLog("harness", self.event_log("harness"))
             self.spawner = Spawner().start()
             if self.topology.proxies:
                 self._start_toxiproxy()
-            self._start("registry", "registry", self._registry_args()).wait_ready()
+            self._start(self._registry_spec(allow_remote=bool(remote)), Origin.HARNESS).wait_ready()
             self.progress(f"registry ready at {self.registry_url}")
-            spawned = [self._start(name, kind, self._instance_args(kind, name))
-                       for kind, name in self.topology.instances()]  # fmt: skip
+            spawned = [self._start(spec, origin) for spec, origin in self._instance_specs()]
+            externals = [self._external(kind, own) for kind, own in self.topology.own_services().items()
+                         if own.external is not None]  # fmt: skip
             for process in spawned:
                 process.wait_ready()
-            self._wait_registered(began + self.topology.startup_timeout)
+            for external in (e for group in externals for e in group):
+                external.wait_ready(max(0.0, deadline - time.monotonic()))
+            self._start_agent()
+            wait_registered(self.registry_url, [kind for kind, _name in self.topology.instances()], deadline)
         except BaseException:
             self.stop()
             raise
@@ -109,6 +121,15 @@ class Stack:
         self._started = True
         self._write_state()
         return self
+
+    def _remote_externals(self) -> list[str]:
+        """External URLs off this machine: refused unless ``allow_remote`` (``--allow-remote``)."""
+        remote = [f"services.{kind}.external: {url}" for kind, own in self.topology.own_services().items()
+                  for url in own.external or () if not is_loopback_url(url)]  # fmt: skip
+        if remote and not self.allow_remote:
+            raise ConfigError(f"{remote[0]} is not on loopback; the stack reaches services on this machine "
+                              "only unless --allow-remote is given")  # fmt: skip
+        return remote
 
     def _start_toxiproxy(self) -> None:
         if self._external_toxiproxy is not None:
@@ -131,17 +152,15 @@ class Stack:
                                           on_restart=self._toxiproxy_restarted)  # fmt: skip
         self.supervisor = supervisor
         process = supervisor.start()
-        self.processes["toxiproxy"] = process
-        self.kinds["toxiproxy"] = "toxiproxy"
+        self._keep("toxiproxy", process, Origin.HARNESS)
         self.toxiproxy = ToxiproxyClient(process.url)
         self.progress(f"fault proxy ready at {process.url} (supervised; proxy set in {supervisor.path})")
 
     def _toxiproxy_process(self, port: int, config: Path | None) -> ServiceProcess:
         """The embedded fault proxy, unstarted: first on any port, then again on that one from ``config``."""
-        seed = [] if self.topology.toxiproxy_seed is None else ["--seed", str(self.topology.toxiproxy_seed)]
-        populate = [] if config is None else ["--config", str(config)]
-        return ToxiproxyProcess(["--proxy-metrics", *seed, *populate], host=self.topology.host, port=port,
-                                workdir=self.workdir / "logs", startup_timeout=self.topology.startup_timeout,
+        settings = {"proxy_metrics": True, "seed": self.topology.toxiproxy_seed, "config": config}
+        return ToxiproxyProcess(settings, host=self.topology.host, port=port, workdir=self.workdir / "logs",
+                                startup_timeout=self.topology.startup_timeout,
                                 spawner=self.spawner)  # fmt: skip
 
     def _toxiproxy_restarted(self, process: ServiceProcess) -> None:
@@ -149,87 +168,117 @@ class Stack:
         if self._started:
             self._write_state()
 
-    def _start(self, name: str, kind: str, args: list[str]) -> ServiceProcess:
-        """Spawn one instance; with proxies, on a port chosen here, behind a proxy it advertises."""
-        if self.toxiproxy is None:
-            return self._process(name, kind, args).spawn()
-        port = _free_port(self.topology.host)
-        upstream = f"{self.topology.host}:{port}"
+    def _registry_spec(self, *, allow_remote: bool) -> ProcessSpec:
+        """The registry; built once per start, it makes this run's token (see ``new_token``)."""
+        r = self.topology.registry
+        token = new_token(self.workdir / REGISTRY_TOKEN_FILE)
+        return ProcessSpec("registry", "registry", {
+            "ttl": r.ttl, "check_interval": r.check_interval, "check_timeout": r.check_timeout,
+            "check_failures": r.check_failures, "token_file": token, "event_log": self.event_log("registry"),
+            "allow_remote": allow_remote,
+        }, host=self.topology.host)  # fmt: skip
+
+    def _instance_specs(self) -> list[tuple[ProcessSpec, Origin]]:
+        """Every instance the stack starts: the reference services', then the user's own commands."""
+        own = self.topology.own_services()
+        specs: list[tuple[ProcessSpec, Origin]] = []
+        for kind, name in self.topology.instances():
+            if kind not in own:
+                specs.append((self._reference_spec(kind, name), Origin.HARNESS))
+            elif own[kind].command is not None:
+                specs.append((self._own_spec(kind, name, own[kind]), Origin.OWN))
+        return specs
+
+    def _reference_spec(self, kind: str, name: str) -> ProcessSpec:
+        """Where the instance is and whom it talks to; everything the topology sets is in its config file."""
+        config = self.topology.instance_config(kind, name).write(self.config_file(name))
+        return ProcessSpec(name, kind, {
+            "instance_id": name, "registry": self.registry_url_for_services, "database": self.database(kind),
+            "config": config, "registry_token_file": self.workdir / REGISTRY_TOKEN_FILE,
+            "event_log": self.event_log(name),
+        }, host=self.topology.host)  # fmt: skip
+
+    def _own_spec(self, kind: str, name: str, own: OwnServiceTopology) -> ProcessSpec:
+        """A user's command on a port chosen here (it cannot report one), in its topology's folder."""
+        assert own.command is not None
+        return ProcessSpec(name, kind, command=tuple(own.command), env=own.env, host=self.topology.host,
+                           port=_free_port(self.topology.host), cwd=Path(own.cwd) if own.cwd else None,
+                           ready_path=own.health, workdir=self.workdir)  # fmt: skip
+
+    def _start(self, spec: ProcessSpec, origin: Origin) -> ServiceProcess:
+        """Spawn one instance; with proxies, on a port chosen here, behind a proxy named after it."""
+        if self.toxiproxy is not None:
+            port = spec.port or _free_port(self.topology.host)
+            proxy = self._proxy(spec.name, f"{self.topology.host}:{port}")
+            spec = spec.with_port(port)
+            if origin is Origin.HARNESS and spec.kind != "registry":  # it registers itself: the proxy's port
+                spec = spec.with_settings(advertise_port=proxy)
+        process = ServiceProcess(spec, workdir=self.workdir / "logs",
+                                 startup_timeout=self.topology.startup_timeout,
+                                 spawner=self.spawner)  # fmt: skip
+        self._keep(spec.name, process, origin)
+        return process.spawn()
+
+    def _proxy(self, name: str, upstream: str) -> int:
+        """A fault proxy named ``name`` in front of ``upstream``; returns the port it listens on."""
+        assert self.toxiproxy is not None
         with contextlib.suppress(FaultError):  # a proxy left by an earlier run of the same stack
             self.toxiproxy.delete_proxy(name)
         proxy = self.toxiproxy.create_proxy(name, upstream, listen=f"{self.topology.host}:0")
         self.proxies[name] = f"{proxy.host}:{proxy.port}"
         if isinstance(self.supervisor, FaultProxySupervisor):
             self.supervisor.refresh()  # the new proxy is in the workdir before anything advertises it
-        if kind != "registry":
-            args = [*args, "--advertise-port", str(proxy.port)]
-        return self._process(name, kind, args, port=port).spawn()
+        return proxy.port
 
-    def _process(
-        self, name: str, kind: str, args: list[str], port: int = 0, **options: Any
-    ) -> ServiceProcess:
-        process = ServiceProcess(
-            name,
-            kind,
-            args,
-            host=self.topology.host,
-            port=port,
-            workdir=self.workdir / "logs",
-            startup_timeout=self.topology.startup_timeout,
-            spawner=self.spawner,
-            **options,
-        )
-        self.processes[name] = process
-        self.kinds[name] = kind
-        return process
+    def _external(self, kind: str, own: OwnServiceTopology) -> list[ExternalService]:
+        """The running instances of an external service, each behind a proxy named after it."""
+        found = []
+        for n, url in enumerate(own.external or (), start=1):
+            external = ExternalService(f"{kind}-{n}", kind, url, ready_path=own.health)
+            if self.toxiproxy is not None:
+                self._proxy(external.name, f"{external.host}:{external.port}")
+            self._keep(external.name, external, Origin.EXTERNAL)
+            found.append(external)
+        return found
 
-    def _registry_args(self) -> list[str]:
-        """The registry's flags; called once per start, it makes this run's token (see ``_new_token``)."""
-        r = self.topology.registry
-        token = _new_token(self.workdir / REGISTRY_TOKEN_FILE)
-        return ["--ttl", str(r.ttl), "--check-interval", str(r.check_interval),
-                "--check-timeout", str(r.check_timeout), "--check-failures", str(r.check_failures),
-                "--token-file", str(token), "--event-log", str(self.event_log("registry"))]  # fmt: skip
+    def _keep(self, name: str, member: Member, origin: Origin) -> None:
+        self.processes[name] = member
+        self.kinds[name] = member.kind
+        self.origins[name] = origin
 
-    def config_file(self, name: str) -> Path:
-        return self.workdir / "config" / f"{name}.json"
-
-    def _instance_args(self, kind: str, name: str) -> list[str]:
-        """Where the instance is and whom it talks to; everything the topology sets is in its config file."""
-        config = self.topology.instance_config(kind, name).write(self.config_file(name))
-        return ["--instance-id", name, "--registry", self.registry_url_for_services,
-                "--database", str(self.database(kind)), "--config", str(config),
-                "--registry-token-file", str(self.workdir / REGISTRY_TOKEN_FILE),
-                "--event-log", str(self.event_log(name))]  # fmt: skip
-
-    def _wait_registered(self, deadline: float) -> None:
-        """Until the registry lists every instance as healthy, so the first call finds them all."""
-        expected: dict[str, int] = {}
-        for kind, _name in self.topology.instances():
-            expected[kind] = expected.get(kind, 0) + 1
-        seen: dict[str, int] = {}
-        with httpx.Client(timeout=2.0, trust_env=False) as http:
-            while True:
-                try:
-                    services = http.get(f"{self.registry_url}/v1/services").json()["services"]
-                except (httpx.HTTPError, ValueError, KeyError) as exc:
-                    raise EnvironmentUnavailable(
-                        f"the registry did not answer its services list: {exc!r}"
-                    ) from exc
-                seen = {kind: services.get(kind, {}).get("healthy", 0) for kind in expected}
-                if seen == expected or time.monotonic() >= deadline:
-                    break
-                time.sleep(0.05)
-        if seen == expected:
+    def _start_agent(self) -> None:
+        """Register the user's own instances on their behalf (the reference ones register themselves)."""
+        own = self.topology.own_services()
+        if not own:
             return
-        raise EnvironmentUnavailable(
-            f"instances did not all register in time: expected {expected}, saw {seen}"
-        )
+        registry = self.topology.registry
+        targets = []
+        for kind, name in self.topology.instances():
+            if kind not in own:
+                continue
+            direct = self.url(name)
+            proxied = self.proxied_url(name)
+            health = own[kind].health
+            registered_health = (proxied if registry.checks_through_proxy else direct) + health
+            port = int(proxied.rsplit(":", 1)[1])
+            weight = own[kind].weights()[int(name.rsplit("-", 1)[1]) - 1]
+            registration = Registration(instance_id=name, service=kind, address=self.topology.host, port=port,
+                                        health_url=registered_health if registry.health_checks else None,
+                                        weight=weight, ttl=registry.ttl)  # fmt: skip
+            targets.append(AgentTarget(registration, direct + health, own[kind].heartbeat_interval))
+        token = (self.workdir / REGISTRY_TOKEN_FILE).read_text(encoding="utf-8").strip()
+        assert self.events is not None
+        self.agent = RegistrationAgent(self.registry_url, token=token, events=self.events,
+                                       check_timeout=registry.check_timeout).start(targets)  # fmt: skip
+        self.progress(f"registration agent registers {len(targets)} instance(s) on their behalf")
 
     def stop(self) -> None:
-        """SIGTERM every process, newest first (each deregisters), SIGKILL what does not exit in time."""
+        """Deregister the own instances, then SIGTERM every process, newest first (each reference instance
+        deregisters itself), SIGKILL what does not exit in time; external instances are left alone."""
         self._started = False
-        if self.supervisor is not None:  # first, so the fault proxy is not restarted while it stops
+        if self.agent is not None:  # first, while the registry still answers
+            self.agent.stop()
+        if self.supervisor is not None:  # before the processes, so the fault proxy is not restarted
             self.supervisor.stop()
         for process in reversed(list(self.processes.values())):
             process.stop()
@@ -275,11 +324,11 @@ class Stack:
     def url(self, name: str) -> str:
         return self.processes[name].url
 
-    def instances(self, kind: str) -> list[ServiceProcess]:
+    def instances(self, kind: str) -> list[Member]:
         return [p for name, p in self.processes.items() if self.kinds[name] == kind]
 
     def kill(self, name: str) -> None:
-        """SIGKILL one instance: the crash case, no deregistration, no cleanup."""
+        """SIGKILL one instance: the crash case, no deregistration, no cleanup (refused for an external)."""
         process = self.processes[name]
         pid = process.pid
         process.kill()
@@ -294,11 +343,10 @@ class Stack:
         if name == "toxiproxy" and isinstance(self.supervisor, FaultProxySupervisor):
             return self.supervisor.restart()
         old = self.processes[name]
+        if isinstance(old, ExternalService):
+            raise ConfigError(f"{name} is external: the harness never starts, kills or restarts it")
         old.stop()
-        process = ServiceProcess(old.name, old.kind, old.args, host=old.host, port=old.port or 0,
-                                 workdir=old.workdir, startup_timeout=old.startup_timeout, env=old.env,
-                                 subcommand=old.subcommand, ready_path=old.ready_path,
-                                 spawner=self.spawner)  # fmt: skip
+        process = old.again()
         self.processes[name] = process.start()
         self._process_event("process.restarted", name, process.pid)
         self._write_state()
@@ -310,76 +358,16 @@ class Stack:
             self.events.emit(event, name=name, pid=pid)
 
     def _write_state(self) -> None:
-        state = {
-            "harness_pid": os.getpid(),
-            "registry": self.registry_url,
-            "instances": [
-                {"name": name, "kind": self.kinds[name], "url": p.url, "pid": p.pid,
-                 "proxy": self.proxies.get(name), "ready_path": p.ready_path, "log": str(p.log_path)}
-                for name, p in self.processes.items()
-            ],
-        }  # fmt: skip
-        path = self.workdir / STATE_FILE
-        tmp = path.with_suffix(".tmp")
+        instances = [
+            InstanceRecord(name=name, kind=self.kinds[name], origin=self.origins[name], url=p.url, pid=p.pid,
+                           proxy=self.proxies.get(name), ready_path=p.ready_path,
+                           log=None if p.log_path is None else str(p.log_path))
+            for name, p in list(self.processes.items())
+        ]  # fmt: skip
         with self._state_lock:
-            tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
-            os.replace(tmp, path)
-
-
-def _status(
-    name: str, kind: str, url: str, pid: int | None, returncode: int | None, ready_path: str = "/health"
-) -> InstanceStatus:
-    if returncode is not None:
-        return InstanceStatus(name, kind, url, pid, False, f"exited (code {returncode})")
-    try:
-        answer = httpx.get(f"{url}{ready_path}", timeout=1.0, trust_env=False)
-        health = "ok" if answer.status_code == 200 else "unhealthy"
-    except httpx.TransportError:
-        health = "unreachable"
-    return InstanceStatus(name, kind, url, pid, True, health)
-
-
-def read_status(workdir: Path) -> list[InstanceStatus]:
-    """Status of the stack a ``harness up`` in ``workdir`` is running, from its state file."""
-    path = workdir.resolve() / STATE_FILE
-    state = _running_state(path)
-    if state is None:
-        raise EnvironmentUnavailable(
-            f"no stack is running in {workdir} (no live `harness up` there); start one with `harness up`"
-        )
-    statuses = []
-    for item in state["instances"]:
-        name, kind, url, pid = item["name"], item["kind"], item["url"], item["pid"]
-        if pid is not None and _pid_alive(pid):
-            statuses.append(_status(name, kind, url, pid, None, item.get("ready_path", "/health")))
-        else:
-            statuses.append(InstanceStatus(name, kind, url, pid, False, "not running"))
-    return statuses
-
-
-def _running_state(path: Path) -> dict[str, Any] | None:
-    """The state file of a ``harness up`` that is still alive, or None (absent, unreadable or stale)."""
-    try:
-        state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        harness_pid = int(state["harness_pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return state if _pid_alive(harness_pid) else None
-
-
-def _new_token(path: Path) -> Path:
-    """Write a fresh random registry token to ``path``, readable by this user only, and return the path.
-
-    Services read it from the file (a command line is visible to everyone in ``ps``); a new one per run
-    means a token seen once is worthless to the next stack.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as fh:
-        fh.write(secrets.token_urlsafe(32) + "\n")
-    os.replace(tmp, path)
-    return path
+            StackState(harness_pid=os.getpid(), registry=self.registry_url, instances=instances).write(
+                self.workdir
+            )
 
 
 def _free_port(host: str) -> int:
@@ -387,13 +375,3 @@ def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

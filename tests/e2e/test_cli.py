@@ -22,7 +22,7 @@ class TestDemo:
         assert len(pids) == 4
         for pid in pids:
             assert not Path(f"/proc/{pid}").exists()
-        assert (tmp_path / "registry.jsonl").read_text().count('"event":"registry.registered"') == 3
+        assert (tmp_path / "events" / "registry.jsonl").read_text().count('"event":"registry.registered"') == 3
 
 
 class TestCommandLine:

@@ -8,26 +8,27 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
 
-from harness.stack import ServiceProcess
+from harness.stack import ProcessSpec, ServiceProcess, SettingValue
 from tests._children import child_env
 
-HEARTBEAT = ["--heartbeat-interval", "0.2", "--ttl", "2.0"]
+HEARTBEAT: dict[str, SettingValue] = {"heartbeat_interval": 0.2, "ttl": 2.0}
 
 
 def service_process(
-    kind: str, workdir: Path, args: Sequence[str] = (), *, database: bool = True
+    kind: str, workdir: Path, settings: Mapping[str, SettingValue] | None = None, *, database: bool = True
 ) -> ServiceProcess:
     """``harness serve KIND`` with its own event log (and database), not started yet."""
     name = f"{kind}-1" if kind != "registry" else kind
-    own = ["--event-log", str(workdir / f"{name}.jsonl")]
+    own: dict[str, SettingValue] = {"event_log": workdir / f"{name}.jsonl"}
     if database:
-        own += ["--instance-id", name, "--database", str(workdir / f"{name}.sqlite3")]
-    return ServiceProcess(name, kind, [*own, *args], workdir=workdir, env=child_env())
+        own |= {"instance_id": name, "database": workdir / f"{name}.sqlite3"}
+    spec = ProcessSpec(name, kind, {**own, **(settings or {})}, env=child_env())
+    return ServiceProcess(spec, workdir=workdir)
 
 
 @contextlib.contextmanager
@@ -57,11 +58,11 @@ def orchestrator_stack(workdir: Path) -> Iterator[str]:
     """A registry, users, notifications and the orchestrator, registered and ready; yields its URL."""
     registry = service_process("registry", workdir, database=False)
     with running(registry):
-        peers = [*HEARTBEAT, "--registry", registry.url]
+        peers = {**HEARTBEAT, "registry": registry.url}
         users = service_process("users", workdir, peers)
         notifications = service_process("notifications", workdir, peers)
         orchestrator = service_process(
-            "orchestrator", workdir, [*peers, "--saga-deadline", "1.0", "--call-timeout", "0.5"]
+            "orchestrator", workdir, {**peers, "saga_deadline": 1.0, "call_timeout": 0.5}
         )
         with running(users, notifications, orchestrator):
             wait_ready(orchestrator.url, within=20.0)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from harness.stack import ServiceProcess
+from harness.stack import ProcessSpec, ServiceProcess, SettingValue
 from tests._children import child_env
 
 T = TypeVar("T")
@@ -64,13 +64,21 @@ def notifications_process(
     max_in_flight: int | None = None,
 ) -> ServiceProcess:
     """A notifications instance (not started yet); events go to ``<workdir>/<instance_id>.jsonl``."""
-    args = ["--instance-id", instance_id, "--database", str(database),
-            "--event-log", str(workdir / f"{instance_id}.jsonl")]  # fmt: skip
-    if registry is not None:
-        args += ["--registry", registry, "--heartbeat-interval", "0.2", "--ttl", "1.0"]
-    if max_in_flight is not None:
-        args += ["--max-in-flight", str(max_in_flight)]
-    return ServiceProcess(instance_id, "notifications", args, workdir=workdir, env=child_env())
+    return instance_process("notifications", workdir, database, instance_id=instance_id, registry=registry,
+                            max_in_flight=max_in_flight)  # fmt: skip
+
+
+def instance_process(
+    kind: str, workdir: Path, database: Path, *, instance_id: str, registry: str | None,
+    **settings: SettingValue,
+) -> ServiceProcess:  # fmt: skip
+    """A reference service instance with its database and event log; with a registry, quick heartbeats."""
+    heartbeat: dict[str, SettingValue] = {"heartbeat_interval": 0.2, "ttl": 1.0} if registry else {}
+    spec = ProcessSpec(instance_id, kind, {
+        "instance_id": instance_id, "database": database, "event_log": workdir / f"{instance_id}.jsonl",
+        "registry": registry, **heartbeat, **settings,
+    }, env=child_env())  # fmt: skip
+    return ServiceProcess(spec, workdir=workdir)
 
 
 async def reserve(
@@ -94,14 +102,8 @@ def users_process(
     max_in_flight: int | None = None,
 ) -> ServiceProcess:
     """A users instance (not started yet); events go to ``<workdir>/<instance_id>.jsonl``."""
-    events = workdir / f"{instance_id}.jsonl"
-    args = ["--instance-id", instance_id, "--database", str(database),
-            "--outbox-interval", str(outbox_interval), "--event-log", str(events)]  # fmt: skip
-    if registry is not None:
-        args += ["--registry", registry, "--heartbeat-interval", "0.2", "--ttl", "1.0"]
-    if max_in_flight is not None:
-        args += ["--max-in-flight", str(max_in_flight)]
-    return ServiceProcess(instance_id, "users", args, workdir=workdir, env=child_env())
+    return instance_process("users", workdir, database, instance_id=instance_id, registry=registry,
+                            outbox_interval=outbox_interval, max_in_flight=max_in_flight)  # fmt: skip
 
 
 async def wait_in_flight(http: httpx.AsyncClient, expected: float) -> None:

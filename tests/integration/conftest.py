@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.stack import ServiceProcess
+from harness.stack import ProcessSpec, ServiceProcess, SettingValue
 from tests._children import child_env
 
 
@@ -43,16 +43,11 @@ def start_registry(
 ) -> RunningRegistry:
     """Start ``harness serve registry`` as a child process and wait until it answers ``/health``."""
     event_log = workdir / "registry-events.jsonl"
-    args = [
-        "--event-log", str(event_log),
-        "--ttl", str(ttl),
-        "--check-interval", str(check_interval),
-        "--check-timeout", str(check_timeout),
-        "--check-failures", str(check_failures),
-    ]  # fmt: skip
-    if token_file is not None:
-        args += ["--token-file", str(token_file)]
-    process = ServiceProcess("registry", "registry", args, port=port, workdir=workdir, env=child_env())
+    settings: dict[str, SettingValue] = {"event_log": event_log, "ttl": ttl, "check_interval": check_interval,
+                                         "check_timeout": check_timeout, "check_failures": check_failures,
+                                         "token_file": token_file}  # fmt: skip
+    process = ServiceProcess(ProcessSpec("registry", "registry", settings, port=port, env=child_env()),
+                             workdir=workdir)  # fmt: skip
     process.start()
     return RunningRegistry(process, event_log, ttl, check_interval, check_timeout, check_failures)
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import schemathesis
 
-from harness.stack import ServiceProcess
+from harness.stack import ProcessSpec, ServiceProcess, SettingValue
 from tests._children import child_env
 
 from ._support import unique, users_process
@@ -141,9 +141,11 @@ class TestIntegersAsJsonSchemaHasThem:
 @contextlib.contextmanager
 def orchestrator(workdir: Path) -> Iterator[httpx.Client]:
     """An orchestrator alone (no registry: its calls fail fast), answering within half a second."""
-    args = ["--database", str(workdir / "saga.db"), "--event-log", str(workdir / "orchestrator.jsonl"),
-            "--saga-deadline", "0.5"]  # fmt: skip
-    process = ServiceProcess("orchestrator-1", "orchestrator", args, workdir=workdir, env=child_env())
+    settings: dict[str, SettingValue] = {
+        "database": workdir / "saga.db", "event_log": workdir / "orchestrator.jsonl", "saga_deadline": 0.5
+    }  # fmt: skip
+    spec = ProcessSpec("orchestrator-1", "orchestrator", settings, env=child_env())
+    process = ServiceProcess(spec, workdir=workdir)
     with process, httpx.Client(base_url=process.url, timeout=10.0, trust_env=False) as http:
         yield http
 

@@ -13,7 +13,7 @@ import pytest
 
 from harness.discovery import RegistryClient, RegistryLookup, ServiceClient, ServiceClientConfig
 from harness.resilience import BreakerConfig, BreakerState, RetryPolicy
-from harness.stack import ServiceProcess
+from harness.stack import ProcessSpec, ServiceProcess, SettingValue
 
 from .conftest import start_registry
 
@@ -23,10 +23,9 @@ CHECK_TIMEOUT = 0.3
 
 
 def start_echo(workdir: Path, registry_url: str, n: int) -> ServiceProcess:
-    args = ["--instance-id", f"echo-{n}", "--registry", registry_url, "--ttl", str(TTL),
-            "--heartbeat-interval", str(TTL / 5),
-            "--event-log", str(workdir / f"echo-{n}.jsonl")]  # fmt: skip
-    return ServiceProcess(f"echo-{n}", "echo", args, workdir=workdir).start()
+    settings: dict[str, SettingValue] = {"instance_id": f"echo-{n}", "registry": registry_url, "ttl": TTL,
+                "heartbeat_interval": TTL / 5, "event_log": workdir / f"echo-{n}.jsonl"}  # fmt: skip
+    return ServiceProcess(ProcessSpec(f"echo-{n}", "echo", settings), workdir=workdir).start()
 
 
 @pytest.fixture

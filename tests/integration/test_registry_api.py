@@ -15,7 +15,7 @@ import pytest
 from harness.discovery import Registration, RegistrationKeeper, RegistryClient, RegistryLookup
 from harness.errors import RegistryRefused
 from harness.events import read_events
-from harness.stack import ServiceProcess
+from harness.stack import ProcessSpec, ServiceProcess
 from tests._children import child_env
 
 from ._support import eventually as poll
@@ -641,8 +641,8 @@ class TestWriteToken:
 
     async def test_token_from_the_environment(self, tmp_path: Path) -> None:
         """``HARNESS_REGISTRY_TOKEN`` configures it too (no flag: a command line is visible in ps)."""
-        process = ServiceProcess("registry", "registry", [], workdir=tmp_path,
-                                 env={**child_env(), "HARNESS_REGISTRY_TOKEN": TOKEN}).start()  # fmt: skip
+        spec = ProcessSpec("registry", "registry", env={**child_env(), "HARNESS_REGISTRY_TOKEN": TOKEN})
+        process = ServiceProcess(spec, workdir=tmp_path).start()
         try:
             async with httpx.AsyncClient(base_url=process.url, trust_env=False) as http:
                 refused = await http.put(f"/v1/instances/{unique('e')}", json=body("users"))

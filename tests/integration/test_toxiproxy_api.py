@@ -16,6 +16,7 @@ import pytest
 
 from harness.errors import EnvironmentUnavailable
 from harness.faults import ThreadedToxiproxyServer, ToxiproxyProcess
+from harness.stack import SettingValue
 from tests._children import child_env
 
 REAL_SERVER = os.environ.get("TOXIPROXY_URL")
@@ -725,8 +726,8 @@ class TestEmbeddedExtras:
         config.write_text(
             json.dumps([{"name": "from_config", "upstream": DEAD_UPSTREAM, "listen": "127.0.0.1:0"}])
         )
-        args = ["--config", str(config), "--seed", "5", "--proxy-metrics"]
-        process = ToxiproxyProcess(args, workdir=tmp_path, env=child_env())
+        settings: dict[str, SettingValue] = {"config": config, "seed": 5, "proxy_metrics": True}
+        process = ToxiproxyProcess(settings, workdir=tmp_path, env=child_env())
         with process, httpx.Client(base_url=process.url, trust_env=False) as api:
             assert list(api.get("/proxies").json()) == ["from_config"]
             assert api.get("/metrics").status_code == 200
@@ -736,7 +737,7 @@ class TestEmbeddedExtras:
         """Unlike toxiproxy-server, which logs and goes on, a config that cannot be applied is exit code 2."""
         config = tmp_path / "proxies.json"
         config.write_text('[{"name": "no_upstream"}]')
-        process = ToxiproxyProcess(["--config", str(config)], workdir=tmp_path, env=child_env())
+        process = ToxiproxyProcess({"config": config}, workdir=tmp_path, env=child_env())
         with pytest.raises(EnvironmentUnavailable, match="exited with code 2"):
             process.start()
         assert "missing required field: upstream at proxy 1" in process.log_tail()
