@@ -126,11 +126,18 @@ def _fault_proxy(stack: Stack, reported: _Reported) -> list[str]:
     "--for", "run_for", type=click.FloatRange(min=0), help="Stop after this many seconds (default: Ctrl-C)."
 )
 @click.option("--status-interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1))
+@click.option("--allow-remote", is_flag=True, help="Allow external services off this machine.")
 def up(
-    topology: Path | None, workdir: Path, orders: int, run_for: float | None, status_interval: float
+    topology: Path | None,
+    workdir: Path,
+    orders: int,
+    run_for: float | None,
+    status_interval: float,
+    allow_remote: bool,
 ) -> None:
-    """Start the reference stack on loopback, wait until it is ready, keep it running until Ctrl-C."""
-    stack = Stack(load_topology(topology), workdir, progress=lambda line: click.echo(f"  {line}"))
+    """Start the stack on loopback, wait until it is ready, keep it running until Ctrl-C."""
+    stack = Stack(load_topology(topology), workdir, progress=lambda line: click.echo(f"  {line}"),
+                  allow_remote=allow_remote)  # fmt: skip
     click.echo(f"starting the stack in {stack.workdir}")
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
