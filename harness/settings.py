@@ -16,10 +16,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from harness.discovery import DiscoveryRefresh, ServiceClientConfig
 from harness.errors import ConfigError
+from harness.faults import MonkeyConfig
 from harness.resilience import BALANCER_NAMES, BreakerConfig, RetryPolicy
 
 # -- the registry --------------------------------------------------------------------------------
@@ -99,6 +108,40 @@ class DiscoverySettings(_Table):
         return DiscoveryRefresh(watch=self.watch, interval=self.refresh_interval)
 
 
+class ChaosSettings(_Table):
+    """A ChaosMonkey (``harness.faults.ChaosMonkey``) under the caller's calls to this target:
+    ``chaos = { failure_rate = 0.2, latency_range = [10, 50], error = "503", retry_after = 1, seed = 7 }``."""
+
+    failure_rate: float = Field(0.0, ge=0, le=1, description="Probability that a call fails.")
+    latency_range: tuple[float, float] = Field(
+        (0.0, 0.0), description="Milliseconds: every call first waits a uniform draw from [low, high]."
+    )
+    error: str = Field(
+        "503", description="A failure is this status (400 to 599), or connect_error, disconnect, timeout."
+    )
+    retry_after: float | None = Field(None, ge=0, allow_inf_nan=False, description="Seconds, on a status.")
+    seed: int | None = Field(None, description="The same seed, the same sequence of draws.")
+
+    @field_validator("latency_range", mode="before")
+    @classmethod
+    def _pair(cls, value: object) -> object:
+        return tuple(value) if isinstance(value, list) else value  # TOML and JSON give arrays
+
+    @field_validator("error", mode="before")
+    @classmethod
+    def _status_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChaosSettings:
+        self.to_config()  # ValueError naming the key: latency_range out of order, an unknown error
+        return self
+
+    def to_config(self) -> MonkeyConfig:
+        """The monkey's configuration; ValueError naming the key when the table contradicts itself."""
+        return MonkeyConfig(**self.model_dump())
+
+
 class ClientSettings(_Table):
     """One caller's ServiceClient towards one target service: ``[services.<caller>.clients.<target>]``."""
 
@@ -112,6 +155,7 @@ class ClientSettings(_Table):
     deadline: float = Field(_CLIENT.deadline, gt=0, allow_inf_nan=False, description="Of a call, retries in.")
     max_concurrent: int = Field(_CLIENT.max_concurrent, ge=1, description="Bulkhead: calls in flight.")
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    chaos: ChaosSettings | None = Field(None, description="Faults injected on the client side (none: off).")
 
     @field_validator("balancer")
     @classmethod
@@ -151,6 +195,7 @@ class ClientSettings(_Table):
             attempt_timeout=self.attempt_timeout,
             deadline=self.deadline,
             max_concurrent=self.max_concurrent,
+            chaos=None if self.chaos is None else self.chaos.to_config(),
         )
 
     def check(self) -> None:

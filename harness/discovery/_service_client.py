@@ -31,6 +31,7 @@ from harness.errors import (
     RegistryError,
 )
 from harness.events import EventLog
+from harness.faults import ChaosMonkey, MonkeyConfig
 from harness.resilience import (
     Balancer,
     BreakerConfig,
@@ -67,6 +68,8 @@ class ServiceClientConfig:
     max_concurrent: int = 100
     bulkhead_max_wait: float = 0.0
     failure_statuses: frozenset[int] = frozenset({500, 502, 503, 504})
+    chaos: MonkeyConfig | None = None
+    """A ChaosMonkey under the client's own transport: injected latency and failures on every attempt."""
 
     def __post_init__(self) -> None:
         if self.attempt_timeout <= 0 or self.deadline <= 0:
@@ -132,12 +135,28 @@ class ServiceClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._owns_http = http is None
+        if http is not None and self.config.chaos is not None:
+            raise ValueError(
+                "chaos needs the client's own transport: leave http out, or give your httpx client "
+                "transport=harness.faults.ChaosMonkey(...)"
+            )
+        limits = httpx.Limits(
+            max_connections=self.config.max_concurrent * 2,
+            max_keepalive_connections=self.config.max_concurrent,
+        )
+        self.monkey: ChaosMonkey | None = None
+        if self.config.chaos is not None:
+            self.monkey = ChaosMonkey.from_config(
+                self.config.chaos,
+                transport=httpx.AsyncHTTPTransport(limits=limits),
+                events=self.events,
+                target=service,
+                sleep=sleep,
+            )
         self._http = http or httpx.AsyncClient(
             trust_env=False,  # loopback traffic must never be sent to an HTTP proxy from the environment
-            limits=httpx.Limits(
-                max_connections=self.config.max_concurrent * 2,
-                max_keepalive_connections=self.config.max_concurrent,
-            ),
+            limits=limits,
+            transport=self.monkey,
         )
         self.balancer: Balancer = make_balancer(self.config.balancer, rng=self._rng)
         self.bulkhead = Bulkhead(
@@ -446,4 +465,8 @@ def _described(config: ServiceClientConfig) -> dict[str, Any]:
                   "max_delay": config.retry.max_delay},
         "attempt_timeout": config.attempt_timeout,
         "deadline": config.deadline,
+        "chaos": None if config.chaos is None else {
+            "failure_rate": config.chaos.failure_rate, "latency_range": list(config.chaos.latency_range),
+            "error": config.chaos.error, "retry_after": config.chaos.retry_after, "seed": config.chaos.seed,
+        },
     }  # fmt: skip

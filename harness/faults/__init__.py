@@ -1,5 +1,6 @@
 """Faults through Toxiproxy: a typed client (sync and async) and an embedded Toxiproxy 2.12-compatible
-server (in-process, in a thread or as ``harness toxiproxy``); the client works against a real one too."""
+server (in-process, in a thread or as ``harness toxiproxy``), whose HTTP toxics are extensions; the client
+works against a real one too. And faults on the client side of calls: the ChaosMonkey transport."""
 
 from harness.faults._api import TOXIPROXY_VERSION
 from harness.faults._calls import DEFAULT_TOXIPROXY_URL
@@ -11,8 +12,10 @@ from harness.faults._errors import (
     ProxyNotFound,
     ToxicExists,
     ToxicNotFound,
+    ToxicUnsupported,
     ToxiproxyUnavailable,
 )
+from harness.faults._monkey import ChaosMonkey, MonkeyConfig
 from harness.faults._models import ProxyConfig, ProxyInfo, Stream, ToxicInfo, ToxicType
 from harness.faults._process import ToxiproxyProcess
 from harness.faults._schedule import (
@@ -35,6 +38,7 @@ __all__ = [
     "TOXIPROXY_VERSION",
     "AsyncProxy",
     "AsyncToxiproxyClient",
+    "ChaosMonkey",
     "FaultApiError",
     "FaultApplier",
     "FaultError",
@@ -43,6 +47,7 @@ __all__ = [
     "FaultSchedule",
     "FaultSpec",
     "FaultWindow",
+    "MonkeyConfig",
     "Proxy",
     "ProxyConfig",
     "ProxyExists",
@@ -56,6 +61,7 @@ __all__ = [
     "ToxicInfo",
     "ToxicNotFound",
     "ToxicType",
+    "ToxicUnsupported",
     "ToxiproxyClient",
     "ToxiproxyInjector",
     "ToxiproxyProcess",

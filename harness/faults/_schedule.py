@@ -41,6 +41,8 @@ class FaultKind(enum.StrEnum):
     RESET_PEER = ToxicType.RESET_PEER.value
     SLICER = ToxicType.SLICER.value
     LIMIT_DATA = ToxicType.LIMIT_DATA.value
+    HTTP_ERROR = ToxicType.HTTP_ERROR.value  # per HTTP request: an extension of the embedded fault proxy
+    HTTP_LATENCY = ToxicType.HTTP_LATENCY.value
     DOWN = "down"  # the instance's proxy refuses connections: a partition
     KILL = "kill"  # SIGKILL at the start, restarted at the end
     STOP = "stop"  # SIGSTOP at the start, SIGCONT at the end
@@ -61,7 +63,7 @@ class FaultSpec(BaseModel):
 
     kind: FaultKind
     instance: str = Field(min_length=1, max_length=63)
-    attributes: dict[str, int] = Field(default_factory=dict)
+    attributes: dict[str, int | str] = Field(default_factory=dict)  # strings: the HTTP toxics' filters, body
     stream: Stream = Stream.DOWNSTREAM
     toxicity: float = Field(default=1.0, ge=0.0, le=1.0)
 

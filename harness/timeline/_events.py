@@ -60,6 +60,18 @@ class CallRetry(BaseEvent):
     delay: float
 
 
+class MonkeyInjection(BaseEvent):
+    """A ChaosMonkey delayed or failed one call (``failure`` empty: latency only)."""
+
+    event: Literal["monkey.injected"]
+    target: str
+    method: str = ""
+    path: str = ""
+    latency: float = 0.0  # seconds
+    failure: str = ""  # status_503, connect_error, disconnect, timeout
+    status: int | None = None
+
+
 class MembershipChange(BaseEvent):
     """What a caller's discovery cache lists for a service changed."""
 
@@ -186,6 +198,7 @@ Event = (
     BreakerTransition
     | CallAttempt
     | CallRetry
+    | MonkeyInjection
     | MembershipChange
     | RegistryChange
     | HealthCheck
@@ -201,7 +214,7 @@ Event = (
 
 _MODELS: tuple[type[BaseEvent], ...] = (
     BreakerTransition, CallAttempt, CallRetry, MembershipChange, RegistryChange, HealthCheck, SagaStep,
-    SagaOutcome, FaultStart, FaultEnd, RequestSample, LoadSample, ProcessChange,
+    SagaOutcome, FaultStart, FaultEnd, RequestSample, LoadSample, ProcessChange, MonkeyInjection,
 )  # fmt: skip
 KNOWN_EVENTS: dict[str, type[BaseEvent]] = {
     name: model for model in _MODELS for name in get_args(model.model_fields["event"].annotation)
