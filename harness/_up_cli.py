@@ -62,6 +62,7 @@ def _status_line(stack: Stack, reported: _Reported) -> str:
         )
         parts.append(f"{kind} {up[kind]}/{total[kind]}{listed}")
     parts.extend(_fault_proxy(stack, reported))
+    parts.extend(_faults(stack))
     callers = [p.url for kind in ("orchestrator", "users") for p in stack.instances(kind) if p.is_running()]
     breakers = open_breakers(callers, timeout=1.0)
     parts.append("breakers ?" if breakers is None else f"open breakers: {', '.join(breakers) or 'none'}")
@@ -79,6 +80,19 @@ def _status_line(stack: Stack, reported: _Reported) -> str:
         if attention.dead_letters:
             parts.append(f"{len(attention.dead_letters)} dead letter(s)")
     return time.strftime("%H:%M:%S ") + " | ".join(parts)
+
+
+def _faults(stack: Stack) -> list[str]:
+    """The faults on the stack's instances now, per instance (``harness fault``, chaos, the API alike)."""
+    from harness.faults import FaultError, active_faults, faults_summary
+
+    if stack.toxiproxy is None:
+        return []
+    try:
+        proxies = {name: proxy.info for name, proxy in stack.toxiproxy.proxies().items()}
+    except FaultError:
+        return ["faults ?"]
+    return [faults_summary(active_faults(proxies, list(stack.proxies))) or "no faults"]
 
 
 _BAD_NEWS = frozenset({NoticeKind.RESTART_FAILED, NoticeKind.UNREACHABLE})

@@ -5,6 +5,7 @@ works against a real one too. And faults on the client side of calls: the ChaosM
 from harness.faults._api import TOXIPROXY_VERSION
 from harness.faults._calls import DEFAULT_TOXIPROXY_URL
 from harness.faults._client import AsyncProxy, AsyncToxiproxyClient, Proxy, ToxiproxyClient
+from harness.faults._console import ActiveFault, FaultConsole, FaultTarget, active_faults, faults_summary
 from harness.faults._errors import (
     FaultApiError,
     FaultError,
@@ -15,8 +16,8 @@ from harness.faults._errors import (
     ToxicUnsupported,
     ToxiproxyUnavailable,
 )
-from harness.faults._monkey import ChaosMonkey, MonkeyConfig
 from harness.faults._models import ProxyConfig, ProxyInfo, Stream, ToxicInfo, ToxicType
+from harness.faults._monkey import ChaosMonkey, MonkeyConfig
 from harness.faults._process import ToxiproxyProcess
 from harness.faults._schedule import (
     FaultApplier,
@@ -36,16 +37,19 @@ from harness.faults._server import ThreadedToxiproxyServer, ToxiproxyServer, Tox
 __all__ = [
     "DEFAULT_TOXIPROXY_URL",
     "TOXIPROXY_VERSION",
+    "ActiveFault",
     "AsyncProxy",
     "AsyncToxiproxyClient",
     "ChaosMonkey",
     "FaultApiError",
     "FaultApplier",
+    "FaultConsole",
     "FaultError",
     "FaultInjector",
     "FaultKind",
     "FaultSchedule",
     "FaultSpec",
+    "FaultTarget",
     "FaultWindow",
     "MonkeyConfig",
     "Proxy",
@@ -68,6 +72,8 @@ __all__ = [
     "ToxiproxyServer",
     "ToxiproxySettings",
     "ToxiproxyUnavailable",
+    "active_faults",
+    "faults_summary",
     "random_schedule",
     "read_ledger",
     "run_toxiproxy",

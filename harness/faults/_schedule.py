@@ -324,6 +324,13 @@ class FaultApplier:
         with self._lock:
             return [a.window for a in self.applied.values()]
 
+    def adopt(self, windows: Sequence[FaultWindow]) -> None:
+        """Take over windows another process applied (read from its ledger), so this one can remove them;
+        their time applied counts from now."""
+        with self._lock:
+            for window in windows:
+                self.applied.setdefault(window.name, AppliedFault(window, self.clock()))
+
     def _failed(self, window: FaultWindow, error: str) -> None:
         self.failures.append(f"{window.name}: {window.fault.describe()}: {error}")
         self.events.emit("fault.failed", window=window.name, fault=window.fault.describe(), error=error)

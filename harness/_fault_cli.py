@@ -1,0 +1,229 @@
+"""``harness fault``: faults by hand, from a terminal, on the instances of a running ``harness up`` (found
+through its workdir) or on the proxies of any Toxiproxy at ``TOXIPROXY_URL``."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import TypeVar
+
+import click
+
+from harness._up_cli import DEFAULT_WORKDIR
+from harness.errors import ConfigError, EnvironmentUnavailable
+from harness.faults import FaultConsole, FaultTarget, FaultWindow, Stream
+from harness.faults._console import parse_duration, toxic_attributes, toxic_kinds
+
+T = TypeVar("T")
+
+_workdir = click.option(
+    "--workdir",
+    default=DEFAULT_WORKDIR,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The workdir of the running `harness up`; the fault ledger and events go here too.",
+)
+_allow_remote = click.option(
+    "--allow-remote", is_flag=True, help="Allow a TOXIPROXY_URL that is not on loopback."
+)
+_for = click.option(
+    "--for",
+    "hold_for",
+    metavar="DURATION",
+    help="Remove the fault after this long (30s, 1.5m, 500ms), or on Ctrl-C; a countdown meanwhile.",
+)
+
+
+def _target(workdir: Path, *, allow_remote: bool) -> FaultTarget:
+    """The fault proxy of the stack running in ``workdir``, else the Toxiproxy at TOXIPROXY_URL."""
+    from harness._cli_common import ensure_loopback
+    from harness.stack import StackState
+
+    env = os.environ.get("TOXIPROXY_URL")
+    state = StackState.read(workdir.resolve())
+    if state is not None:
+        embedded = next((i for i in state.instances if i.name == "toxiproxy"), None)
+        url = embedded.url if embedded is not None else env
+        if url is None:
+            raise ConfigError(f"the stack in {workdir} runs without fault proxies")
+        names = tuple(i.name for i in state.instances if i.proxy)
+        return FaultTarget(url, workdir, names, where=f"the stack in {workdir}")
+    if env:
+        ensure_loopback(env, allow_remote=allow_remote, what="TOXIPROXY_URL")
+        return FaultTarget(env, workdir, None, where=f"TOXIPROXY_URL={env}")
+    raise EnvironmentUnavailable(
+        f"no stack is running in {workdir} and TOXIPROXY_URL is not set: start one with `harness up` "
+        "(or pass its --workdir), or point TOXIPROXY_URL at a Toxiproxy"
+    )
+
+
+def _run(workdir: Path, allow_remote: bool, action: Callable[[FaultConsole], T]) -> T:
+    console = FaultConsole(_target(workdir, allow_remote=allow_remote))
+    try:
+        return action(console)
+    finally:
+        console.close()
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _hold(console: FaultConsole, window: FaultWindow, description: str, seconds: float) -> None:
+    """Count down, then remove; Ctrl-C (or SIGTERM) removes it at once."""
+    tty = sys.stdout.isatty()
+
+    def tick(left: float) -> None:
+        if tty:
+            click.echo(f"\r  {description}: {math.ceil(left)}s left ", nl=False)
+
+    click.echo(f"holding for {seconds:g}s; Ctrl-C removes it now")
+    try:
+        with _sigterm_interrupts():
+            console.hold(window, seconds, tick=tick)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: removed {description}")
+        return
+    click.echo(f"{chr(10) if tty else ''}time is up: removed {description}")
+
+
+@click.group()
+def fault() -> None:
+    """Add, list and remove faults on the instances of a running stack (or any Toxiproxy), by name.
+
+    Toxics: latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data, and the HTTP toxics
+    http_error and http_latency (per request; only the harness's embedded fault proxy has them).
+    """
+
+
+@fault.command()
+@click.argument("instance")
+@click.argument("toxic", type=click.Choice(toxic_kinds()), metavar="TOXIC")
+@click.argument("attributes", nargs=-1, metavar="[ATTR=VALUE]...")
+@click.option(
+    "--toxicity",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="Probability per connection (TCP toxics) or per request (HTTP toxics).",
+)
+@click.option(
+    "--stream",
+    type=click.Choice([s.value for s in Stream]),
+    help="Default: upstream for http_error and http_latency, downstream for the others.",
+)
+@click.option("--name", help="The toxic's name (default: TOXIC-INSTANCE-<random>).")
+@_for
+@_workdir
+@_allow_remote
+def add(
+    instance: str,
+    toxic: str,
+    attributes: tuple[str, ...],
+    toxicity: float,
+    stream: str | None,
+    name: str | None,
+    hold_for: str | None,
+    workdir: Path,
+    allow_remote: bool,
+) -> None:
+    """Add TOXIC with its attributes to INSTANCE's proxy, until removed (or for --for).
+
+    \b
+    harness fault add users-2 http_error status=503 retry_after=1 --toxicity 0.3
+    harness fault add users-1 http_latency latency_min=50 latency_max=200 path_prefix=/users
+    harness fault add users-3 latency latency=300 jitter=50 --for 30s
+    """
+    values = toxic_attributes(toxic, attributes)
+    seconds = parse_duration(hold_for) if hold_for is not None else None
+
+    def act(console: FaultConsole) -> None:
+        window = console.add(instance, toxic, values, toxicity=toxicity,
+                             stream=Stream(stream) if stream else None, name=name)  # fmt: skip
+        description = f"{window.fault.describe()} ({window.fault.stream.value})"
+        click.echo(f"added {description} as {window.name}")
+        if seconds is not None:
+            _hold(console, window, description, seconds)
+
+    _run(workdir, allow_remote, act)
+
+
+@fault.command(name="list")
+@_workdir
+@_allow_remote
+def list_faults(workdir: Path, allow_remote: bool) -> None:
+    """Every toxic and disabled proxy on the instances now (* : added with `harness fault`)."""
+    faults = _run(workdir, allow_remote, lambda console: console.faults())
+    if not faults:
+        click.echo("no faults")
+        return
+    click.echo(f"  {'instance':<18} {'name':<34} fault")
+    for item in faults:
+        mark = "*" if item.mine else " "
+        click.echo(f"{mark} {item.instance:<18} {item.name:<34} {item.describe()}")
+
+
+@fault.command()
+@click.argument("instance")
+@click.argument("name", required=False)
+@_workdir
+@_allow_remote
+def remove(instance: str, name: str | None, workdir: Path, allow_remote: bool) -> None:
+    """Remove the fault NAME from INSTANCE (default: the newest one there)."""
+    for removed in _run(workdir, allow_remote, lambda console: console.remove(instance, name)):
+        click.echo(f"removed {removed}")
+
+
+@fault.command()
+@click.argument("instance", required=False)
+@_workdir
+@_allow_remote
+def clear(instance: str | None, workdir: Path, allow_remote: bool) -> None:
+    """Remove every fault on INSTANCE (default: on every instance), whoever added it."""
+    removed = _run(workdir, allow_remote, lambda console: console.clear(instance))
+    for line in removed:
+        click.echo(f"removed {line}")
+    click.echo(f"{len(removed)} fault(s) removed")
+
+
+@fault.command()
+@click.argument("instance")
+@_for
+@_workdir
+@_allow_remote
+def down(instance: str, hold_for: str | None, workdir: Path, allow_remote: bool) -> None:
+    """Partition INSTANCE: its proxy refuses connections and closes open ones, until `up` (or --for)."""
+    seconds = parse_duration(hold_for) if hold_for is not None else None
+
+    def act(console: FaultConsole) -> None:
+        window = console.down(instance)
+        click.echo(f"{instance} is down ({window.name})")
+        if seconds is not None:
+            _hold(console, window, f"{instance} down", seconds)
+
+    _run(workdir, allow_remote, act)
+
+
+@fault.command()
+@click.argument("instance")
+@_workdir
+@_allow_remote
+def up(instance: str, workdir: Path, allow_remote: bool) -> None:
+    """End a partition: INSTANCE's proxy accepts connections again."""
+    changed = _run(workdir, allow_remote, lambda console: console.up(instance))
+    click.echo(f"{instance} is up" if changed else f"{instance} was not down")
