@@ -294,7 +294,7 @@ class FaultProxySupervisor(_Watch):
                 for proxy in proxy_set.proxies:
                     for toxic in proxy.toxics:
                         label = f"{proxy.name}/{toxic.name}"
-                        attributes = {k: v for k, v in toxic.attributes.items() if type(v) is int}
+                        attributes = {k: v for k, v in toxic.attributes.items() if isinstance(v, int | str)}
                         try:
                             client.add_toxic(proxy.name, toxic.type, stream=toxic.stream, name=toxic.name,
                                              toxicity=toxic.toxicity, attributes=attributes)  # fmt: skip
