@@ -1,0 +1,204 @@
+"""``harness load run|worker|validate``: Locust profiles on the stack, judged by the services' evidence."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from harness._cli_common import ensure_loopback
+from harness.errors import ConfigError, HarnessError
+
+
+class LoadExit(HarnessError):
+    """Ends the command with the run's exit code after its summary was printed."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@click.group()
+def load() -> None:
+    """Load runs with Locust: thresholds, balancer shares and breakers under load, distributed workers."""
+
+
+PROFILE = click.argument("profile", type=click.Path(dir_okay=False, path_type=Path))
+ALLOW_REMOTE = click.option(
+    "--allow-remote", is_flag=True, help="Allow non-loopback targets, master addresses and workers."
+)
+
+
+@load.command("run", context_settings={"ignore_unknown_options": True})
+@PROFILE
+@click.option(
+    "--topology",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Stack to start (default: built in).",
+)
+@click.option(
+    "--attach",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Use the stack a `harness up` runs in this workdir instead of starting one.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the started stack keeps its files (default: REPORT/stack).",
+)
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where Locust's CSV, results.json, timeline.json and report.html go "
+    "(default: load-report/<profile name>).",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="An earlier run's results.json: report regressions against it.",
+)
+@click.option("--processes", type=click.IntRange(min=1), help="Locust worker processes on this machine.")
+@click.option(
+    "--master", is_flag=True, help="Run Locust's master only; workers connect with `harness load worker`."
+)
+@click.option(
+    "--expect-workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="With --master: workers to wait for before the load starts.",
+)
+@click.option(
+    "--master-bind-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="With --master: the address workers connect to (non-loopback needs --allow-remote).",
+)
+@click.option(
+    "--master-port",
+    type=click.IntRange(1, 65535),
+    default=5557,
+    show_default=True,
+    help="With --master: the port workers connect to.",
+)
+@ALLOW_REMOTE
+@click.argument("locust_args", nargs=-1, type=click.UNPROCESSED)
+def load_run(
+    profile: Path,
+    topology: Path | None,
+    attach: Path | None,
+    workdir: Path | None,
+    report_dir: Path | None,
+    baseline: Path | None,
+    processes: int | None,
+    master: bool,
+    expect_workers: int,
+    master_bind_host: str,
+    master_port: int,
+    allow_remote: bool,
+    locust_args: tuple[str, ...],
+) -> None:
+    """Run PROFILE: start the stack (or attach), run Locust headless with the profile's load and faults,
+    judge thresholds and behaviour, write the report folder. Arguments after `--` go to Locust as they are.
+
+    Exit 0 when every threshold and check held; 1 when one did not (each failure one line); 2 for a bad
+    profile or arguments; 3 when the stack or Locust failed."""
+    from harness.load import Distribution, run_load
+
+    if topology is not None and attach is not None:
+        raise ConfigError("--topology and --attach exclude each other: an attached stack has its own")
+    distribution = Distribution(
+        processes=processes,
+        master=master,
+        expect_workers=expect_workers,
+        bind_host=master_bind_host,
+        port=master_port,
+    )
+    report_dir = report_dir or Path("load-report") / profile.stem
+    click.echo(f"load run {profile}")
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        outcome = run_load(
+            profile,
+            report_dir=report_dir,
+            topology_path=topology,
+            workdir=workdir,
+            attach=attach,
+            baseline=baseline,
+            distribution=distribution,
+            allow_remote=allow_remote,
+            locust_args=locust_args,
+            progress=lambda line: click.echo(f"  [{time.strftime('%H:%M:%S')}] {line}"),
+        )
+    except KeyboardInterrupt:
+        raise LoadExit("interrupted; Locust and every fault it had were stopped", 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    results = outcome.results
+    click.echo("")
+    for section in results.sections:
+        click.echo(section.title)
+        for figure in section.figures:
+            click.echo(f"  {figure.line()}")
+    for warning in results.warnings:
+        click.echo(click.style("warning: ", fg="yellow") + warning)
+    click.echo(f"\nresults:  {outcome.results_path}\nreport:   {outcome.report_path}")
+    if outcome.exit_code == 0:
+        click.echo(click.style("held: ", fg="green") + "every threshold and check")
+        return
+    for line in outcome.failed:
+        click.echo(click.style("FAILED ", fg="red") + line)
+    raise LoadExit(f"{len(outcome.failed)} threshold(s) or check(s) did not hold", outcome.exit_code)
+
+
+@load.command("worker", context_settings={"ignore_unknown_options": True})
+@click.option("--master-host", required=True, help="The machine `harness load run --master` runs on.")
+@click.option("--master-port", type=click.IntRange(1, 65535), default=5557, show_default=True)
+@click.option("--processes", type=click.IntRange(min=1), help="Worker processes to fork on this machine.")
+@ALLOW_REMOTE
+@click.argument("locust_args", nargs=-1, type=click.UNPROCESSED)
+def load_worker(
+    master_host: str,
+    master_port: int,
+    processes: int | None,
+    allow_remote: bool,
+    locust_args: tuple[str, ...],
+) -> None:
+    """A Locust worker for a `harness load run --master`: it gets its plan from the master, runs until the
+    master's load ends, and never outlives this command."""
+    from harness.load import LocustProcess, worker_command
+
+    ensure_loopback(master_host, allow_remote=allow_remote, what="--master-host")
+    command = worker_command(master_host, master_port, processes, locust_args)
+    worker = LocustProcess(command, None)
+    click.echo(f"load worker: connecting to {master_host}:{master_port}")
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        worker.start()
+        code = worker.wait(timeout=None)
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        worker.stop()
+        signal.signal(signal.SIGTERM, previous)
+    if code:
+        raise LoadExit(f"the Locust worker ended with code {code}", 3 if code != 130 else 130)
+
+
+@load.command("validate")
+@PROFILE
+def load_validate(profile: Path) -> None:
+    """Check PROFILE without running it: keys, values, stages, fault windows and checks."""
+    from harness.load import load_profile
+
+    loaded = load_profile(profile)
+    windows = len(loaded.faults.windows)
+    click.echo(f"{profile}: valid ({loaded.title!r}, {loaded.load.seconds:g} s, {windows} fault window(s))")
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,555 @@
+"""``harness load run``: a profile against the stack (started, attached to, or given), Locust in a subprocess,
+the profile's fault schedule played from the start of the load, then the verdict from the evidence.
+
+Pipeline: load the profile -> check names and addresses -> prepare the stack (a customer, the caller's
+counters) -> run Locust, writing one load sample per stats-history row and playing the faults -> clean
+up -> merge the timeline -> judge (thresholds from Locust, behaviour from the caller's own events) ->
+write results.json, timeline.json and report.html. Exit code: 0 every threshold and check held, 1 one
+did not (each failure one line), 2 a bad profile or argument, 3 the environment failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from harness.chaos import ChaosSession
+from harness.chaos._session import AttachedStack
+from harness.errors import ConfigError, EnvironmentUnavailable
+from harness.events import EventLog
+from harness.faults import ScheduleRunner
+from harness.load import _checks as checks
+from harness.load._capacity import capacity_warning
+from harness.load._locust import Distribution, LocustFiles, LocustRun, run_locust
+from harness.load._metrics import CallCounts, read_calls
+from harness.load._plan import LocustPlan, build_plan
+from harness.load._profile import LoadProfile, TargetKind, load_profile
+from harness.load._report import shares_table, write_load_report
+from harness.load._results import InstanceEvidence, LoadResults, LocustInfo
+from harness.load._stats import EndpointStats, HistoryRow, read_failures, read_final_stats
+from harness.net import is_loopback_url
+from harness.report import FigureSection, Table, Verdict
+from harness.settings import CLIENT_DEFAULTS, InstanceConfig
+from harness.stack import Stack, load_topology
+from harness.timeline import BreakerTransition, MembershipChange, Timeline, build_timeline
+
+Progress = Callable[[str], None]
+EXIT_OK, EXIT_FAILED, EXIT_ENVIRONMENT = 0, 1, 3
+PROGRESS_EVERY = 3.0  # seconds between progress lines
+WEIGHTED = "weighted_round_robin"
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    """How a run ended and where its evidence is; ``exit_code`` is what the CLI exits with."""
+
+    exit_code: int
+    results: LoadResults
+    results_path: Path
+    report_path: Path
+    failed: list[str]
+    left_behind: list[str] = field(default_factory=list)
+
+
+class LoadSampler:
+    """Turns Locust's stats-history rows into ``load.sample`` events on the run's timeline.
+
+    A row has a whole-second wall-clock timestamp: it is placed at the middle of its second, on the
+    monotonic clock every process shares. Its rate is the requests completed since the row ``span`` rows
+    before (1: the previous row; distributed runs use 2, as workers report once a second out of step
+    with the rows)."""
+
+    def __init__(self, events: EventLog, *, span: int = 1) -> None:
+        self.events = events
+        self.span = span
+        self.offset = time.time() - time.monotonic()  # wall minus monotonic, now
+        self.points: list[tuple[float, int, int]] = []  # (wall time, requests, failures)
+        self.latest: HistoryRow | None = None
+        self.rate = 0.0
+
+    def started(self, mono: float) -> None:
+        self.points = [(mono + self.offset, 0, 0)]
+
+    def add(self, rows: list[HistoryRow]) -> None:
+        for row in rows:
+            at = row.timestamp + 0.5
+            since = self.points[max(0, len(self.points) - self.span)] if self.points else (at - 1.0, 0, 0)
+            seconds = max(at - since[0], 0.5)  # the first row can fall right at the start
+            self.rate = max(0, row.requests - since[1]) / seconds
+            failures = max(0, row.failures - since[2]) / seconds
+            self.points.append((at, row.requests, row.failures))
+            self.latest = row
+            self.events.emit(
+                "load.sample",
+                ts=datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds"),
+                mono=at - self.offset,
+                users=row.users,
+                rate=round(self.rate, 3),
+                failures=round(failures, 3),
+                p50=row.p50_ms,
+                p95=row.p95_ms,
+                p99=row.p99_ms,
+            )
+
+
+@dataclass
+class _Stage:
+    """What the run resolved against the stack."""
+
+    plan: LocustPlan
+    facts: checks.CallerFacts | None = None
+    caller_url: str | None = None
+    before: CallCounts | None = None
+
+
+def run_load(
+    profile_path: Path,
+    *,
+    report_dir: Path,
+    topology_path: Path | None = None,
+    workdir: Path | None = None,
+    attach: Path | None = None,
+    stack: Stack | None = None,
+    baseline: Path | None = None,
+    distribution: Distribution | None = None,
+    allow_remote: bool = False,
+    locust_args: tuple[str, ...] = (),
+    progress: Progress = lambda _line: None,
+) -> LoadOutcome:
+    """Run one load profile end to end. The stack is started for the run (``topology_path``, in
+    ``workdir``), attached to (``attach``: a running ``harness up``'s workdir), or given (``stack``: one
+    this process runs, left running: how tests share a stack)."""
+    distribution = distribution or Distribution()
+    profile = load_profile(profile_path)
+    earlier = LoadResults.load(baseline) if baseline is not None else None
+    distribution.check(allow_remote=allow_remote)
+    url = profile.target.url
+    if url is not None and not (allow_remote or is_loopback_url(url)):
+        raise ConfigError(
+            f"{profile_path}: target.url: {url} is not a loopback URL; pass --allow-remote to use it"
+        )
+    warnings = [w for w in [capacity_warning(profile.load, distribution.workers)] if w]
+    for warning in warnings:
+        progress(f"warning: {warning}")
+    report_dir = report_dir.resolve()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    files = LocustFiles(report_dir)
+    if not profile.target.in_stack:
+        return _run_outside(
+            profile, profile_path, files, distribution, locust_args, earlier, warnings, progress
+        )
+    if stack is None and attach is None:
+        topology = load_topology(topology_path)
+        _check_names(profile, profile_path, {name for _kind, name in topology.instances()})
+    session = _session(stack, attach, topology_path, workdir or report_dir / "stack", progress)
+    try:
+        _check_names(profile, profile_path, set(session.stack.processes))
+        prepared = _prepare(profile, profile_path, session)
+        origin = time.monotonic()
+        run = _play(profile, prepared.plan, files, distribution, locust_args, session, progress)
+        facts = prepared.facts
+        after = read_calls(prepared.caller_url, facts.service) if facts and prepared.caller_url else None
+        left = session.cleanup().left
+        timeline = _timeline(session, origin)
+    finally:
+        session.close()  # cleans up (again: idempotent), stops a stack the run started
+    return _finish(profile, profile_path, files, run, timeline, prepared, after, earlier, warnings, left)
+
+
+def _session(
+    stack: Stack | None, attach: Path | None, topology_path: Path | None, workdir: Path, progress: Progress
+) -> ChaosSession:
+    if stack is not None:
+        return ChaosSession(stack, owned=False, progress=progress)
+    if attach is not None:
+        return ChaosSession(AttachedStack(attach), owned=False, progress=progress)
+    progress(f"starting the stack in {workdir}")
+    started = Stack(load_topology(topology_path), workdir, progress=progress).start()
+    return ChaosSession(started, owned=True, progress=progress)
+
+
+def _check_names(profile: LoadProfile, path: Path, known: set[str]) -> None:
+    """Every instance the profile names runs in the stack; one ConfigError naming the key otherwise."""
+    listing = ", ".join(sorted(known))
+    named = [(f"faults.windows.{w.name}.fault.instance", w.fault.instance) for w in profile.faults.windows]
+    if profile.target.instance is not None:
+        named.append(("target.instance", profile.target.instance))
+    if profile.checks.any:
+        named.append(("checks.caller", profile.checks.caller))
+    for key, name in named:
+        if name not in known:
+            raise ConfigError(f"{path}: {key}: no instance named {name!r}; known: {listing}")
+    kinds = {name.rsplit("-", 1)[0] for name in known}
+    services = [("target.service", profile.target.service)]
+    if profile.checks.any:
+        services.append(("checks.service", profile.checks.service))
+    for key, service in services:
+        if service is not None and service not in kinds:
+            raise ConfigError(
+                f"{path}: {key}: no service named {service!r}; known: {', '.join(sorted(kinds))}"
+            )
+
+
+def _address(session: ChaosSession, name: str, through_proxy: bool) -> str:
+    proxied = session.stack.proxies.get(name)
+    return f"http://{proxied}" if through_proxy and proxied else session.stack.url(name)
+
+
+def _prepare(profile: LoadProfile, path: Path, session: ChaosSession) -> _Stage:
+    """Hosts, the route, a customer, the caller's configuration and its counters before the load."""
+    target = profile.target
+    stack = session.stack
+    customer: str | None = None
+    match target.kind:
+        case TargetKind.ORDERS:
+            hosts = [_address(session, session.first("orchestrator").name, target.through_proxy)]
+            customer = _customer(session.first("users").url)
+        case TargetKind.USER_READS:
+            hosts = [_address(session, p.name, target.through_proxy) for p in stack.instances("users")]
+            customer = _customer(session.first("users").url)
+        case TargetKind.HTTP:
+            names = (
+                [target.instance]
+                if target.instance
+                else [p.name for p in stack.instances(target.service or "")]
+            )
+            if not names:
+                raise ConfigError(f"{path}: target.service: the stack runs no {target.service} instance")
+            _check_route(path, stack.url(names[0]), names[0], target.method, target.path)
+            hosts = [_address(session, name, target.through_proxy) for name in names]
+    events = str(stack.event_log("locust"))
+    stage = _Stage(build_plan(profile, hosts, customer=customer, events=events))
+    if profile.checks.any:
+        stage.facts = _caller_facts(profile, path, session)
+        stage.caller_url = stack.url(profile.checks.caller)
+        stage.before = read_calls(stage.caller_url, profile.checks.service)
+    return stage
+
+
+def _customer(users_url: str) -> str:
+    """A customer with credit that no run of orders can exhaust."""
+    customer = f"load-{uuid.uuid4().hex[:10]}"
+    body = {"id": customer, "name": "Load Customer", "email": f"{customer}@example.test", "credit": 10**12}
+    try:
+        answer = httpx.post(f"{users_url}/users", json=body, timeout=10.0, trust_env=False)
+    except httpx.HTTPError as exc:
+        raise EnvironmentUnavailable(f"creating a customer for the load failed: {exc}") from exc
+    if answer.status_code != 201:
+        raise EnvironmentUnavailable(f"creating a customer for the load failed: HTTP {answer.status_code}")
+    return customer
+
+
+def _check_route(path: Path, url: str, name: str, method: str, route: str) -> None:
+    """The route is one the instance documents (its OpenAPI), for that method; ConfigError otherwise."""
+    try:
+        spec = httpx.get(f"{url}/openapi.json", timeout=10.0, trust_env=False).json()
+        routes: dict[str, dict[str, object]] = spec["paths"]
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        raise EnvironmentUnavailable(f"cannot read the routes of {name} ({url}/openapi.json): {exc}") from exc
+    bare = route.split("?", 1)[0]
+    for template, operations in routes.items():
+        pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, bare):
+            if method.lower() in operations:
+                return
+            allowed = ", ".join(sorted(m.upper() for m in operations))
+            raise ConfigError(f"{path}: target.method: {name} answers {template} to {allowed}, not {method}")
+    raise ConfigError(
+        f"{path}: target.path: {route} is not a route of {name}; it has {', '.join(sorted(routes))}"
+    )
+
+
+def _caller_facts(profile: LoadProfile, path: Path, session: ChaosSession) -> checks.CallerFacts:
+    """The judged caller's balancer, breaker and timeout, and each instance's expected share, as the stack
+    handed them to the processes (their ``config/<instance>.json``)."""
+    caller, service = profile.checks.caller, profile.checks.service
+    kind = session.instance(caller).kind
+    configs = session.workdir / "config"
+    own = configs / f"{caller}.json"
+    settings = InstanceConfig.read(own).clients.get(service) if own.exists() else None
+    settings = settings or CLIENT_DEFAULTS.get(kind, {}).get(service)
+    if settings is None:
+        raise ConfigError(f"{path}: checks.caller: {caller} does not call {service}")
+    config = settings.to_config()
+    instances = tuple(sorted(p.name for p in session.stack.instances(service)))
+    declared = profile.checks.shares.weights if profile.checks.shares is not None else None
+    if declared is not None:
+        if set(declared) != set(instances):
+            raise ConfigError(
+                f"{path}: checks.shares.weights: name every instance of {service}: {', '.join(instances)}"
+            )
+        weights = dict(declared)
+    elif config.balancer == WEIGHTED:
+        weights = {name: _weight(configs / f"{name}.json") for name in instances}
+    else:
+        weights = dict.fromkeys(instances, 1)
+    total = sum(weights.values())
+    return checks.CallerFacts(
+        caller=caller,
+        service=service,
+        instances=instances,
+        expected={name: weights[name] / total for name in instances},
+        breaker=config.breaker,
+        attempt_timeout=config.attempt_timeout,
+    )
+
+
+def _weight(config: Path) -> int:
+    weight = InstanceConfig.read(config).weight if config.exists() else None
+    return weight or 1
+
+
+def _play(
+    profile: LoadProfile,
+    plan: LocustPlan,
+    files: LocustFiles,
+    distribution: Distribution,
+    locust_args: tuple[str, ...],
+    session: ChaosSession | None,
+    progress: Progress,
+) -> LocustRun:
+    """Locust with the plan; the fault schedule from the start of the load; a progress line now and then."""
+    events_path = (
+        session.stack.event_log("harness-load")
+        if session is not None
+        else files.folder / "events" / "harness-load.jsonl"
+    )
+    sampler = LoadSampler(EventLog("harness-load", events_path), span=1 if distribution.workers == 1 else 2)
+    schedule = (
+        ScheduleRunner(profile.faults, session.faults)
+        if session is not None and profile.faults.windows
+        else None
+    )
+    thread: threading.Thread | None = None
+    shown = [time.monotonic()]
+    load_start = [0.0]
+
+    def started(mono: float) -> None:
+        nonlocal thread
+        load_start[0] = mono
+        sampler.started(mono)
+        progress(
+            f"load started: {plan.name} to {', '.join(plan.hosts)}, {distribution.workers} worker process(es)"
+        )
+        if schedule is not None:
+            thread = threading.Thread(target=schedule.run, name="load-faults", daemon=True)
+            thread.start()
+
+    def tick() -> None:
+        if time.monotonic() - shown[0] < PROGRESS_EVERY or sampler.latest is None:
+            return
+        shown[0] = time.monotonic()
+        row = sampler.latest
+        active = ", ".join(w.fault.describe() for w in schedule.active()) if schedule is not None else ""
+        failures = row.failures / row.requests if row.requests else 0.0
+        p95 = "-" if row.p95_ms is None else f"{row.p95_ms:.0f} ms"
+        progress(
+            f"{time.monotonic() - load_start[0]:5.1f}s  users {row.users}  {sampler.rate:.1f} req/s  "
+            f"p95 {p95}  failed {failures:.1%}  faults: {active or 'none'}"
+        )
+
+    try:
+        run = run_locust(
+            plan,
+            files,
+            distribution,
+            extra=locust_args,
+            on_started=started,
+            on_rows=sampler.add,
+            on_tick=tick,
+        )
+    finally:
+        if schedule is not None:
+            schedule.stop()
+            if thread is not None:
+                thread.join(timeout=30.0)
+        sampler.events.close()
+    progress(f"load ended after {run.stopped - run.started:.1f} s")
+    return run
+
+
+def _timeline(session: ChaosSession, origin: float) -> Timeline:
+    """The run's events from ``origin`` on, with the breaker and membership changes before it (the state
+    each breaker and cache was in when the run began), so a shared stack's earlier runs do not show."""
+    whole = build_timeline([session.workdir / "events"], origin=origin, end=time.monotonic())
+    kept = [
+        e for e in whole.events if e.mono >= origin or isinstance(e, BreakerTransition | MembershipChange)
+    ]
+    return whole.model_copy(update={"events": kept})
+
+
+def _run_outside(
+    profile: LoadProfile,
+    path: Path,
+    files: LocustFiles,
+    distribution: Distribution,
+    locust_args: tuple[str, ...],
+    earlier: LoadResults | None,
+    warnings: list[str],
+    progress: Progress,
+) -> LoadOutcome:
+    """A target outside the stack (``target.url``): Locust and its thresholds only."""
+    assert profile.target.url is not None
+    events = files.folder / "events"
+    for stale in events.glob("*.jsonl"):
+        stale.unlink()
+    plan = build_plan(profile, [profile.target.url.rstrip("/")], events=str(events / "locust.jsonl"))
+    origin = time.monotonic()
+    run = _play(profile, plan, files, distribution, locust_args, None, progress)
+    timeline = build_timeline([events], origin=origin, end=time.monotonic())
+    return _finish(profile, path, files, run, timeline, _Stage(plan), None, earlier, warnings, [])
+
+
+def _finish(
+    profile: LoadProfile,
+    path: Path,
+    files: LocustFiles,
+    run: LocustRun,
+    timeline: Timeline,
+    stage: _Stage,
+    after: CallCounts | None,
+    earlier: LoadResults | None,
+    warnings: list[str],
+    left: list[str],
+) -> LoadOutcome:
+    total, endpoints = read_final_stats(files.stats_json)
+    load = checks.LoadWindow(timeline.t(run.started), timeline.t(run.stopped))
+    offered = checks.offered_rate(profile.load.rate_per_user, _users_over_time(run.rows, total))
+    ratio = total.rate / offered if offered else None
+    omission = ratio is not None and ratio < checks.COORDINATED_OMISSION
+    if omission:
+        warnings.append(
+            f"coordinated omission: the achieved rate {total.rate:.1f} req/s is {ratio:.0%} of the "
+            f"offered {offered:.1f} req/s (below {checks.COORDINATED_OMISSION:.0%})"
+        )
+    sections: list[FigureSection] = [checks.threshold_section(profile.thresholds, total, offered)]
+    evidence: list[InstanceEvidence] = []
+    shares: Table | None = None
+    facts = stage.facts
+    run_faults = [
+        f for f in timeline.faults() if f.start >= 0 and f.window in {w.name for w in profile.faults.windows}
+    ]
+    if facts is not None:
+        first_fault = min((f.start for f in run_faults), default=load.end)
+        if profile.checks.shares is not None:
+            window = checks.LoadWindow(load.start, min(first_fault, load.end))
+            sections.append(checks.shares_section(timeline, facts, profile.checks.shares, window))
+        if profile.checks.breaker is not None:
+            for fault in run_faults:
+                if fault.instance in facts.instances:
+                    sections.append(
+                        checks.breaker_section(timeline, facts, profile.checks.breaker, fault, load)
+                    )
+            sections.append(checks.open_breaker_section(timeline, facts, load))
+        evidence = _evidence(timeline, facts, load, after - stage.before if after and stage.before else None)
+        width = 1.0 if load.end - load.start <= 30 else float(int((load.end - load.start) / 30) + 1)
+        shares = shares_table(
+            facts.caller,
+            facts.service,
+            list(facts.instances),
+            checks.shares_over_time(timeline, facts, load, width),
+        )
+    if earlier is not None:
+        if earlier.profile != path.stem:
+            warnings.append(f"the baseline is a run of {earlier.profile!r}, not of {path.stem!r}")
+        sections.append(checks.regression_section(total, earlier.total, profile.regression, earlier.profile))
+    failed = checks.failures(sections)
+    if left:
+        failed += [f"cleanup: {item}" for item in left]
+    results = LoadResults(
+        profile=path.stem,
+        profile_path=str(path),
+        title=profile.title,
+        verdict=Verdict.FAILED if failed else Verdict.PASSED,
+        started=datetime.fromtimestamp(timeline.origin_wall.timestamp() + load.start, UTC),
+        ended=datetime.fromtimestamp(timeline.origin_wall.timestamp() + load.end, UTC),
+        target=f"{stage.plan.name} on {', '.join(stage.plan.hosts)}",
+        locust=LocustInfo(
+            version=importlib.metadata.version("locust"),
+            command=_shown(run.command),
+            workers=_workers(run.command),
+        ),
+        offered_rate=None if offered is None else round(offered, 3),
+        achieved_rate=round(total.rate, 3),
+        achieved_ratio=None if ratio is None else round(ratio, 4),
+        coordinated_omission=omission,
+        total=total,
+        endpoints=endpoints,
+        failures=read_failures(files.failures),
+        history=run.rows,
+        faults=[
+            f"{f.window}: {f.description} from {f.start - load.start:.2f} s to {f.end - load.start:.2f} s"
+            for f in run_faults
+        ],
+        evidence=evidence,
+        sections=sections,
+        failed=failed,
+        warnings=warnings,
+        baseline=None if earlier is None else earlier.profile,
+    )
+    results_path = results.save(files.folder / "results.json")
+    timeline.save(files.folder / "timeline.json")
+    report_path = write_load_report(results, timeline, shares, files.folder / "report.html")
+    code = EXIT_ENVIRONMENT if left else EXIT_FAILED if failed else EXIT_OK
+    return LoadOutcome(code, results, results_path, report_path, failed, left)
+
+
+def _users_over_time(rows: list[HistoryRow], total: EndpointStats) -> list[tuple[float, int]]:
+    """(seconds, users) per stretch between history rows within Locust's own window (its start to its
+    last request, the achieved rate's window), for the time-weighted offered rate."""
+    start, end = total.start_wall, total.start_wall + total.seconds
+    stretches = []
+    previous = start
+    for row in rows:
+        at = min(row.timestamp + 0.5, end)
+        if at > previous:
+            stretches.append((at - previous, row.users))
+            previous = at
+    if end > previous and rows:
+        stretches.append((end - previous, rows[-1].users))
+    return stretches
+
+
+def _evidence(
+    timeline: Timeline, facts: checks.CallerFacts, load: checks.LoadWindow, counted: CallCounts | None
+) -> list[InstanceEvidence]:
+    attempts = checks.attempts_in(timeline, facts, load.start, load.end)
+    shares = checks.shares_of(attempts, facts.instances)
+    metrics = counted.per_instance() if counted is not None else {}
+    return [
+        InstanceEvidence(
+            instance=name,
+            attempts=sum(1 for a in attempts if a.instance == name),
+            failed=sum(1 for a in attempts if a.instance == name and a.failed),
+            metrics_attempts=metrics.get(name) if counted is not None else None,
+            share=round(shares[name], 4),
+            expected_share=round(facts.expected[name], 4),
+        )
+        for name in facts.instances
+    ]
+
+
+def _shown(command: list[str]) -> list[str]:
+    """The command with the plan's JSON shortened (it is in results.json's neighbours anyway)."""
+    shown = list(command)
+    with contextlib.suppress(ValueError):
+        index = shown.index("--harness-plan")
+        shown[index + 1] = "<plan>"
+    return shown
+
+
+def _workers(command: list[str]) -> int:
+    for flag in ("--processes", "--expect-workers"):
+        if flag in command:
+            return int(command[command.index(flag) + 1])
+    return 1
