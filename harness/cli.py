@@ -19,6 +19,8 @@ LAZY_COMMANDS = {
     "chaos": "harness._chaos_cli:chaos",
     "check": "harness._check_cli:check",
     "contract": "harness._contract_cli:contract",
+    "fault": "harness._fault_cli:fault",
+    "load": "harness._load_cli:load",
     "serve": "harness._serve_cli:serve",
     "status": "harness._up_cli:status",
     "toxiproxy": "harness._faults_cli:toxiproxy",
