@@ -4,6 +4,7 @@ from harness._process import ServiceProcess, Spawner
 from harness._spec import PLACEHOLDERS, ProcessSpec, SettingValue
 from harness.stack._agent import AgentTarget, RegistrationAgent
 from harness.stack._external import ExternalService
+from harness.stack._handle import StackFaults, StackHandle
 from harness.stack._probe import InstanceStatus, read_status
 from harness.stack._stack import Member, Stack
 from harness.stack._state import InstanceRecord, Origin, StackState
@@ -40,6 +41,8 @@ __all__ = [
     "SettingValue",
     "Spawner",
     "Stack",
+    "StackFaults",
+    "StackHandle",
     "StackState",
     "Topology",
     "load_topology",
