@@ -177,13 +177,16 @@ class _Framer:
         return self._events
 
     def feed_eof(self) -> list[Event]:
-        """The source closed: a body framed by the close ends here; a partial head is passed on as it is."""
+        """The source closed: a body framed by the close ends here; a partial head (or chunk line) is
+        passed on as it is."""
         self._events = []
         if self._state is _State.UNTIL_CLOSE:
             self._end()
         elif self._state is _State.HEAD and self._buffer:
             self._pass(bytes(self._buffer))
             self._buffer.clear()
+        elif self._state is not _State.STOPPED:
+            self._emit_data(len(self._buffer))  # a truncated chunk line: passed on as it came
         return self._events
 
     def pass_through(self) -> None:
