@@ -100,6 +100,8 @@ class StackHandle:
         self.stack = stack
         self.events = EventLog("harness-pytest", stack.event_log("harness-pytest"))
         self.faults = StackFaults(stack, self.events)
+        self.fault = self.faults.fault
+        """``with harness_stack.fault("inventory-2", "latency", latency=300): ...`` (``StackFaults.fault``)"""
         self.started = time.monotonic()
 
     @property
@@ -122,18 +124,6 @@ class StackHandle:
     def proxied_url(self, name: str) -> str:
         """Where callers reach the instance: through its fault proxy (what the registry lists)."""
         return self.stack.proxied_url(name)
-
-    def fault(
-        self,
-        instance: str,
-        kind: str | FaultKind,
-        *,
-        stream: str = "downstream",
-        toxicity: float = 1.0,
-        **attributes: int,
-    ) -> contextlib.AbstractContextManager[str]:
-        """``with harness_stack.fault("inventory-2", "latency", latency=300): ...``"""
-        return self.faults.fault(instance, kind, stream=stream, toxicity=toxicity, **attributes)
 
     def timeline(self, since: float | None = None) -> Timeline:
         """Every process's events merged, from ``since`` (monotonic; default: when the stack was handed
