@@ -268,7 +268,7 @@ class HttpExchange:
                 self._up.push(data)  # the rest of a message that began before the layer did
                 return
             self._synced = True
-        for event in self._requests.feed(data):
+        for event in self._requests.events(data):
             self._on_request(event)
         reading = self._reading
         if reading is not None and reading.answered_before_body:
@@ -326,7 +326,7 @@ class HttpExchange:
             self._down.push(data)  # not framed: before the first request framed, or not HTTP
             self._check_idle()
             return
-        for event in self._responses.feed(data):
+        for event in self._responses.events(data):
             self._on_response(event)
         self._emit_answers()
         self._check_idle()
@@ -355,6 +355,8 @@ class HttpExchange:
                         self._down.push(response.replacement, response.delay)
                         if response.close:
                             self._close_client()
+                # The proxy's answers next in line go now, before the server's next response begins.
+                self._emit_answers()
             case NotHttp(data=data) | Malformed(data=data):
                 self._down.push(data)
                 self._give_up()
@@ -382,7 +384,7 @@ class HttpExchange:
 
     def _emit_answers(self) -> None:
         """Write the proxy's answers that are next in line: no server response before them is pending."""
-        while self._in_flight and self._response is None and self._responses.idle:
+        while self._in_flight and self._response is None and self._responses.between:
             flight = self._in_flight[0]
             if flight.answer is None:
                 return

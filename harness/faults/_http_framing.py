@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 MAX_HEAD_BYTES = 64 << 10  # a head (start line and headers) longer than this is refused, as servers do
@@ -160,21 +160,34 @@ class _Framer:
         return self._state is _State.HEAD and not self._buffer
 
     @property
+    def between(self) -> bool:
+        """Between messages: the bytes of the last one have all been passed (the next may be buffered)."""
+        return self._state is _State.HEAD
+
+    @property
     def passing(self) -> bool:
         """No longer framing: the stream is not HTTP/1.x, a tunnel, or stopped at a malformed message."""
         return self._state in (_State.PASS, _State.STOPPED)
 
     def feed(self, data: bytes) -> list[Event]:
         """The events ``data`` completes, in stream order."""
+        return list(self.events(data))
+
+    def events(self, data: bytes) -> Iterator[Event]:
+        """The events ``data`` completes, each found only once the one before has been handled: a response
+        framer asks for the method of the request it answers only when it reaches that response."""
         if self._state is _State.PASS:
-            return [Data(data)] if data else []
+            if data:
+                yield Data(data)
+            return
         if self._state is _State.STOPPED:
-            return []
+            return
         self._buffer += data
-        self._events = []
-        while self._buffer and self._step():
-            pass
-        return self._events
+        more = True
+        while more and self._buffer:
+            self._events = []
+            more = self._step()
+            yield from self._events
 
     def feed_eof(self) -> list[Event]:
         """The source closed: a body framed by the close ends here; a partial head (or chunk line) is

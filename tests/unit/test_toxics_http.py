@@ -213,6 +213,20 @@ class TestHttpError:
         conn.answer(OK)
         assert statuses(conn.client.data) == [200, 503, 200]
 
+    def test_responses_read_together_still_make_room_for_the_answer(self) -> None:
+        """The server's responses to /a and a HEAD /c arrive in one read: /b's answer goes between them,
+        and the HEAD's response is framed as a HEAD's (no body), so /d's response follows intact."""
+        conn = Conn(entry(HttpErrorToxic(path_prefix="/b")))
+        conn.send(
+            GET + b"POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc" + b"HEAD /c HTTP/1.1\r\n\r\n" + GET
+        )
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"
+        conn.answer(OK + head + OK)
+        answer = conn.client.data[len(OK) : -len(head + OK)]
+        assert conn.client.data.startswith(OK)
+        assert conn.client.data.endswith(head + OK)
+        assert statuses(answer) == [503]
+
     @pytest.mark.parametrize(
         ("first", "response"),
         [
