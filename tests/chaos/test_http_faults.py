@@ -205,6 +205,58 @@ class TestPerRequest:
         assert upstream.requests == ["POST /pay"]
 
 
+class TestApi:
+    async def test_toxic_json_with_string_attributes(
+        self, proxy: AsyncProxy, toxiproxy: AsyncToxiproxyClient
+    ) -> None:
+        """The HTTP toxics through the Toxiproxy API: strings where they are strings, updates merged."""
+        url = toxiproxy.url
+        async with httpx.AsyncClient(base_url=url, trust_env=False) as api:
+            body = {"type": "http_error", "stream": "upstream", "toxicity": 0.5,
+                    "attributes": {"status": 429, "body": "<slow>", "method": "POST"}}  # fmt: skip
+            created = await api.post("/proxies/web/toxics", json=body)
+            updated = await api.post(
+                "/proxies/web/toxics/http_error_upstream", json={"attributes": {"status": 503}}
+            )
+        assert created.status_code == 200
+        assert created.text == (
+            '{"attributes":{"status":429,"retry_after":0,"body":"\\u003cslow\\u003e","path_prefix":"",'
+            '"method":"POST"},"name":"http_error_upstream","type":"http_error","stream":"upstream","toxicity":0.5}'
+        )
+        assert updated.json()["attributes"] == {"status": 503, "retry_after": 0, "body": "<slow>",
+                                                "path_prefix": "", "method": "POST"}  # fmt: skip
+
+    @pytest.mark.parametrize(
+        ("attributes", "message"),
+        [
+            pytest.param({"status": 200}, "status: must be between 400 and 599", id="status"),
+            pytest.param(
+                {"path_prefix": "users"}, "path_prefix: must be empty (every path) or start", id="path"
+            ),
+            pytest.param(
+                {"status": "503"},
+                "bad request body: json: cannot unmarshal string into Go struct field "
+                "HttpErrorToxic.attributes.status of type int",
+                id="string-for-int",
+            ),
+            pytest.param(
+                {"body": 5},
+                "bad request body: json: cannot unmarshal number into Go struct field "
+                "HttpErrorToxic.attributes.body of type string",
+                id="number-for-string",
+            ),
+        ],
+    )
+    async def test_refusals(
+        self, proxy: AsyncProxy, toxiproxy: AsyncToxiproxyClient, attributes: dict[str, object], message: str
+    ) -> None:
+        async with httpx.AsyncClient(base_url=toxiproxy.url, trust_env=False) as api:
+            body = {"type": "http_error", "attributes": attributes}
+            answer = await api.post("/proxies/web/toxics", json=body)
+        assert answer.status_code == 400
+        assert answer.json()["error"].startswith(message)
+
+
 class RawClient:
     """One TCP connection, bytes in and out, for what httpx will not send (pipelining, smuggling shapes)."""
 

@@ -17,6 +17,7 @@ from harness.faults import (
     ProxyNotFound,
     ToxicExists,
     ToxicNotFound,
+    ToxicUnsupported,
     ToxiproxyClient,
     ToxiproxyUnavailable,
 )
@@ -209,6 +210,19 @@ class TestErrors:
         assert isinstance(caught.value, HarnessError)
         assert caught.value.status == status  # type: ignore[attr-defined]
         assert caught.value.proxy == "p"  # type: ignore[attr-defined]
+
+    def test_a_real_toxiproxy_refusing_an_http_toxic_says_why(self) -> None:
+        """A real Toxiproxy answers an HTTP toxic with 'invalid toxic type': the error says they are the
+        embedded proxy's extensions, which server refused, and what to use instead."""
+        server = FakeServer({("POST", "/proxies/p/toxics"): error(400, "invalid toxic type")})
+        with pytest.raises(ToxicUnsupported) as caught:
+            client_for(server).add_toxic("p", "http_error", attributes={"status": 503, "path_prefix": "/x"})
+        message = str(caught.value)
+        assert "the Toxiproxy at http://toxiproxy.test has no http_error toxic" in message
+        assert "extensions of the harness's embedded fault proxy" in message
+        assert "harness.faults.ChaosMonkey" in message
+        assert caught.value.exit_code == 2
+        assert server.sent[0][2]["attributes"] == {"status": 503, "path_prefix": "/x"}
 
     def test_message_is_the_servers(self) -> None:
         server = FakeServer({("GET", "/proxies/p"): error(404, "proxy not found")})
