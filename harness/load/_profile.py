@@ -252,10 +252,11 @@ def load_profile(path: Path) -> LoadProfile:
         return LoadProfile.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        where = ".".join(str(part) for part in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             message = "unknown key"
         elif first["type"] == "missing":
             message = "required"
-        raise ConfigError(f"{path}: {where}: {message}") from exc
+        # a rule across keys names its keys itself
+        raise ConfigError(f"{path}: {where}: {message}" if where else f"{path}: {message}") from exc

@@ -4,8 +4,9 @@ playing its stages. Locust loads this file in its own processes; the harness and
 
 The plan arrives as one JSON option, ``--harness-plan``, which Locust's master forwards to its workers, so
 a worker on another machine needs only this file (``harness load worker`` finds it). Only the standard
-library and Locust are imported here. Workers die with their parent process (PR_SET_PDEATHSIG), so none
-outlives the run, even when the harness is killed.
+library and Locust are imported here. Workers Locust forks die with their master (PR_SET_PDEATHSIG, set
+right after the fork), and the master and ``harness load worker``'s Locust die with the harness process
+that started them, so none outlives the run, even when the harness is killed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import json
+import os
 import signal
 import sys
 import time
@@ -101,9 +103,17 @@ def _on(hook: object) -> Callable[[Callable[..., None]], Callable[..., None]]:
 
 
 def _die_with_parent() -> None:
-    """SIGTERM when the parent (Locust's master, or ``harness load worker``) dies, even by SIGKILL."""
+    """In a process Locust forked (a worker of ``--processes``), right after the fork: SIGTERM when the
+    master dies, even by SIGKILL; and at once if it died before this ran. Without it a worker forked just
+    before its master was killed would wait for a master that is gone for a long time."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != _LOADED_BY:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_LOADED_BY = os.getpid()  # the process that loaded this file: the master, for the workers it forks
+os.register_at_fork(after_in_child=_die_with_parent)
 
 
 def _record(environment: Environment, event: str, **fields: Any) -> None:
@@ -133,12 +143,6 @@ def _options(parser: LocustArgumentParser, **_kwargs: Any) -> None:
         include_in_web_ui=False,
         help="The run's plan as JSON, written by `harness load run`.",
     )
-
-
-@_on(events.init)
-def _init(environment: Environment, **_kwargs: Any) -> None:
-    if isinstance(environment.runner, WorkerRunner):
-        _die_with_parent()
 
 
 @_on(events.test_start)

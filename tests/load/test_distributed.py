@@ -1,0 +1,146 @@
+"""Locust's own distribution: a master with two `harness load worker` processes on loopback, and every
+Locust process ending with the run, also when the harness running it is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.load import Distribution
+from harness.stack import Stack
+from tests._children import child_env
+
+from .conftest import run
+
+LONG = """
+title = "user reads for five minutes"
+[target]
+kind = "user_reads"
+[load]
+users = 4
+duration = 300
+rate_per_user = 2
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn_harness(*args: str, out: Path) -> subprocess.Popen[bytes]:
+    with out.open("wb") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "harness", *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **child_env()},
+        )
+
+
+def locust_pids(marker: str) -> set[int]:
+    """Live Locust processes whose command line names ``marker`` (the run's report folder)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv]
+        if state != "Z" and "locust" in words and any(marker in w for w in words):
+            found.add(int(entry.name))
+    return found
+
+
+def wait_until(condition: object, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+class TestMasterAndWorkers:
+    def test_a_master_and_two_workers_on_loopback_share_the_load(self, stack: Stack, tmp_path: Path) -> None:
+        """Two `harness load worker` processes connect; the master's run holds its thresholds with both, and
+        the workers end with it."""
+        port = free_port()
+        workers = [
+            spawn_harness(
+                "load",
+                "worker",
+                "--master-host",
+                "127.0.0.1",
+                "--master-port",
+                str(port),
+                out=tmp_path / f"worker-{n}.log",
+            )
+            for n in (1, 2)
+        ]
+        try:
+            distribution = Distribution(master=True, expect_workers=2, port=port, workers_wait=30.0)
+            outcome = run(
+                "user-reads-distributed.toml", stack, tmp_path / "report", distribution=distribution
+            )
+            assert outcome.exit_code == 0, outcome.failed
+            assert outcome.results.locust.workers == 2
+            assert outcome.results.total.requests > 100
+            for worker in workers:
+                assert worker.wait(timeout=20) == 0
+        finally:
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait()
+        for n in (1, 2):
+            print((tmp_path / f"worker-{n}.log").read_text())
+
+
+class TestNoLocustOutlivesTheRun:
+    def test_killing_the_harness_ends_locust_and_its_forked_workers(
+        self, stack: Stack, tmp_path: Path
+    ) -> None:
+        """`harness load run --processes 2` killed with SIGKILL early in a 5-minute load: its master and both
+        workers exit within seconds, not when the load would have ended."""
+        report = tmp_path / "killed"
+        profile = tmp_path / "long.toml"
+        profile.write_text(LONG)
+        process = spawn_harness(
+            "load",
+            "run",
+            str(profile),
+            "--attach",
+            str(stack.workdir),
+            "--report",
+            str(report),
+            "--processes",
+            "2",
+            out=tmp_path / "harness.log",
+        )
+        try:
+            assert wait_until(lambda: len(locust_pids(str(report))) >= 3, within=30.0), (
+                tmp_path / "harness.log"
+            ).read_text()
+            print(f"locust processes before the kill: {sorted(locust_pids(str(report)))}")
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            assert wait_until(lambda: not locust_pids(str(report)), within=15.0), sorted(
+                locust_pids(str(report))
+            )
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            for pid in locust_pids(str(report)):
+                os.kill(pid, signal.SIGKILL)
