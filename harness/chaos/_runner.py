@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chaoslib.configuration import load_configuration
 from chaoslib.exceptions import ChaosException, InvalidExperiment
 from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
 from chaoslib.loader import load_experiment
@@ -141,8 +142,10 @@ def run_chaos(
     ``fail_fast`` the method stops at the first probe that does not hold."""
     if stack is not None:
         topology: Topology | None = stack.topology
+    elif attach is None:
+        topology = load_topology(topology_path or _named_topology(path))
     else:
-        topology = load_topology(topology_path) if attach is None else None
+        topology = None
     experiment = load_and_validate(path, allow_remote=allow_remote, topology=topology)
     report_dir.mkdir(parents=True, exist_ok=True)
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
@@ -171,6 +174,17 @@ def run_chaos(
         timeline = session.timeline()
         session.close()
     return _finish(journal, timeline, last_cleanup, report_dir, timed_out.is_set(), experiment)
+
+
+def _named_topology(path: Path) -> Path | None:
+    """The topology the experiment's configuration names (``harness_topology``, after its environment
+    variable), as plain ``chaos run`` would use it: relative to the working folder."""
+    try:
+        configuration = load_configuration(load_experiment(str(path), settings={}).get("configuration") or {})
+    except (ChaosException, OSError, ValueError):
+        return None  # the file's own problems are reported by validation
+    named = str(configuration.get("harness_topology") or "")
+    return Path(named) if named else None
 
 
 def _finish(
