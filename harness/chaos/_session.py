@@ -230,7 +230,7 @@ class ChaosSession:
         kind: FaultKind,
         instance: str,
         *,
-        attributes: dict[str, int] | None = None,
+        attributes: dict[str, int | str] | None = None,
         stream: str = "downstream",
         toxicity: float = 1.0,
         name: str | None = None,

@@ -57,13 +57,14 @@ def session_of(configuration: Configuration | None) -> ChaosSession:
 def add_toxic(
     instance: str,
     type: str,
-    attributes: dict[str, int] | None = None,
+    attributes: dict[str, int | str] | None = None,
     stream: str = "downstream",
     toxicity: float = 1.0,
     name: str | None = None,
     configuration: Configuration | None = None,
 ) -> str:
-    """Add a toxic to the instance's fault proxy until it is removed (or the run ends); returns its name."""
+    """Add a toxic to the instance's fault proxy until it is removed (or the run ends); returns its name.
+    Also the HTTP toxics ``http_error`` and ``http_latency`` (per request; the embedded proxy only)."""
     if type not in ToxicType.__members__.values():
         raise ConfigError(f"unknown toxic {type!r}; known: {', '.join(ToxicType)}")
     return session_of(configuration).apply(
@@ -74,7 +75,7 @@ def add_toxic(
 def update_toxic(
     instance: str,
     name: str,
-    attributes: dict[str, int] | None = None,
+    attributes: dict[str, int | str] | None = None,
     toxicity: float | None = None,
     configuration: Configuration | None = None,
 ) -> str:

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from harness.chaos.actions import add_toxic
+from harness.errors import ConfigError
+from harness.faults import FaultKind, FaultSpec
 from harness.faults._exchange import HttpExchange
 from harness.faults._http_framing import Body, Head
 from harness.faults._http_toxics import HTTP_TOXICS, INJECTED_HEADER, HttpErrorToxic, HttpLatencyToxic
@@ -157,6 +160,20 @@ class TestAttributes:
         refusal = toxic.refusal()
         assert refusal is not None
         assert refusal.startswith(message)
+
+    def test_chaos_action_and_fault_kinds_know_them(self) -> None:
+        """The chaos action passes them on (it fails later, for want of a session), and the fault
+        schedule has them as kinds of toxic."""
+        with pytest.raises(ConfigError, match="no harness session"):
+            add_toxic("users-1", "http_error", {"status": 503, "path_prefix": "/users"})
+        with pytest.raises(ConfigError, match="unknown toxic 'http_teapot'"):
+            add_toxic("users-1", "http_teapot")
+        assert FaultKind.HTTP_ERROR.is_toxic
+        assert FaultKind.HTTP_LATENCY.is_toxic
+        spec = FaultSpec(
+            kind=FaultKind.HTTP_ERROR, instance="users-1", attributes={"body": "x", "status": 500}
+        )
+        assert spec.describe() == "http_error body=x status=500 on users-1"
 
     def test_layout_decodes_strings_as_strings(self) -> None:
         """The Go struct the API decodes attributes into: strings for the filters and the body."""
