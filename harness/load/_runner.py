@@ -150,10 +150,10 @@ def run_load(
         )
     if stack is None and attach is None:
         topology = load_topology(topology_path)
-        _check_names(profile, profile_path, {name for _kind, name in topology.instances()})
+        _check_names(profile, profile_path, {name: kind for kind, name in topology.instances()})
     session = _session(stack, attach, topology_path, workdir or report_dir / "stack", progress)
     try:
-        _check_names(profile, profile_path, set(session.stack.processes))
+        _check_names(profile, profile_path, {n: p.kind for n, p in session.stack.processes.items()})
         prepared = _prepare(profile, profile_path, session)
         origin = time.monotonic()
         run = _play(profile, prepared.plan, files, distribution, locust_args, session, progress)
@@ -178,26 +178,25 @@ def _session(
     return ChaosSession(started, owned=True, progress=progress)
 
 
-def _check_names(profile: LoadProfile, path: Path, known: set[str]) -> None:
-    """Every instance the profile names runs in the stack; one ConfigError naming the key otherwise."""
-    listing = ", ".join(sorted(known))
+def _check_names(profile: LoadProfile, path: Path, kinds: dict[str, str]) -> None:
+    """Every instance and service the profile names runs in the stack (``kinds``: instance -> service);
+    one ConfigError naming the key otherwise."""
+    listing = ", ".join(sorted(kinds))
     named = [(f"faults.windows.{w.name}.fault.instance", w.fault.instance) for w in profile.faults.windows]
     if profile.target.instance is not None:
         named.append(("target.instance", profile.target.instance))
     if profile.checks.any:
         named.append(("checks.caller", profile.checks.caller))
     for key, name in named:
-        if name not in known:
+        if name not in kinds:
             raise ConfigError(f"{path}: {key}: no instance named {name!r}; known: {listing}")
-    kinds = {name.rsplit("-", 1)[0] for name in known}
     services = [("target.service", profile.target.service)]
     if profile.checks.any:
         services.append(("checks.service", profile.checks.service))
+    known = sorted(set(kinds.values()))
     for key, service in services:
-        if service is not None and service not in kinds:
-            raise ConfigError(
-                f"{path}: {key}: no service named {service!r}; known: {', '.join(sorted(kinds))}"
-            )
+        if service is not None and service not in known:
+            raise ConfigError(f"{path}: {key}: no service named {service!r}; known: {', '.join(known)}")
 
 
 def _address(session: ChaosSession, name: str, through_proxy: bool) -> str:
