@@ -10,6 +10,7 @@ import math
 import statistics
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +20,9 @@ from harness.errors import CallError
 from harness.events import EventLog
 from harness.faults import AsyncProxy, AsyncToxiproxyClient, ToxiproxyServer
 from harness.resilience import BreakerConfig, BreakerState, RetryPolicy
+from harness.stack import Stack, load_topology
+from harness.stack._orders import place_orders
+from harness.timeline import CallAttempt, CallRetry, MonkeyInjection, OtherEvent, build_timeline
 
 WAIT = 10.0
 
@@ -430,3 +434,50 @@ class TestServiceClient:
         assert response.status_code == 503
         assert [e["delay"] for e in events.of_type("client.retry")] == [1.0]
         assert 0.99 <= gap < 1.5
+
+
+TOPOLOGY = """
+[registry]
+ttl = 2.0
+check_interval = 0.5
+[services.users]
+instances = 1
+heartbeat_interval = 0.5
+[services.notifications]
+heartbeat_interval = 0.5
+[services.orchestrator]
+heartbeat_interval = 0.5
+[services.orchestrator.clients.users]
+chaos = { failure_rate = 0.3, latency_range = [2, 6], error = "503", retry_after = 0.05, seed = 7 }
+"""
+
+
+class TestMonkeyFromTheTopology:
+    def test_the_orchestrators_users_client_injects(self, tmp_path: Path) -> None:
+        """The topology's chaos table reaches the running orchestrator: its calls to users wait 2 to 6 ms,
+        the first two draws of seed 7 fail with 503 and are retried after Retry-After, orders complete,
+        and every injection is a typed event on the timeline."""
+        path = tmp_path / "topology.toml"
+        path.write_text(TOPOLOGY)
+        topology = load_topology(path).model_copy(update={"proxies": False})
+        with Stack(topology, tmp_path / "run") as stack:
+            orders = place_orders(stack, 3)
+            log = stack.event_log("orchestrator-1")
+        timeline = build_timeline([log])
+        injections = [e for e in timeline.events if isinstance(e, MonkeyInjection)]
+        attempts = [e for e in timeline.events if isinstance(e, CallAttempt) and e.service == "users"]
+        configured = [
+            e.fields for e in timeline.events if isinstance(e, OtherEvent) and e.event == "client.configured"
+        ]
+        print(f"{len(injections)} injections, {sum(bool(i.failure) for i in injections)} failures; orders "
+              f"{[o.state for o in orders]}")  # fmt: skip
+        assert [c["chaos"]["seed"] for c in configured if c["service"] == "users"] == [7]
+        assert [o.state for o in orders] == ["COMPLETED"] * 3
+        assert [i.failure for i in injections[:3]] == ["status_503", "status_503", ""]
+        assert {i.target for i in injections} == {"users"}
+        assert all(0.002 <= i.latency <= 0.006 for i in injections)
+        assert [a.status for a in attempts[:2]] == [503, 503]
+        assert attempts[2].status is not None
+        assert attempts[2].status < 300
+        retries = [e for e in timeline.events if isinstance(e, CallRetry)]
+        assert [r.delay for r in retries[:2]] == [0.05, 0.05]
