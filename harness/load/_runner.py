@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import re
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-
 from harness.chaos import ChaosSession
 from harness.chaos._session import AttachedStack
-from harness.errors import ConfigError, EnvironmentUnavailable
+from harness.errors import ConfigError
 from harness.events import EventLog
 from harness.faults import ScheduleRunner
 from harness.load import _checks as checks
@@ -33,20 +29,20 @@ from harness.load._capacity import capacity_warning
 from harness.load._locust import Distribution, LocustFiles, LocustRun, run_locust
 from harness.load._metrics import CallCounts, read_calls
 from harness.load._plan import LocustPlan, build_plan
-from harness.load._profile import LoadProfile, TargetKind, load_profile
+from harness.load._profile import LoadProfile, load_profile
 from harness.load._report import shares_table, write_load_report
 from harness.load._results import InstanceEvidence, LoadResults, LocustInfo
+from harness.load._samples import LoadSampler
 from harness.load._stats import EndpointStats, HistoryRow, read_failures, read_final_stats
+from harness.load._target import Prepared, check_names, prepare
 from harness.net import is_loopback_url
 from harness.report import FigureSection, Table, Verdict
-from harness.settings import CLIENT_DEFAULTS, InstanceConfig
 from harness.stack import Stack, load_topology
 from harness.timeline import BreakerTransition, MembershipChange, Timeline, build_timeline
 
 Progress = Callable[[str], None]
 EXIT_OK, EXIT_FAILED, EXIT_ENVIRONMENT = 0, 1, 3
 PROGRESS_EVERY = 3.0  # seconds between progress lines
-WEIGHTED = "weighted_round_robin"
 
 
 @dataclass(frozen=True)
@@ -59,57 +55,6 @@ class LoadOutcome:
     report_path: Path
     failed: list[str]
     left_behind: list[str] = field(default_factory=list)
-
-
-class LoadSampler:
-    """Turns Locust's stats-history rows into ``load.sample`` events on the run's timeline.
-
-    A row has a whole-second wall-clock timestamp: it is placed at the middle of its second, on the
-    monotonic clock every process shares. Its rate is the requests completed since the row ``span`` rows
-    before (1: the previous row; distributed runs use 2, as workers report once a second out of step
-    with the rows)."""
-
-    def __init__(self, events: EventLog, *, span: int = 1) -> None:
-        self.events = events
-        self.span = span
-        self.offset = time.time() - time.monotonic()  # wall minus monotonic, now
-        self.points: list[tuple[float, int, int]] = []  # (wall time, requests, failures)
-        self.latest: HistoryRow | None = None
-        self.rate = 0.0
-
-    def started(self, mono: float) -> None:
-        self.points = [(mono + self.offset, 0, 0)]
-
-    def add(self, rows: list[HistoryRow]) -> None:
-        for row in rows:
-            at = row.timestamp + 0.5
-            since = self.points[max(0, len(self.points) - self.span)] if self.points else (at - 1.0, 0, 0)
-            seconds = max(at - since[0], 0.5)  # the first row can fall right at the start
-            self.rate = max(0, row.requests - since[1]) / seconds
-            failures = max(0, row.failures - since[2]) / seconds
-            self.points.append((at, row.requests, row.failures))
-            self.latest = row
-            self.events.emit(
-                "load.sample",
-                ts=datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds"),
-                mono=at - self.offset,
-                users=row.users,
-                rate=round(self.rate, 3),
-                failures=round(failures, 3),
-                p50=row.p50_ms,
-                p95=row.p95_ms,
-                p99=row.p99_ms,
-            )
-
-
-@dataclass
-class _Stage:
-    """What the run resolved against the stack."""
-
-    plan: LocustPlan
-    facts: checks.CallerFacts | None = None
-    caller_url: str | None = None
-    before: CallCounts | None = None
 
 
 def run_load(
@@ -150,11 +95,11 @@ def run_load(
         )
     if stack is None and attach is None:
         topology = load_topology(topology_path)
-        _check_names(profile, profile_path, {name: kind for kind, name in topology.instances()})
+        check_names(profile, profile_path, {name: kind for kind, name in topology.instances()})
     session = _session(stack, attach, topology_path, workdir or report_dir / "stack", progress)
     try:
-        _check_names(profile, profile_path, {n: p.kind for n, p in session.stack.processes.items()})
-        prepared = _prepare(profile, profile_path, session)
+        check_names(profile, profile_path, {n: p.kind for n, p in session.stack.processes.items()})
+        prepared = prepare(profile, profile_path, session)
         origin = time.monotonic()
         run = _play(profile, prepared.plan, files, distribution, locust_args, session, progress)
         facts = prepared.facts
@@ -176,136 +121,6 @@ def _session(
     progress(f"starting the stack in {workdir}")
     started = Stack(load_topology(topology_path), workdir, progress=progress).start()
     return ChaosSession(started, owned=True, progress=progress)
-
-
-def _check_names(profile: LoadProfile, path: Path, kinds: dict[str, str]) -> None:
-    """Every instance and service the profile names runs in the stack (``kinds``: instance -> service);
-    one ConfigError naming the key otherwise."""
-    listing = ", ".join(sorted(kinds))
-    named = [(f"faults.windows.{w.name}.fault.instance", w.fault.instance) for w in profile.faults.windows]
-    if profile.target.instance is not None:
-        named.append(("target.instance", profile.target.instance))
-    if profile.checks.any:
-        named.append(("checks.caller", profile.checks.caller))
-    for key, name in named:
-        if name not in kinds:
-            raise ConfigError(f"{path}: {key}: no instance named {name!r}; known: {listing}")
-    services = [("target.service", profile.target.service)]
-    if profile.checks.any:
-        services.append(("checks.service", profile.checks.service))
-    known = sorted(set(kinds.values()))
-    for key, service in services:
-        if service is not None and service not in known:
-            raise ConfigError(f"{path}: {key}: no service named {service!r}; known: {', '.join(known)}")
-
-
-def _address(session: ChaosSession, name: str, through_proxy: bool) -> str:
-    proxied = session.stack.proxies.get(name)
-    return f"http://{proxied}" if through_proxy and proxied else session.stack.url(name)
-
-
-def _prepare(profile: LoadProfile, path: Path, session: ChaosSession) -> _Stage:
-    """Hosts, the route, a customer, the caller's configuration and its counters before the load."""
-    target = profile.target
-    stack = session.stack
-    customer: str | None = None
-    match target.kind:
-        case TargetKind.ORDERS:
-            hosts = [_address(session, session.first("orchestrator").name, target.through_proxy)]
-            customer = _customer(session.first("users").url)
-        case TargetKind.USER_READS:
-            hosts = [_address(session, p.name, target.through_proxy) for p in stack.instances("users")]
-            customer = _customer(session.first("users").url)
-        case TargetKind.HTTP:
-            names = (
-                [target.instance]
-                if target.instance
-                else [p.name for p in stack.instances(target.service or "")]
-            )
-            if not names:
-                raise ConfigError(f"{path}: target.service: the stack runs no {target.service} instance")
-            _check_route(path, stack.url(names[0]), names[0], target.method, target.path)
-            hosts = [_address(session, name, target.through_proxy) for name in names]
-    events = str(stack.event_log("locust"))
-    stage = _Stage(build_plan(profile, hosts, customer=customer, events=events))
-    if profile.checks.any:
-        stage.facts = _caller_facts(profile, path, session)
-        stage.caller_url = stack.url(profile.checks.caller)
-        stage.before = read_calls(stage.caller_url, profile.checks.service)
-    return stage
-
-
-def _customer(users_url: str) -> str:
-    """A customer with credit that no run of orders can exhaust."""
-    customer = f"load-{uuid.uuid4().hex[:10]}"
-    body = {"id": customer, "name": "Load Customer", "email": f"{customer}@example.test", "credit": 10**12}
-    try:
-        answer = httpx.post(f"{users_url}/users", json=body, timeout=10.0, trust_env=False)
-    except httpx.HTTPError as exc:
-        raise EnvironmentUnavailable(f"creating a customer for the load failed: {exc}") from exc
-    if answer.status_code != 201:
-        raise EnvironmentUnavailable(f"creating a customer for the load failed: HTTP {answer.status_code}")
-    return customer
-
-
-def _check_route(path: Path, url: str, name: str, method: str, route: str) -> None:
-    """The route is one the instance documents (its OpenAPI), for that method; ConfigError otherwise."""
-    try:
-        spec = httpx.get(f"{url}/openapi.json", timeout=10.0, trust_env=False).json()
-        routes: dict[str, dict[str, object]] = spec["paths"]
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
-        raise EnvironmentUnavailable(f"cannot read the routes of {name} ({url}/openapi.json): {exc}") from exc
-    bare = route.split("?", 1)[0]
-    for template, operations in routes.items():
-        pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"
-        if re.match(pattern, bare):
-            if method.lower() in operations:
-                return
-            allowed = ", ".join(sorted(m.upper() for m in operations))
-            raise ConfigError(f"{path}: target.method: {name} answers {template} to {allowed}, not {method}")
-    raise ConfigError(
-        f"{path}: target.path: {route} is not a route of {name}; it has {', '.join(sorted(routes))}"
-    )
-
-
-def _caller_facts(profile: LoadProfile, path: Path, session: ChaosSession) -> checks.CallerFacts:
-    """The judged caller's balancer, breaker and timeout, and each instance's expected share, as the stack
-    handed them to the processes (their ``config/<instance>.json``)."""
-    caller, service = profile.checks.caller, profile.checks.service
-    kind = session.instance(caller).kind
-    configs = session.workdir / "config"
-    own = configs / f"{caller}.json"
-    settings = InstanceConfig.read(own).clients.get(service) if own.exists() else None
-    settings = settings or CLIENT_DEFAULTS.get(kind, {}).get(service)
-    if settings is None:
-        raise ConfigError(f"{path}: checks.caller: {caller} does not call {service}")
-    config = settings.to_config()
-    instances = tuple(sorted(p.name for p in session.stack.instances(service)))
-    declared = profile.checks.shares.weights if profile.checks.shares is not None else None
-    if declared is not None:
-        if set(declared) != set(instances):
-            raise ConfigError(
-                f"{path}: checks.shares.weights: name every instance of {service}: {', '.join(instances)}"
-            )
-        weights = dict(declared)
-    elif config.balancer == WEIGHTED:
-        weights = {name: _weight(configs / f"{name}.json") for name in instances}
-    else:
-        weights = dict.fromkeys(instances, 1)
-    total = sum(weights.values())
-    return checks.CallerFacts(
-        caller=caller,
-        service=service,
-        instances=instances,
-        expected={name: weights[name] / total for name in instances},
-        breaker=config.breaker,
-        attempt_timeout=config.attempt_timeout,
-    )
-
-
-def _weight(config: Path) -> int:
-    weight = InstanceConfig.read(config).weight if config.exists() else None
-    return weight or 1
 
 
 def _play(
@@ -406,7 +221,7 @@ def _run_outside(
     origin = time.monotonic()
     run = _play(profile, plan, files, distribution, locust_args, None, progress)
     timeline = build_timeline([events], origin=origin, end=time.monotonic())
-    return _finish(profile, path, files, run, timeline, _Stage(plan), None, earlier, warnings, [])
+    return _finish(profile, path, files, run, timeline, Prepared(plan), None, earlier, warnings, [])
 
 
 def _finish(
@@ -415,7 +230,7 @@ def _finish(
     files: LocustFiles,
     run: LocustRun,
     timeline: Timeline,
-    stage: _Stage,
+    stage: Prepared,
     after: CallCounts | None,
     earlier: LoadResults | None,
     warnings: list[str],

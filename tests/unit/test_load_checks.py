@@ -10,7 +10,7 @@ import pytest
 from harness.events import EventLog
 from harness.load import _checks as checks
 from harness.load._profile import BreakerCheck, Regression, SharesCheck, Thresholds
-from harness.load._runner import LoadSampler
+from harness.load._samples import LoadSampler
 from harness.load._stats import EndpointStats, HistoryRow
 from harness.resilience import BreakerConfig
 from harness.timeline import FaultSpan, Timeline

@@ -1,0 +1,51 @@
+"""Locust's stats-history rows as ``load.sample`` events on the run's timeline, and the rate they show.
+
+A row has a whole-second wall-clock timestamp: it is placed at the middle of its second, on the monotonic
+clock every process shares, so samples line up with the services' events and the fault windows.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from harness.events import EventLog
+from harness.load._stats import HistoryRow
+
+
+class LoadSampler:
+    """Turns stats-history rows into ``load.sample`` events, one per row. A sample's rate is the requests
+    completed since the row ``span`` rows before (1: the previous row; distributed runs use 2, as workers
+    report once a second, out of step with the rows)."""
+
+    def __init__(self, events: EventLog, *, span: int = 1) -> None:
+        self.events = events
+        self.span = span
+        self.offset = time.time() - time.monotonic()  # wall minus monotonic, now
+        self.points: list[tuple[float, int, int]] = []  # (wall time, requests, failures)
+        self.latest: HistoryRow | None = None
+        self.rate = 0.0
+
+    def started(self, mono: float) -> None:
+        self.points = [(mono + self.offset, 0, 0)]
+
+    def add(self, rows: list[HistoryRow]) -> None:
+        for row in rows:
+            at = row.timestamp + 0.5
+            since = self.points[max(0, len(self.points) - self.span)] if self.points else (at - 1.0, 0, 0)
+            seconds = max(at - since[0], 0.5)  # the first row can fall right at the start
+            self.rate = max(0, row.requests - since[1]) / seconds
+            failures = max(0, row.failures - since[2]) / seconds
+            self.points.append((at, row.requests, row.failures))
+            self.latest = row
+            self.events.emit(
+                "load.sample",
+                ts=datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds"),
+                mono=at - self.offset,
+                users=row.users,
+                rate=round(self.rate, 3),
+                failures=round(failures, 3),
+                p50=row.p50_ms,
+                p95=row.p95_ms,
+                p99=row.p99_ms,
+            )
