@@ -44,7 +44,8 @@ def toxiproxy(
     allow_remote: bool,
     port_file: Path | None,
 ) -> None:
-    """A Toxiproxy-compatible fault proxy server (the Toxiproxy 2.12 HTTP API and its seven toxics)."""
+    """A Toxiproxy-compatible fault proxy server (the Toxiproxy 2.12 HTTP API and its seven toxics, plus
+    the HTTP toxics http_error and http_latency, extensions applied per request)."""
     from harness._cli_common import build_settings, ensure_loopback
     from harness.faults import ToxiproxySettings, run_toxiproxy
 
