@@ -19,6 +19,7 @@ from harness.discovery import Instance, ServiceClient, ServiceClientConfig, Stat
 from harness.errors import CallError
 from harness.events import EventLog
 from harness.faults import AsyncProxy, AsyncToxiproxyClient, ToxiproxyServer
+from harness.faults._proxy import Connection
 from harness.resilience import BreakerConfig, BreakerState, RetryPolicy
 from harness.stack import Stack, load_topology
 from harness.stack._orders import place_orders
@@ -375,6 +376,32 @@ class TestFraming:
             async with proxy.toxic("http_error", stream="upstream", status=500):
                 assert (await client.get("/during")).status_code == 500
             assert (await client.get("/after")).status_code == 200
+
+
+def fast(connection: Connection) -> bool:
+    """No HTTP layer, and both links writing straight to the other socket."""
+    links = (connection.upstream, connection.downstream)
+    return connection.http is None and all(link.fast_write is not None for link in links)
+
+
+async def test_removal_gives_open_connections_the_fast_path_back(upstream: HttpUpstream) -> None:
+    """Once the last HTTP toxic is gone and nothing is in flight, an open keep-alive connection leaves the
+    HTTP layer: its links write straight to the other socket again."""
+    async with ToxiproxyServer(seed=1) as server, AsyncToxiproxyClient(server.url) as toxiproxy:
+        proxy = await toxiproxy.create_proxy("web", upstream.address)
+        collection = server._collection
+        assert collection is not None
+        served = collection.proxies["web"]
+        async with keep_alive(proxy) as client:
+            await client.get("/before")
+            [connection] = served.connections
+            assert fast(connection)
+            async with proxy.toxic("http_latency", stream="upstream", latency_max=1):
+                await client.get("/during")
+                assert not fast(connection)
+            assert fast(connection)
+            assert (await client.get("/after")).status_code == 200
+        assert upstream.connections == 1
 
 
 INSTANCE_ID = "web-1"
