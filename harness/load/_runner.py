@@ -37,7 +37,7 @@ from harness.load._stats import EndpointStats, HistoryRow, read_failures, read_f
 from harness.load._target import Prepared, check_names, prepare
 from harness.net import is_loopback_url
 from harness.report import FigureSection, Table, Verdict
-from harness.stack import Stack, load_topology
+from harness.stack import Stack, Topology, load_topology
 from harness.timeline import BreakerTransition, MembershipChange, Timeline, build_timeline
 
 Progress = Callable[[str], None]
@@ -93,10 +93,11 @@ def run_load(
         return _run_outside(
             profile, profile_path, files, distribution, locust_args, earlier, warnings, progress
         )
+    topology: Topology | None = None
     if stack is None and attach is None:
-        topology = load_topology(topology_path)
+        topology = load_topology(topology_path)  # names are checked before a stack is started for them
         check_names(profile, profile_path, {name: kind for kind, name in topology.instances()})
-    session = _session(stack, attach, topology_path, workdir or report_dir / "stack", progress)
+    session = _session(stack, attach, topology, workdir or report_dir / "stack", progress)
     try:
         check_names(profile, profile_path, {n: p.kind for n, p in session.stack.processes.items()})
         prepared = prepare(profile, profile_path, session)
@@ -112,14 +113,15 @@ def run_load(
 
 
 def _session(
-    stack: Stack | None, attach: Path | None, topology_path: Path | None, workdir: Path, progress: Progress
+    stack: Stack | None, attach: Path | None, topology: Topology | None, workdir: Path, progress: Progress
 ) -> ChaosSession:
     if stack is not None:
         return ChaosSession(stack, owned=False, progress=progress)
     if attach is not None:
         return ChaosSession(AttachedStack(attach), owned=False, progress=progress)
     progress(f"starting the stack in {workdir}")
-    started = Stack(load_topology(topology_path), workdir, progress=progress).start()
+    assert topology is not None
+    started = Stack(topology, workdir, progress=progress).start()
     return ChaosSession(started, owned=True, progress=progress)
 
 
