@@ -21,6 +21,7 @@ LAZY_COMMANDS = {
     "contract": "harness._contract_cli:contract",
     "fault": "harness._fault_cli:fault",
     "load": "harness._load_cli:load",
+    "pyramid": "harness._pyramid_cli:pyramid",
     "run": "harness._run_cli:run",
     "serve": "harness._serve_cli:serve",
     "status": "harness._up_cli:status",

@@ -1,4 +1,6 @@
-"""Marks each test with its pyramid level, taken from its folder, and rejects tests outside the levels."""
+"""Marks each test with its pyramid level, taken from its folder, and rejects tests outside the levels; checks
+the behaviours a test declares (``@pytest.mark.behaviour``) against the catalogue and writes them, with the
+level, into the test's JUnit XML properties, which ``harness pyramid`` reads."""
 
 from __future__ import annotations
 
@@ -6,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import HarnessError
+from harness.pyramid import MARKER, MARKER_HELP, behaviours_of, junit_properties
+
 LEVELS = ("unit", "integration", "contract", "fuzz", "chaos", "load", "e2e")
 TESTS_ROOT = Path(__file__).parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -17,3 +26,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if level not in LEVELS:
             raise pytest.UsageError(f"{relative}: tests must live in one of tests/{{{','.join(LEVELS)}}}/")
         item.add_marker(getattr(pytest.mark, level))
+        marks = [(mark.args, mark.kwargs) for mark in item.iter_markers(MARKER)]
+        callspec = getattr(item, "callspec", None)
+        try:
+            held = behaviours_of(marks, callspec.id if callspec is not None else None)
+        except HarnessError as exc:
+            raise pytest.UsageError(f"{item.nodeid}: {exc}") from exc
+        item.user_properties.extend(junit_properties(level, held))
