@@ -15,11 +15,11 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "inventory"
 
 
 def pytest_in(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``pytest -p harness.pytest_plugin`` in ``project`` (as the ``pytest11`` entry point would load it),
+    """``pytest`` in ``project``, the plugin loaded by its ``pytest11`` entry point as in a user's project,
     every warning an error; the plugins of this environment that warn about their own settings are off."""
-    others = ["-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "no:pact"]
+    others = ["-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "no:pact", "-p", "no:locust"]
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "harness.pytest_plugin", *others, "-W", "error", "-q", *args],
+        [sys.executable, "-m", "pytest", *others, "-W", "error", "-q", *args],
         cwd=project, env=child_env(), capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
 
