@@ -202,6 +202,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         ("proxy.enable_disable", "a disabled proxy refuses connections and closes open ones"),
         ("proxy.clients", "existing clients (toxiproxy-python, the harness's own) drive the proxy unchanged"),
         ("proxy.supervised", "a killed fault proxy is restarted on its ports with its toxics"),
+        ("proxy.http_framing", "the HTTP layer frames pipelined messages exactly; other bytes pass as is"),
     ),
     *_rows(
         Group.EXPERIMENT,
@@ -248,6 +249,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         ),
         ("load.baseline", "regressions against a baseline run are reported"),
         ("load.distributed", "a master and its workers share the load; none outlives the run"),
+        ("load.profiles", "a load profile's mistakes are refused before anything starts, naming the key"),
         ("load.locust_isolated", "Locust runs in a subprocess only, never imported by the harness or pytest"),
     ),
     *_rows(

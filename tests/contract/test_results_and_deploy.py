@@ -64,6 +64,7 @@ USERS_REGISTRY = pact_file("users", "registry", HEARTBEAT)
 PACTS = [ORCH_USERS, USERS_REGISTRY]
 
 
+@pytest.mark.behaviour("contract.can_i_deploy")
 class TestCanIDeploy:
     def test_yes_when_every_pact_of_the_service_passed(self) -> None:
         """users is provider of one pact and consumer of another: both verified and passing."""
@@ -93,6 +94,7 @@ class TestCanIDeploy:
             can_i_deploy("billing", PACTS, [])
 
 
+@pytest.mark.behaviour("contract.can_i_deploy")
 class TestRecord:
     def test_results_merge_per_pair_and_read_back(self, tmp_path: Path) -> None:
         path = tmp_path / "results.json"
@@ -110,6 +112,7 @@ class TestRecord:
         assert caught.value.exit_code == 3
 
 
+@pytest.mark.behaviour("contract.can_i_deploy")
 class TestMatrix:
     def test_cells_and_interaction_verdicts(self) -> None:
         """A cell per consumer and provider; every interaction with its verdict and mismatches."""

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ._support import REPO_ROOT
 
 PACT = "orchestrator-notifications.json"
@@ -36,6 +38,7 @@ def run_consumer_tests(
     )
 
 
+@pytest.mark.behaviour("contract.stale_pact")
 def test_changed_contract_fails_naming_file_and_difference(tmp_path: Path) -> None:
     """Exit 1, with the file, the differing lines and how to update (the update itself: test_staleness)."""
     contracts = tmp_path / "contracts"

@@ -43,6 +43,7 @@ def write(folder: Path, document: dict[str, Any], name: str = "orchestrator-user
     return path
 
 
+@pytest.mark.behaviour("contract.stale_pact")
 class TestCompare:
     def test_same_contract_in_another_order_and_library_version_is_current(
         self, dirs: tuple[Path, Path]
@@ -91,6 +92,7 @@ class TestCompare:
         ]
 
 
+@pytest.mark.behaviour("contract.stale_pact")
 class TestUpdate:
     def test_update_rewrites_in_the_stable_form(self, dirs: tuple[Path, Path]) -> None:
         """UPDATE_CONTRACTS=1: the committed file becomes the produced one, without volatile metadata."""

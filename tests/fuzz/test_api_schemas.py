@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.fuzz._fuzz import AnyCase, FuzzRun, load_schema
 from tests.fuzz._services import alone, orchestrator_stack
@@ -19,6 +20,7 @@ def fuzzed(run: FuzzRun, url: str, runs: list[FuzzRun]) -> FuzzRun:
     return run.fuzz(load_schema(url))
 
 
+@pytest.mark.behaviour("services.schema", "services.bad_input")
 class TestServicesKeepTheirSchema:
     def test_users(self, tmp_path: Path, fuzz_runs: list[FuzzRun]) -> None:
         """users: no 5xx, every status, content type, header and body as documented, Allow complete."""

@@ -52,6 +52,7 @@ def new_user(http: httpx.Client, credit: int = 100) -> str:
     return user_id
 
 
+@pytest.mark.behaviour("services.schema")
 class TestAllowHeader:
     def test_a_405_names_every_method_of_the_resource(self, users: httpx.Client) -> None:
         """OPTIONS on a resource with GET and POST: 405, and Allow lists both (not only the first route's)."""
@@ -61,6 +62,7 @@ class TestAllowHeader:
         assert response.json()["message"].endswith("allowed: GET, POST.")
 
 
+@pytest.mark.behaviour("services.schema", "services.bad_input")
 class TestDocumentedErrors:
     def test_a_body_that_is_not_json_is_a_documented_400(self, users: httpx.Client) -> None:
         """POST /users with a NUL byte for a body: 400 malformed_json, documented with the error body."""
@@ -96,6 +98,7 @@ class TestDocumentedErrors:
         conforms(users, "/users/{user_id}/reservations", "POST", response)
 
 
+@pytest.mark.behaviour("services.schema")
 class TestIntegersAsJsonSchemaHasThem:
     def test_integer_valued_floats_are_integers(self, users: httpx.Client) -> None:
         """credit 250.0 and amount 233968741.0 are the integers 250 and 233968741 (JSON Schema's integers)."""
@@ -150,6 +153,7 @@ def orchestrator(workdir: Path) -> Iterator[httpx.Client]:
         yield http
 
 
+@pytest.mark.behaviour("services.schema")
 class TestOrderIds:
     def test_an_order_id_longer_than_documented_is_refused(self, tmp_path: Path) -> None:
         """GET /orders/{id} documents a bounded id and answers 422 for a longer one, 404 for a fitting one."""

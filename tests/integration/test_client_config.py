@@ -63,6 +63,7 @@ balancer = "weighted_round_robin"
         yield stack
 
 
+@pytest.mark.behaviour("balancer.weights", "client.configuration")
 class TestWeights:
     def test_weighted_round_robin_follows_the_topologys_weights(self, weighted: Stack) -> None:
         """weight = [1, 1, 2]: the orchestrator sends users-3 half its users calls, the others a quarter."""
@@ -97,6 +98,7 @@ deadline = 4.5
         yield stack
 
 
+@pytest.mark.behaviour("client.configuration")
 class TestBreakerOff:
     def test_a_failing_instance_keeps_getting_calls(self, breakerless: Stack) -> None:
         """breaker = false, users-2's proxy down: it keeps getting its round-robin turn until the end."""
@@ -145,6 +147,7 @@ instances = 0
         yield stack
 
 
+@pytest.mark.behaviour("registry.registration")
 class TestHealthChecksOff:
     def test_instances_register_without_a_health_url(self, ttl_only: Stack) -> None:
         """[registry] health_checks = false: instances register no health URL and are listed as passing."""

@@ -11,6 +11,7 @@ import pytest
 from harness.demo import DemoSettings, run_demo, shielded_bound
 
 
+@pytest.mark.behaviour("breaker.half_open_probes", "harness.demo")
 def test_a_long_failing_phase_passes_with_its_half_open_probes(tmp_path: Path) -> None:
     """400 calls against a breaker that probes every 0.2 s: echo-2 sees more than the 3 failures that open
     it, and no more than one probe per open period."""
@@ -25,6 +26,7 @@ def test_a_long_failing_phase_passes_with_its_half_open_probes(tmp_path: Path) -
     assert (tmp_path / "events" / "registry.jsonl").exists()
 
 
+@pytest.mark.behaviour("breaker.half_open_probes")
 @pytest.mark.parametrize(
     ("elapsed", "bound"),
     [

@@ -78,6 +78,7 @@ async def wait_until_members(lookup: RegistryLookup, expected: set[str], within:
 
 
 class TestMembership:
+    @pytest.mark.behaviour("registry.registration")
     async def test_instances_register_and_appear_in_lookups(
         self, echoes: dict[str, ServiceProcess], lookup: RegistryLookup
     ) -> None:
@@ -86,6 +87,7 @@ class TestMembership:
         ports = {i.id: i.port for i in await lookup.instances("echo")}
         assert ports == {name: process.port for name, process in echoes.items()}
 
+    @pytest.mark.behaviour("registry.health_check_eviction")
     async def test_killed_instance_leaves_lookups(
         self, echoes: dict[str, ServiceProcess], lookup: RegistryLookup
     ) -> None:
@@ -95,6 +97,7 @@ class TestMembership:
         took = await wait_until_members(lookup, {"echo-1", "echo-2"}, within=5.0)
         assert took <= CHECK_INTERVAL + CHECK_TIMEOUT + 1.0
 
+    @pytest.mark.behaviour("registry.ttl_eviction", "registry.health_check_eviction")
     async def test_silent_instance_is_evicted_within_ttl_and_returns_when_it_wakes(
         self, echoes: dict[str, ServiceProcess], lookup: RegistryLookup
     ) -> None:
@@ -110,6 +113,7 @@ class TestMembership:
         assert took <= TTL + CHECK_INTERVAL + 0.5
         await wait_until_members(lookup, set(echoes), within=5.0)
 
+    @pytest.mark.behaviour("registry.registration")
     async def test_graceful_stop_deregisters(
         self, echoes: dict[str, ServiceProcess], lookup: RegistryLookup, registry: ServiceProcess
     ) -> None:
@@ -122,6 +126,7 @@ class TestMembership:
         assert answer.status_code == 404
 
 
+@pytest.mark.behaviour("discovery.cache_through_outage", "discovery.follows_membership")
 class TestRegistryOutage:
     async def test_cache_serves_during_outage_and_catches_up(
         self,
@@ -163,6 +168,7 @@ class TestRegistryOutage:
 
 
 class TestServiceClientAgainstRealInstances:
+    @pytest.mark.behaviour("breaker.opens", "breaker.rejects_while_open", "balancer.skips_open_breakers")
     async def test_failing_instance_is_shielded_by_its_breaker(
         self, echoes: dict[str, ServiceProcess], lookup: RegistryLookup
     ) -> None:
@@ -181,6 +187,7 @@ class TestServiceClientAgainstRealInstances:
         assert client.breaker("echo-1").state is BreakerState.OPEN
         assert served == 3
 
+    @pytest.mark.behaviour("client.timeouts")
     async def test_timeout_against_a_slow_instance_moves_on(
         self, echoes: dict[str, ServiceProcess], lookup: RegistryLookup
     ) -> None:

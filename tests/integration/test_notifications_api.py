@@ -54,6 +54,7 @@ def metric(text: str, name: str) -> float:
     raise AssertionError(f"no sample {name}")
 
 
+@pytest.mark.behaviour("notifications.deduplicated")
 class TestAccept:
     """Idempotent by notification id: a redelivery is answered, never stored twice."""
 
@@ -160,6 +161,7 @@ BAD_INPUT = [
 ]  # fmt: skip
 
 
+@pytest.mark.behaviour("services.bad_input")
 @pytest.mark.parametrize(("request_kwargs", "status", "error", "hint"), BAD_INPUT)
 async def test_bad_input_is_a_clear_4xx(
     http: httpx.AsyncClient, request_kwargs: dict[str, Any], status: int, error: str, hint: str
@@ -171,6 +173,7 @@ async def test_bad_input_is_a_clear_4xx(
     assert hint.lower() in response.json()["message"].lower()
 
 
+@pytest.mark.behaviour("services.persistence", "notifications.deduplicated")
 def test_notifications_survive_a_restart(tmp_path: Path) -> None:
     """A new process on the same file has the records, and still deduplicates against them."""
     database = tmp_path / "notifications.db"
@@ -184,6 +187,7 @@ def test_notifications_survive_a_restart(tmp_path: Path) -> None:
     assert (redelivery.status_code, redelivery.json()) == (200, stored)
 
 
+@pytest.mark.behaviour("services.load_shedding")
 async def test_sheds_load_while_a_request_holds_its_only_slot(tmp_path: Path) -> None:
     """max_in_flight=1: a store waiting for the database lock holds the slot; a GET meanwhile gets 503."""
     database = tmp_path / "notifications.db"

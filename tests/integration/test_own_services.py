@@ -48,6 +48,7 @@ def inventory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
 
 
+@pytest.mark.behaviour("harness.own_services")
 class TestAnOwnCommand:
     def test_each_instance_is_registered_behind_its_proxy_with_a_direct_health_check(
         self, inventory: Stack
@@ -94,6 +95,7 @@ class TestAnOwnCommand:
         assert inventory.processes["inventory-2"].port == port
 
 
+@pytest.mark.behaviour("harness.own_services")
 class TestTheAgent:
     def test_it_heartbeats_only_while_the_instance_is_healthy(
         self, tmp_path: Path, health_target: HealthTarget
@@ -120,6 +122,7 @@ class TestTheAgent:
                          "agent.deregistered"]  # fmt: skip
 
 
+@pytest.mark.behaviour("harness.own_services")
 class TestExternal:
     def test_it_is_proxied_registered_and_left_running(
         self, tmp_path: Path, health_target: HealthTarget
@@ -151,6 +154,7 @@ class TestExternal:
         assert not (tmp_path / "stack.json").exists()
 
 
+@pytest.mark.behaviour("harness.own_services")
 def test_a_command_that_cannot_run_is_a_start_error_naming_it(tmp_path: Path) -> None:
     broken = OwnServiceTopology(command=["./no-such-program", "{port}"], cwd=str(tmp_path))
     topology = Topology(registry=FAST, services={**NO_REFERENCE, "broken": broken}, proxies=False)

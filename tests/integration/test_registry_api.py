@@ -80,6 +80,7 @@ def events_for(registry: RunningRegistry, instance_id: str) -> list[dict[str, An
     return [e for e in read_events(registry.event_log) if e.get("instance_id") == instance_id]
 
 
+@pytest.mark.behaviour("registry.registration")
 class TestRegistration:
     """Register, refresh, conflict and deregister."""
 
@@ -161,6 +162,7 @@ class TestRegistration:
         assert (await client.get(f"/v1/instances/{instance_id}")).status_code == 404
 
 
+@pytest.mark.behaviour("registry.ttl_eviction")
 class TestHeartbeat:
     """Heartbeats keep an instance alive; unknown ids get 404 so clients re-register."""
 
@@ -183,6 +185,7 @@ class TestHeartbeat:
         assert response.json()["error"] == "not_found"
 
 
+@pytest.mark.behaviour("registry.ttl_eviction")
 class TestExpiry:
     """An instance that stops heartbeating disappears after its TTL, and not before."""
 
@@ -212,6 +215,7 @@ class TestExpiry:
         assert "heartbeat" in expired[0]["reason"]
 
 
+@pytest.mark.behaviour("registry.healthy_lookups")
 class TestLookup:
     """Lookups list healthy instances sorted by id; unknown services are empty, not 404."""
 
@@ -260,6 +264,7 @@ async def _is(probe: Awaitable[str | None], expected: str) -> bool | None:
     return True if await probe == expected else None
 
 
+@pytest.mark.behaviour("registry.health_check_eviction")
 class TestActiveHealthChecks:
     """Failed checks make an instance critical at once and evict it after n in a row; a pass restores it."""
 
@@ -325,6 +330,7 @@ class TestActiveHealthChecks:
         assert ids(await lookup(client, service, healthy="false")) == []
 
 
+@pytest.mark.behaviour("registry.critical_until_checked")
 class TestFirstCheck:
     """A (re-)registered instance with a health URL is critical until its first check passes (as Consul)."""
 
@@ -419,6 +425,7 @@ async def wait_until_blocked(client: httpx.AsyncClient) -> None:
     await eventually(blocked, within=5.0, what="the query to block")
 
 
+@pytest.mark.behaviour("registry.blocking_queries")
 class TestBlockingQueries:
     """``index`` + ``wait`` hold a lookup until the service changes or the wait runs out."""
 
@@ -473,6 +480,7 @@ class TestBlockingQueries:
         assert listing["index"] > 0
 
 
+@pytest.mark.behaviour("registry.blocking_queries")
 class TestShutdown:
     """SIGTERM answers blocked queries at once instead of holding shutdown for the graceful timeout."""
 
@@ -493,6 +501,7 @@ class TestShutdown:
         assert listing["instances"] == []
 
 
+@pytest.mark.behaviour("services.operations")
 class TestOperations:
     """Health, metrics and the event log."""
 
@@ -553,6 +562,7 @@ WRITES = [
 ]
 
 
+@pytest.mark.behaviour("registry.write_token")
 class TestWriteToken:
     """With a token, writes without it are 401 and with a wrong one 403; reads stay open."""
 

@@ -103,6 +103,7 @@ async def _chunks(total: int, size: int = 8192) -> AsyncIterator[bytes]:
     yield b'"}}'
 
 
+@pytest.mark.behaviour("services.bad_input")
 @pytest.mark.parametrize(("method", "path", "request_kwargs", "status", "error", "hint"), BAD_INPUT)
 async def test_bad_input_is_a_clear_4xx(
     client: httpx.AsyncClient,
@@ -153,6 +154,7 @@ _payloads = _json | st.fixed_dictionaries(
 )
 
 
+@pytest.mark.behaviour("services.bad_input")
 def test_fuzzed_registrations_never_get_a_5xx(registry: RunningRegistry) -> None:
     """Any JSON body (NaN, lone surrogates and all) under any id: a success or a JSON 4xx."""
     with httpx.Client(base_url=registry.url, timeout=10.0, trust_env=False) as http:
@@ -176,6 +178,7 @@ def test_fuzzed_registrations_never_get_a_5xx(registry: RunningRegistry) -> None
         check()
 
 
+@pytest.mark.behaviour("services.bad_input")
 async def test_full_registry_refuses_new_ids_with_507() -> None:
     """Past ``max_instances`` a new id gets 507 ``registry_full``; known ids can still refresh."""
     app = create_app(RegistrySettings(max_instances=1))
@@ -198,6 +201,7 @@ TOKEN_FILE_CASES = [
 ]
 
 
+@pytest.mark.behaviour("registry.write_token")
 class TestBadTokenFile:
     """A token file the registry or an instance cannot use: exit 2, one line, the token never echoed."""
 

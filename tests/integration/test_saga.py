@@ -71,6 +71,7 @@ def invariant_violations(stack: Stack) -> list[str]:
 
 
 class TestOrderSaga:
+    @pytest.mark.behaviour("saga.completes")
     def test_order_completes_and_holds_credit(self, stack: Stack) -> None:
         """201 COMPLETED; credit held at users; exactly one notification for the order."""
         user = create_user(stack, credit=1000)
@@ -89,6 +90,7 @@ class TestOrderSaga:
         assert [n["notification_id"] for n in order_notes] == [f"order-{order['order_id']}-completed"]
         assert invariant_violations(stack) == []
 
+    @pytest.mark.behaviour("saga.idempotent_orders")
     def test_replayed_post_creates_one_order(self, stack: Stack) -> None:
         """The same Idempotency-Key twice: one order, the second answer 200 with the same id."""
         user = create_user(stack, credit=1000)
@@ -101,6 +103,7 @@ class TestOrderSaga:
         reservations = httpx.get(f"{stack.instances('users')[2].url}/users/{user}/reservations").json()
         assert len(reservations["reservations"]) == 1
 
+    @pytest.mark.behaviour("saga.idempotent_orders")
     def test_same_key_for_a_different_order_conflicts(self, stack: Stack) -> None:
         """A key reused with another amount is a 409 naming the first order."""
         user = create_user(stack, credit=1000)
@@ -109,6 +112,7 @@ class TestOrderSaga:
         assert conflict.status_code == 409
         assert first["order_id"] in conflict.json()["message"]
 
+    @pytest.mark.behaviour("saga.compensation")
     def test_insufficient_credit_compensates(self, stack: Stack) -> None:
         """More than the credit: users says no, the saga ends COMPENSATED and nothing is held."""
         user = create_user(stack, credit=50)
@@ -117,6 +121,7 @@ class TestOrderSaga:
         assert order["reason"].startswith("reserve_credit rejected")
         assert httpx.get(f"{stack.instances('users')[0].url}/users/{user}").json()["reserved"] == 0
 
+    @pytest.mark.behaviour("services.bad_input")
     @pytest.mark.parametrize(
         ("body", "headers"),
         [
@@ -137,6 +142,7 @@ class TestOrderSaga:
         assert 400 <= answer.status_code < 500
         assert answer.json()["error"]
 
+    @pytest.mark.behaviour("services.bad_input")
     def test_unknown_order_is_404(self, stack: Stack) -> None:
         """GET of an order that does not exist is a JSON 404."""
         answer = httpx.get(f"{stack.url('orchestrator-1')}/orders/nope")
@@ -145,6 +151,7 @@ class TestOrderSaga:
 
 
 class TestFailures:
+    @pytest.mark.behaviour("saga.pivot_rule")
     def test_notifications_down_after_the_pivot_delays_the_customer_but_undoes_nothing(
         self, own_stack: Stack
     ) -> None:
@@ -164,6 +171,7 @@ class TestFailures:
         assert not [step for step, _ in done if step in ("cancel_order", "release_credit")]
         assert invariant_violations(own_stack) == []
 
+    @pytest.mark.behaviour("saga.crash_recovery", "saga.invariants")
     def test_orchestrator_killed_with_sagas_in_flight_leaves_no_half_done_order(
         self, own_stack: Stack
     ) -> None:

@@ -52,6 +52,7 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+@pytest.mark.behaviour("services.operations")
 class TestServiceApp:
     """Errors are JSON, health follows the service's own check, metrics label route templates."""
 

@@ -40,6 +40,7 @@ def restart_in_a_thread(stack: Stack, name: str) -> ServiceProcess:
     return restarted[0]
 
 
+@pytest.mark.behaviour("harness.up")
 class TestRestartFromAThread:
     def test_the_child_outlives_the_thread_that_restarted_it(self, stack: Stack) -> None:
         """Restarted from a thread that then exits, the registry still runs and answers seconds later."""

@@ -88,6 +88,7 @@ def refused(listen: str) -> bool:
     return False
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestConventions:
     @pytest.mark.parametrize(
         ("method", "path"),
@@ -220,6 +221,7 @@ class TestConventions:
         assert response.content.endswith(b'"toxicity":' + printed + b"}")
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestObjects:
     def test_listen_port_zero_is_echoed_as_bound(self, api: httpx.Client) -> None:
         proxy = create(api, "zero")
@@ -288,6 +290,7 @@ class TestObjects:
         assert [t["name"] for t in api.get("/proxies/listing").json()["toxics"]] == ["u1", "u2", "d1", "d2"]
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestProxies:
     def test_index_empty(self, api: httpx.Client) -> None:
         response = api.get("/proxies")
@@ -408,6 +411,7 @@ class TestProxies:
         assert_error(api.delete("/proxies/gone"), 404, "proxy not found")
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestToxics:
     def test_index(self, api: httpx.Client) -> None:
         create(api, "tx")
@@ -540,6 +544,7 @@ class TestToxics:
         assert_error(api.delete("/proxies/nope/toxics/latency_downstream"), 404, "proxy not found")
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestReset:
     def test_enables_every_proxy_and_removes_every_toxic(self, api: httpx.Client) -> None:
         create(api, "r1")
@@ -552,6 +557,7 @@ class TestReset:
         assert all(p["enabled"] and p["toxics"] == [] for p in proxies.values())
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestPopulate:
     def test_creates_and_answers_201(self, api: httpx.Client) -> None:
         body = [
@@ -644,6 +650,7 @@ class TestPopulate:
         assert sorted(api.get("/proxies").json()) == ["p1"]
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestRouter:
     def test_unknown_path(self, api: httpx.Client) -> None:
         response = api.get("/proxies/a/b/c/d")
@@ -670,6 +677,7 @@ class TestRouter:
         assert api.get("/metrics").status_code == 404
 
 
+@pytest.mark.behaviour("proxy.api")
 @embedded_only
 class TestEmbeddedExtras:
     """Behaviour only the embedded server has: metrics on demand and the loopback-only policy."""

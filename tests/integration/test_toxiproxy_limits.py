@@ -75,6 +75,7 @@ def loopback_port(listen: str) -> int:
     return int(port)
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestBodySize:
     def test_oversized_body_is_413_with_a_clear_message(self, api: httpx.Client) -> None:
         """A body over the limit is refused by its Content-Length, and the client still reads the answer."""
@@ -109,6 +110,7 @@ class TestBodySize:
         assert response.status_code == 201, response.text
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestNesting:
     @pytest.mark.parametrize(
         ("body", "character"),
@@ -147,6 +149,7 @@ class TestNesting:
 HOUR_MS = 3_600_000
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestToxicValues:
     @pytest.mark.parametrize(
         ("toxic", "message"),
@@ -247,6 +250,7 @@ class TestToxicValues:
             assert api.post("/proxies/tx/toxics", json=toxic).status_code == 200
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestNames:
     @pytest.mark.parametrize(
         ("name", "message"),
@@ -277,6 +281,7 @@ class TestNames:
         assert api.delete(f"/proxies/{name}").status_code == 204
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestEmptyListen:
     """Toxiproxy listens on every interface when listen is empty; here it is a random loopback port."""
 
@@ -356,6 +361,7 @@ def echo_address() -> Iterator[str]:
     thread.join(5)
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestDataPlaneDuringApiAbuse:
     def test_proxied_traffic_keeps_flowing_while_bad_bodies_are_posted(
         self, tmp_path: Path, echo_address: str

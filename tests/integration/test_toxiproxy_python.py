@@ -79,6 +79,7 @@ def refuses(listen: str) -> bool:
     return False
 
 
+@pytest.mark.behaviour("proxy.clients")
 class TestServer:
     def test_running_and_version(self, toxiproxy: Toxiproxy) -> None:
         """``running`` connects to the API port; ``version`` returns the raw body bytes."""
@@ -145,7 +146,9 @@ class TestServer:
             return int(sock.getsockname()[1])
 
 
+@pytest.mark.behaviour("proxy.clients")
 class TestToxics:
+    @pytest.mark.behaviour("toxic.latency")
     def test_add_toxic_slows_traffic(self, toxiproxy: Toxiproxy, echo_address: str) -> None:
         proxy = toxiproxy.create(upstream=echo_address, name="py_slow")
         proxy.add_toxic(type="latency", attributes={"latency": 200})
@@ -180,6 +183,7 @@ class TestToxics:
             proxy.add_toxic(type="laser")
 
 
+@pytest.mark.behaviour("proxy.clients", "proxy.enable_disable")
 class TestEnableDisable:
     def test_disable_and_enable(self, toxiproxy: Toxiproxy, echo_address: str) -> None:
         proxy = toxiproxy.create(upstream=echo_address, name="py_switch")

@@ -41,6 +41,7 @@ async def http(users: ServiceProcess) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+@pytest.mark.behaviour("users.credit_rules")
 class TestUsers:
     """Create, read, 404 and 409."""
 
@@ -83,6 +84,7 @@ class TestUsers:
         assert (await http.get(f"/users/{first['id']}")).json() == first
 
 
+@pytest.mark.behaviour("users.credit_rules")
 class TestReservations:
     """Reserve with an idempotency key, confirm, release, and the rules between them."""
 
@@ -102,6 +104,7 @@ class TestReservations:
         }
         assert await balance(http, user["id"]) == (30, 70)
 
+    @pytest.mark.behaviour("users.idempotent_reservations")
     async def test_replay_returns_the_first_reservation(self, http: httpx.AsyncClient) -> None:
         """Same id, user and amount: 200 with the stored view, and still one reservation."""
         user = await create_user(http, credit=100)
@@ -115,6 +118,7 @@ class TestReservations:
         assert [r["reservation_id"] for r in listing] == [rid]
         assert await balance(http, user["id"]) == (40, 60)
 
+    @pytest.mark.behaviour("users.idempotent_reservations")
     async def test_replay_succeeds_when_the_credit_is_used_up(self, http: httpx.AsyncClient) -> None:
         """A retry of a reservation that took the last credit is a replay, not a new demand."""
         user = await create_user(http, credit=50)
@@ -122,6 +126,7 @@ class TestReservations:
         assert (await reserve(http, user["id"], rid, 50)).status_code == 201
         assert (await reserve(http, user["id"], rid, 50)).status_code == 200
 
+    @pytest.mark.behaviour("users.idempotent_reservations")
     @pytest.mark.parametrize(
         ("other_user", "amount"),
         [pytest.param(False, 41, id="other-amount"), pytest.param(True, 40, id="other-user")],
@@ -205,6 +210,7 @@ class TestReservations:
         assert (release.status_code, error_of(release)) == (409, "invalid_state")
         assert await balance(http, user["id"]) == (25, 75)
 
+    @pytest.mark.behaviour("users.idempotent_reservations")
     async def test_release_before_reserve_leaves_a_tombstone(self, http: httpx.AsyncClient) -> None:
         """A compensation overtaking its reserve: 200, then the late reserve is refused, holding nothing."""
         user = await create_user(http, credit=100)
@@ -246,6 +252,7 @@ class TestReservations:
         assert await balance(http, user["id"]) == (20, 80)
 
 
+@pytest.mark.behaviour("services.operations")
 class TestEvents:
     async def test_each_change_is_an_event(self, http: httpx.AsyncClient, users: ServiceProcess) -> None:
         """users.created/reserved/confirmed/released land in the JSON-lines log, replays marked as such."""
@@ -265,6 +272,7 @@ class TestEvents:
         ]
 
 
+@pytest.mark.behaviour("services.operations")
 class TestOperations:
     async def test_ready_checks_the_database(self, http: httpx.AsyncClient) -> None:
         response = await http.get("/ready")
@@ -279,6 +287,7 @@ class TestOperations:
         assert "users_created_total " in text
 
 
+@pytest.mark.behaviour("services.persistence")
 def test_data_survives_a_restart(tmp_path: Path) -> None:
     """Stop the process, start a new one on the same file: users and reservations are there."""
     database = tmp_path / "users.db"

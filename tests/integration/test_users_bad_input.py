@@ -109,6 +109,7 @@ async def http(users: ServiceProcess) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+@pytest.mark.behaviour("services.bad_input")
 @pytest.mark.parametrize(("method", "path", "request_kwargs", "status", "error", "hint"), BAD_INPUT)
 async def test_bad_input_is_a_clear_4xx(
     http: httpx.AsyncClient,
@@ -145,6 +146,7 @@ _reservations = _json | st.fixed_dictionaries(
 )
 
 
+@pytest.mark.behaviour("services.bad_input")
 def test_fuzzed_requests_never_get_a_5xx(users: ServiceProcess) -> None:
     """Any JSON body to create, reserve, confirm or release, under any ids: a success or a JSON 4xx."""
     with httpx.Client(base_url=users.url, timeout=10.0, trust_env=False) as http:

@@ -53,6 +53,7 @@ async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+@pytest.mark.behaviour("services.load_shedding")
 class TestMiddleware:
     """The shared middleware in-process: deterministic, no sockets."""
 
@@ -91,6 +92,7 @@ class TestMiddleware:
             LoadShedMiddleware(app, max_in_flight=0)
 
 
+@pytest.mark.behaviour("services.load_shedding")
 async def test_a_real_users_process_sheds_while_a_request_holds_its_only_slot(tmp_path: Path) -> None:
     """max_in_flight=1: a create waiting for the database lock holds the slot; a GET meanwhile gets 503."""
     database = tmp_path / "users.db"

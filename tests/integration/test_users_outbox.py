@@ -69,6 +69,7 @@ async def all_notified(
     return await eventually(probe, within=within, what=f"notifications for {len(user_ids)} users", every=0.05)
 
 
+@pytest.mark.behaviour("outbox.at_least_once", "notifications.deduplicated")
 async def test_a_created_user_is_notified_exactly_once(
     tmp_path: Path, registry: RunningRegistry, processes: list[ServiceProcess]
 ) -> None:
@@ -98,6 +99,7 @@ async def _delivered_rows(database: Path) -> list[tuple[str, str | None]] | None
     return rows if rows and all(delivered for _, delivered in rows) else None
 
 
+@pytest.mark.behaviour("outbox.at_least_once")
 async def test_three_instances_share_one_outbox(
     tmp_path: Path, registry: RunningRegistry, processes: list[ServiceProcess]
 ) -> None:
@@ -128,6 +130,7 @@ async def test_three_instances_share_one_outbox(
         assert (await http.get("/v1/instances/users-1")).status_code == 200
 
 
+@pytest.mark.behaviour("outbox.at_least_once")
 async def test_events_wait_while_notifications_is_down(
     tmp_path: Path, registry: RunningRegistry, processes: list[ServiceProcess]
 ) -> None:
@@ -155,6 +158,7 @@ async def test_events_wait_while_notifications_is_down(
     assert all(len(ids) == 1 for ids in seen.values()), seen
 
 
+@pytest.mark.behaviour("outbox.at_least_once")
 async def test_killed_while_relaying_delivers_everything_after_restart(
     tmp_path: Path, registry: RunningRegistry, processes: list[ServiceProcess]
 ) -> None:
@@ -214,6 +218,7 @@ def committed_users(database: Path) -> list[str]:
         return [row[0] for row in conn.execute("SELECT id FROM users")]
 
 
+@pytest.mark.behaviour("outbox.dead_letters")
 async def test_a_dead_letter_is_listed_counted_and_requeued(
     tmp_path: Path, processes: list[ServiceProcess]
 ) -> None:

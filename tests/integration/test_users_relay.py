@@ -110,6 +110,7 @@ async def new_user(rig: Rig, user_id: str = "ada") -> str:
     return event_id
 
 
+@pytest.mark.behaviour("outbox.at_least_once")
 async def test_sends_the_welcome_notification_keyed_by_the_event_id(rig: Rig) -> None:
     event_id = await new_user(rig)
     assert await rig.make_relay("users-1").relay_once() == 1
@@ -126,6 +127,7 @@ async def test_sends_the_welcome_notification_keyed_by_the_event_id(rig: Rig) ->
     assert rig.deliveries("delivered") == 1
 
 
+@pytest.mark.behaviour("outbox.at_least_once")
 async def test_a_duplicate_answer_counts_as_delivered(rig: Rig) -> None:
     """200: the receiver had it already (an earlier send whose mark was lost)."""
     event_id = await new_user(rig)
@@ -135,6 +137,7 @@ async def test_a_duplicate_answer_counts_as_delivered(rig: Rig) -> None:
     assert rig.deliveries("duplicate") == 1
 
 
+@pytest.mark.behaviour("outbox.at_least_once")
 @pytest.mark.parametrize("status", [pytest.param(503, id="unavailable"), pytest.param(429, id="too-many")])
 async def test_a_failed_row_backs_off_and_is_retried_when_due(rig: Rig, status: int) -> None:
     """Each failure counts an attempt and pushes the row back, doubling; then a success delivers it."""
@@ -158,6 +161,7 @@ async def test_a_failed_row_backs_off_and_is_retried_when_due(rig: Rig, status: 
     assert [e["attempts"] for e in rig.events.of_type("outbox.failed")] == [1, 2, 3]
 
 
+@pytest.mark.behaviour("outbox.dead_letters")
 @pytest.mark.parametrize("status", [pytest.param(409, id="conflict"), pytest.param(422, id="invalid")])
 async def test_a_refused_row_becomes_a_dead_letter_at_once_and_can_be_requeued(rig: Rig, status: int) -> None:
     """A clear 4xx would fail forever: the row leaves the outbox for the dead letters (counted, evented),
@@ -185,6 +189,7 @@ async def test_a_refused_row_becomes_a_dead_letter_at_once_and_can_be_requeued(r
     assert rig.metrics.get_sample_value("users_outbox_dead_letters") == 0
 
 
+@pytest.mark.behaviour("outbox.dead_letters")
 async def test_a_row_that_cannot_be_sent_becomes_a_dead_letter(rig: Rig) -> None:
     """An event type without a route is never sent and never retried."""
     with closing(sqlite3.connect(rig.database)) as conn, conn:
@@ -199,6 +204,7 @@ async def test_a_row_that_cannot_be_sent_becomes_a_dead_letter(rig: Rig) -> None
     assert rig.receiver.requests == []
 
 
+@pytest.mark.behaviour("outbox.at_least_once")
 async def test_a_leased_row_is_not_claimed_by_another_relay_until_the_lease_ends(rig: Rig) -> None:
     """The lease keeps relays sharing the database apart; a restarted owner frees its own leases."""
     event_id = await new_user(rig)
@@ -211,6 +217,7 @@ async def test_a_leased_row_is_not_claimed_by_another_relay_until_the_lease_ends
     assert [m.event_id for m in await rig.outbox.claim("users-3", now + LEASE, LEASE, 10)] == [event_id]
 
 
+@pytest.mark.behaviour("services.operations")
 async def test_pending_gauge_follows_the_backlog(rig: Rig) -> None:
     for user_id in ("a1", "a2", "a3"):
         await new_user(rig, user_id)

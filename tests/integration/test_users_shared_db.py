@@ -45,6 +45,7 @@ async def clients(
         yield one, two
 
 
+@pytest.mark.behaviour("users.credit_rules")
 async def test_a_user_created_on_one_instance_is_seen_by_the_other(
     clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
 ) -> None:
@@ -55,6 +56,7 @@ async def test_a_user_created_on_one_instance_is_seen_by_the_other(
     assert duplicate.status_code == 409
 
 
+@pytest.mark.behaviour("users.idempotent_reservations")
 async def test_identical_reserves_racing_on_two_instances_make_one_reservation(
     clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
 ) -> None:
@@ -71,6 +73,7 @@ async def test_identical_reserves_racing_on_two_instances_make_one_reservation(
     assert await balance(one, user["id"]) == (ROUNDS * 10, 0)
 
 
+@pytest.mark.behaviour("users.credit_rules")
 async def test_concurrent_demands_never_overbook_the_credit(
     clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
 ) -> None:
@@ -87,6 +90,7 @@ async def test_concurrent_demands_never_overbook_the_credit(
     assert await balance(two, user["id"]) == (100, 0)
 
 
+@pytest.mark.behaviour("services.persistence")
 def test_the_file_is_in_wal_mode(pair: tuple[ServiceProcess, ServiceProcess]) -> None:
     """WAL lets readers on one process go on while the other writes."""
     with closing(sqlite3.connect(pair[0].workdir / "users.db")) as conn:

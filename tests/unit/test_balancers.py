@@ -35,6 +35,7 @@ def picks(balancer: Balancer, pool: list[Candidate], n: int) -> list[str]:
 unique_ids = st.lists(st.text("abcdefgh", min_size=1, max_size=4), min_size=1, max_size=8, unique=True)
 
 
+@pytest.mark.behaviour("balancer.round_robin_shares")
 class TestRoundRobin:
     @settings(max_examples=200, deadline=None)
     @given(ids=unique_ids, n=st.integers(0, 100))
@@ -68,6 +69,7 @@ weighted_pools = st.lists(st.integers(1, 10), min_size=1, max_size=6).map(
 )
 
 
+@pytest.mark.behaviour("balancer.weights")
 class TestWeightedRoundRobin:
     @settings(max_examples=200, deadline=None)
     @given(pool=weighted_pools, k=st.integers(1, 4))
@@ -103,6 +105,7 @@ class TestWeightedRoundRobin:
         assert "gone" not in balancer._current
 
 
+@pytest.mark.behaviour("balancer.random")
 class TestRandom:
     def test_covers_every_candidate(self) -> None:
         """With a seeded rng, a few hundred picks reach every candidate, roughly evenly."""
@@ -118,6 +121,7 @@ class TestRandom:
         assert picks(RandomBalancer(random.Random(3)), pool, 20) == first
 
 
+@pytest.mark.behaviour("balancer.least_outstanding")
 class TestLeastOutstanding:
     def test_prefers_the_less_loaded(self) -> None:
         """With two candidates of different load it always picks the one with fewer calls in flight."""
@@ -222,12 +226,14 @@ class TestMakeBalancer:
 
 
 class TestChoose:
+    @pytest.mark.behaviour("balancer.skips_open_breakers")
     def test_skips_unavailable(self) -> None:
         """Candidates whose breaker says no are never picked."""
         pool, balancer = candidates("a", "b", "c"), RoundRobin()
         chosen = {choose(balancer, pool, lambda i: i != "b", service="users").id for _ in range(10)}
         assert chosen == {"a", "c"}
 
+    @pytest.mark.behaviour("balancer.skips_open_breakers")
     def test_prefers_candidates_not_tried_yet(self) -> None:
         """Ids in `exclude` are avoided while another available candidate exists."""
         pool, balancer = candidates("a", "b", "c"), RoundRobin()
@@ -235,12 +241,14 @@ class TestChoose:
             chosen = choose(balancer, pool, lambda i: i != "c", service="users", exclude={"a"})
             assert chosen.id == "b"
 
+    @pytest.mark.behaviour("balancer.skips_open_breakers")
     def test_falls_back_to_excluded(self) -> None:
         """When every available candidate was tried already, an excluded one is picked rather than failing."""
         pool = candidates("a", "b")
         chosen = choose(RoundRobin(), pool, lambda i: i == "a", service="users", exclude=["a"])
         assert chosen.id == "a"
 
+    @pytest.mark.behaviour("balancer.none_available_fails_fast")
     def test_raises_when_none_is_available(self) -> None:
         """All breakers open: NoAvailableInstance names the service and known vs available counts."""
         pool = candidates("users-1", "users-2", "users-3")
@@ -252,11 +260,13 @@ class TestChoose:
         assert "3 known, 0 available" in message
         assert "users-2" in message
 
+    @pytest.mark.behaviour("balancer.none_available_fails_fast")
     def test_raises_when_none_is_known(self) -> None:
         """An empty instance list fails fast with its own message."""
         with pytest.raises(NoAvailableInstance, match="no instance of service 'users' is known"):
             choose(RoundRobin(), [], lambda i: True, service="users")
 
+    @pytest.mark.behaviour("balancer.none_available_fails_fast")
     def test_long_lists_are_shortened_in_the_message(self) -> None:
         """The message names a few instances, not hundreds."""
         pool = [Candidate(f"i{n}") for n in range(50)]

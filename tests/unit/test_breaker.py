@@ -64,6 +64,7 @@ def half_opened(half_open_calls: int = 1) -> tuple[CircuitBreaker, ManualClock]:
     return breaker, clock
 
 
+@pytest.mark.behaviour("breaker.opens")
 class TestOpening:
     def test_opens_at_minimum_calls_when_failure_rate_reaches_threshold(self) -> None:
         """With minimum_calls 10 and threshold 0.5, the 10th outcome (5 failures) opens the breaker."""
@@ -100,6 +101,7 @@ class TestOpening:
         assert breaker.snapshot().calls_in_window == 4
         assert breaker.snapshot().failure_rate == 0.5
 
+    @pytest.mark.behaviour("breaker.slow_calls")
     def test_slow_call_rate_opens(self) -> None:
         """Successful but slow calls open the breaker once their rate reaches the slow-call threshold."""
         config = BreakerConfig(
@@ -113,6 +115,7 @@ class TestOpening:
         succeed(breaker, 1, duration=3.0)
         assert breaker.state is OPEN
 
+    @pytest.mark.behaviour("breaker.slow_calls")
     def test_slow_calls_are_ignored_when_tracking_is_off(self) -> None:
         """Without slow_call_duration, a slow success is just a success."""
         breaker, _ = make(BreakerConfig(minimum_calls=2, window_size=2))
@@ -154,6 +157,7 @@ class TestOpening:
         assert len(breaker._window._buckets) <= 101  # type: ignore[union-attr]
 
 
+@pytest.mark.behaviour("breaker.opens")
 class TestConsecutiveFailures:
     def test_opens_after_exactly_n_failures(self) -> None:
         """consecutive_failures(3, ...) opens on the third failure in a row, not before."""
@@ -186,6 +190,7 @@ class TestConsecutiveFailures:
         )
 
 
+@pytest.mark.behaviour("breaker.rejects_while_open")
 class TestOpen:
     def test_rejects_without_time_passing(self) -> None:
         """An open breaker rejects every acquire with BreakerOpen carrying retry_in and the instance."""
@@ -217,6 +222,7 @@ class TestOpen:
         assert (snapshot.calls_in_window, snapshot.failure_rate) == (0, 0.0)
 
 
+@pytest.mark.behaviour("breaker.half_open_probes")
 class TestHalfOpen:
     def test_admits_exactly_half_open_calls(self) -> None:
         """HALF_OPEN hands out half_open_calls permits and rejects the next with retry_in 0."""
@@ -247,6 +253,7 @@ class TestHalfOpen:
         results = await asyncio.gather(*tasks)
         assert sum(r is not None for r in results) == 3
 
+    @pytest.mark.behaviour("breaker.closes")
     def test_all_probes_succeed_closes(self) -> None:
         """When every probe succeeds the breaker closes with a fresh window."""
         breaker, _ = half_opened(half_open_calls=2)
@@ -265,6 +272,7 @@ class TestHalfOpen:
         with pytest.raises(BreakerOpen):
             breaker.acquire()
 
+    @pytest.mark.behaviour("breaker.reopens")
     def test_one_failed_probe_reopens(self) -> None:
         """The first failed probe sends the breaker back to OPEN for a fresh open_duration."""
         breaker, clock = half_opened(half_open_calls=3)
@@ -275,6 +283,7 @@ class TestHalfOpen:
         assert breaker.state is OPEN
         assert breaker.retry_in() == pytest.approx(5.0)
 
+    @pytest.mark.behaviour("breaker.slow_calls", "breaker.reopens")
     def test_a_slow_probe_reopens_when_slow_tracking_is_on(self) -> None:
         """With slow-call tracking, a slow successful probe counts against the instance."""
         config = BreakerConfig(window_size=1, minimum_calls=1, slow_call_duration=1.0, open_duration=5.0)
@@ -307,6 +316,7 @@ class TestHalfOpen:
             breaker.acquire()
 
 
+@pytest.mark.behaviour("breaker.half_open_probes")
 class TestGenerations:
     def test_stale_success_cannot_close_a_half_open_breaker(self) -> None:
         """A call admitted while CLOSED that ends (slowly) during HALF_OPEN is ignored."""
@@ -352,6 +362,7 @@ class TestGenerations:
         assert (before.state, probe.state) == (CLOSED, HALF_OPEN)
 
 
+@pytest.mark.behaviour("breaker.transition_events")
 class TestListeners:
     def test_receive_every_transition_with_clock_time_and_reason(self) -> None:
         """Listeners get each transition in order, stamped with the breaker clock and a readable reason."""

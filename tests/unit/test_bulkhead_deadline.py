@@ -28,6 +28,7 @@ async def until(condition: Callable[[], bool]) -> None:
     raise AssertionError("condition not reached")
 
 
+@pytest.mark.behaviour("client.bulkhead")
 class TestAdmission:
     async def test_rejects_one_over_the_limit_at_once(self) -> None:
         """With max_wait 0 the (limit+1)th concurrent call is rejected immediately, carrying the limit."""
@@ -77,6 +78,7 @@ class TestAdmission:
             Bulkhead(limit, max_wait=max_wait)
 
 
+@pytest.mark.behaviour("client.bulkhead")
 class TestWaiting:
     async def test_waiter_gets_in_as_soon_as_a_slot_frees(self) -> None:
         """With max_wait > 0 a call queues and enters when the holder leaves, not after max_wait."""
@@ -135,6 +137,7 @@ class TestWaiting:
         assert bulkhead.in_flight == 0
 
 
+@pytest.mark.behaviour("client.bulkhead")
 class TestCancellation:
     async def test_cancelled_holder_returns_its_slot(self) -> None:
         """Cancelling a task inside the block frees its slot."""
@@ -193,6 +196,7 @@ class TestCancellation:
         assert (bulkhead.in_flight, bulkhead.waiting) == (0, 0)
 
 
+@pytest.mark.behaviour("client.timeouts")
 class TestDeadline:
     def test_remaining_counts_down_with_the_clock(self) -> None:
         """remaining() follows the clock and never goes below zero."""

@@ -62,6 +62,7 @@ class Recorder:
         self.calls.append((round(self.time.now - 100.0, 6), "remove", w.name))
 
 
+@pytest.mark.behaviour("harness.fault_schedule")
 class TestRandomSchedule:
     def test_the_same_seed_draws_the_same_schedule(self) -> None:
         """Replayable: the schedule is a function of the seed alone."""
@@ -88,6 +89,7 @@ class TestRandomSchedule:
         assert FaultSchedule.load(tmp_path / "schedule.json") == schedule
 
 
+@pytest.mark.behaviour("harness.fault_schedule")
 class TestValidation:
     @pytest.mark.parametrize(
         ("windows", "message"),
@@ -115,6 +117,7 @@ class TestValidation:
             FaultSpec(kind=FaultKind.LATENCY, instance="users-1", toxicity=2.0)
 
 
+@pytest.mark.behaviour("harness.fault_schedule")
 class TestRunner:
     def test_windows_start_and_end_on_time_and_ends_come_first(self, tmp_path: Path) -> None:
         """Applied at start, removed at end; at a shared moment the ending window goes first."""

@@ -111,6 +111,7 @@ def responses(draw: st.DrawFn) -> tuple[str, bytes]:
     return method, head.encode() + sent
 
 
+@pytest.mark.behaviour("proxy.http_framing")
 class TestRequests:
     def test_a_request_without_a_body(self) -> None:
         """A GET head is the whole message: Start then End, its method, path and keep-alive read."""
@@ -265,6 +266,7 @@ class TestRequests:
             assert passed(events) == data
 
 
+@pytest.mark.behaviour("proxy.http_framing")
 class TestResponses:
     def framer(self, *methods: str) -> ResponseFramer:
         queue = list(methods)

@@ -114,6 +114,7 @@ def a_breaker_that_works() -> list[dict[str, Any]]:
     return records
 
 
+@pytest.mark.behaviour("load.shares")
 class TestShares:
     def test_shares_by_the_weights_hold(self) -> None:
         """1:1:2 attempts against 1:1:2 weights: every instance within a point of its share."""
@@ -139,6 +140,7 @@ class TestShares:
         )
 
 
+@pytest.mark.behaviour("load.breaker_under_fault")
 class TestBreakerUnderAFault:
     def test_a_breaker_that_opens_probes_and_closes_holds_every_figure(self) -> None:
         section = checks.breaker_section(
@@ -188,6 +190,7 @@ class TestBreakerUnderAFault:
         assert any("users-2 share 5 s after the fault" in line for line in checks.failures([section]))
 
 
+@pytest.mark.behaviour("load.open_breaker_calls")
 class TestOpenBreakers:
     def test_a_call_while_open_and_a_second_probe_fail(self) -> None:
         records = [
@@ -222,6 +225,7 @@ def stats(requests: int = 1000, failures: int = 0, rate: float = 50.0, p50: floa
     )
 
 
+@pytest.mark.behaviour("load.thresholds")
 class TestThresholdsAndRates:
     def test_each_declared_bound_is_judged_and_the_rest_shown(self) -> None:
         section = checks.threshold_section(
@@ -242,6 +246,7 @@ class TestThresholdsAndRates:
         assert checks.offered_rate(2.0, [(4.0, 10), (6.0, 20)]) == pytest.approx(32.0)
         assert checks.offered_rate(None, [(4.0, 10)]) is None
 
+    @pytest.mark.behaviour("load.baseline")
     def test_regressions_against_a_baseline(self) -> None:
         section = checks.regression_section(
             stats(p50=30.0, rate=30.0), stats(), Regression(tolerance=0.25), "b"
@@ -254,6 +259,7 @@ class TestThresholdsAndRates:
         assert checks.regression_section(stats(p50=24.0), stats(), Regression(tolerance=0.25), "b").holds
 
 
+@pytest.mark.behaviour("load.thresholds")
 class TestLoadSamples:
     def row(self, second: int, requests: int, users: int = 10) -> HistoryRow:
         return HistoryRow(

@@ -20,6 +20,7 @@ def profile(**changes: object) -> LoadProfile:
     return LoadProfile.model_validate({**BASE, **changes})
 
 
+@pytest.mark.behaviour("load.profiles")
 class TestProfiles:
     @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
     def test_every_shipped_profile_is_valid(self, path: Path) -> None:
@@ -94,6 +95,7 @@ class TestProfiles:
         assert capacity_warning(profile().load, workers=1) is None  # a closed loop offers no known rate
 
 
+@pytest.mark.behaviour("load.thresholds")
 class TestLocustOutput:
     def test_percentiles_are_locusts_own(self) -> None:
         """Locust's algorithm over its rounded histogram: of 10 requests (1x 100, 8x 10, 1x 5 ms), the median

@@ -73,6 +73,7 @@ def ids(instances: object) -> list[str]:
     return [i.id for i in instances]  # type: ignore[attr-defined]
 
 
+@pytest.mark.behaviour("discovery.follows_membership")
 class TestPoll:
     async def test_without_watch_the_list_is_looked_up_every_interval(self, mock: respx.MockRouter) -> None:
         """watch = false: plain lookups (no index, no wait) one refresh_interval apart pick up a change."""
@@ -92,6 +93,7 @@ class TestPoll:
         assert set(sleep.delays) == {0.5}
 
 
+@pytest.mark.behaviour("discovery.follows_membership")
 class TestNeverRefresh:
     async def test_the_first_answer_is_kept_forever(self, mock: respx.MockRouter) -> None:
         """watch = false, refresh_interval = 0: one lookup; a later change in the registry is never seen."""
@@ -131,6 +133,7 @@ class TestNeverRefresh:
             DiscoveryRefresh(watch=True, interval=0)
 
 
+@pytest.mark.behaviour("discovery.follows_membership")
 class TestWatchByDefault:
     async def test_an_unnamed_service_is_followed_by_blocking_queries(self, mock: respx.MockRouter) -> None:
         """Without a refresh setting the lookup watches as before: each follow-up carries index and wait."""

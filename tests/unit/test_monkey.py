@@ -58,6 +58,7 @@ def monkey(
                        sleep=sleep or VirtualSleep())  # fmt: skip
 
 
+@pytest.mark.behaviour("client.chaos_monkey")
 class TestConfig:
     @pytest.mark.parametrize(
         ("values", "message"),
@@ -92,6 +93,7 @@ class TestConfig:
             ClientSettings.model_validate(tomllib.loads("chaos = { surprise = 1 }"))
 
 
+@pytest.mark.behaviour("client.chaos_monkey")
 class TestDraws:
     def test_same_seed_same_sequence(self) -> None:
         a, b, c = monkey(0.3, (5, 80), seed=42), monkey(0.3, (5, 80), seed=42), monkey(0.3, (5, 80), seed=43)
@@ -122,6 +124,7 @@ class TestDraws:
         assert abs(sum(slow) / len(slow) - sum(fast) / len(fast)) < 0.05
 
 
+@pytest.mark.behaviour("client.chaos_monkey")
 class TestTransport:
     async def test_passes_calls_through_after_the_latency(self) -> None:
         sleep, seen = VirtualSleep(), list[httpx.Request]()
@@ -194,7 +197,9 @@ def service_client(config: ServiceClientConfig, clock: ManualClock, events: Even
                          events=events)  # fmt: skip
 
 
+@pytest.mark.behaviour("client.chaos_monkey")
 class TestServiceClient:
+    @pytest.mark.behaviour("breaker.opens")
     async def test_breaker_sees_injected_failures(self) -> None:
         """Every call fails by injection: the breaker opens exactly as for real 503s."""
         clock, events = ManualClock(), EventLog("test")
@@ -212,6 +217,7 @@ class TestServiceClient:
         assert route.call_count == 0
         assert len(events.of_type("monkey.injected")) == 5
 
+    @pytest.mark.behaviour("retry.retry_after")
     async def test_retry_honours_the_injected_retry_after(self) -> None:
         clock, events = ManualClock(), EventLog("test")
         chaos = MonkeyConfig(failure_rate=1.0, retry_after=1.5, seed=1)
@@ -221,6 +227,7 @@ class TestServiceClient:
         assert response.status_code == 503
         assert [e["delay"] for e in events.of_type("client.retry")] == [1.5]
 
+    @pytest.mark.behaviour("client.timeouts")
     async def test_injected_latency_counts_against_the_attempt_timeout(self) -> None:
         clock, events = ManualClock(), EventLog("test")
         config = ServiceClientConfig(retry=RetryPolicy(max_attempts=1), attempt_timeout=0.2,

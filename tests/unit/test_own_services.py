@@ -21,6 +21,7 @@ def topology_file(tmp_path: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.behaviour("harness.own_services")
 class TestTheTable:
     def test_the_example_reads_as_the_issue_writes_it(self) -> None:
         """Two inventory instances weighted 1 and 3, run in the topology's folder, reference services off."""
@@ -54,6 +55,7 @@ class TestTheTable:
         assert Topology.model_validate_json(topology.model_dump_json()) == topology
 
 
+@pytest.mark.behaviour("harness.own_services")
 class TestRefusals:
     @pytest.mark.parametrize(
         ("text", "message"),
@@ -100,6 +102,7 @@ class TestRefusals:
         assert not (tmp_path / "stack").exists()
 
 
+@pytest.mark.behaviour("harness.own_services")
 class TestTheStateFile:
     def test_it_reads_back_typed_while_its_harness_lives(self, tmp_path: Path) -> None:
         state = StackState(harness_pid=os.getpid(), registry="http://127.0.0.1:1", instances=[

@@ -42,6 +42,7 @@ def mock() -> Iterator[respx.MockRouter]:
         yield router
 
 
+@pytest.mark.behaviour("saga.pivot_rule")
 class TestNotify:
     @pytest.mark.parametrize(
         ("status", "outcome"),
@@ -71,6 +72,7 @@ class TestNotify:
         assert sent.headers["Idempotency-Key"] == ORDER.notification_id
 
 
+@pytest.mark.behaviour("saga.compensation")
 class TestCredit:
     @pytest.mark.parametrize(
         ("status", "outcome"),

@@ -62,6 +62,7 @@ def mock() -> Iterator[respx.MockRouter]:
         yield router
 
 
+@pytest.mark.behaviour("registry.registration")
 class TestRegistryClient:
     async def test_register_sends_the_body_without_the_id(self, mock: respx.MockRouter) -> None:
         """PUT /v1/instances/{id} carries service, address, port and the defaults."""
@@ -128,6 +129,7 @@ class TestRegistryClient:
         assert request.extensions["timeout"]["read"] == pytest.approx(7.0)
 
 
+@pytest.mark.behaviour("registry.write_token")
 class TestToken:
     """With a token, every write carries it in X-Registry-Token; reads carry none; refusals are named."""
 
@@ -197,6 +199,7 @@ class TestToken:
         assert events.of_type("discovery.registry_unreachable") == []
 
 
+@pytest.mark.behaviour("registry.registration")
 class TestRegistrationKeeper:
     async def test_reregisters_when_the_registry_forgot_the_instance(self, mock: respx.MockRouter) -> None:
         """A 404 heartbeat leads to a fresh registration, and stop() deregisters."""
@@ -239,6 +242,7 @@ class TestRegistrationKeeper:
 
 
 class TestRegistryLookup:
+    @pytest.mark.behaviour("discovery.cache_through_outage")
     async def test_serves_the_last_list_while_the_registry_is_down(self, mock: respx.MockRouter) -> None:
         """After the first answer, connect errors leave the cached list in place."""
         route = mock.get("/v1/services/users/instances").mock(
@@ -256,6 +260,7 @@ class TestRegistryLookup:
         assert route.call_count >= 2
         assert len(events.of_type("discovery.registry_unreachable")) == 1
 
+    @pytest.mark.behaviour("discovery.follows_membership")
     async def test_follows_membership_changes(self, mock: respx.MockRouter) -> None:
         """The watch applies a new list as soon as the blocking query returns it."""
         gate = asyncio.Event()

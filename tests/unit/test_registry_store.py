@@ -71,6 +71,7 @@ def h() -> Harness:
     return Harness()
 
 
+@pytest.mark.behaviour("registry.registration")
 class TestRegistration:
     """Registering is idempotent per id and owned by one service."""
 
@@ -113,6 +114,7 @@ class TestRegistration:
         assert h.kinds()[-1] is ChangeKind.DEREGISTERED
 
 
+@pytest.mark.behaviour("registry.blocking_queries")
 class TestIndexes:
     """Indexes move on membership, health and visible changes, never on plain heartbeats."""
 
@@ -166,6 +168,7 @@ class TestIndexes:
         assert [c.index for c in h.changes] == [1, 2]
 
 
+@pytest.mark.behaviour("registry.ttl_eviction")
 class TestExpiry:
     """An instance lives for its TTL after its last heartbeat or registration."""
 
@@ -205,6 +208,7 @@ class TestExpiry:
         assert h.store.sweep() == pytest.approx(102.0)
 
 
+@pytest.mark.behaviour("registry.health_check_eviction")
 class TestHealth:
     """A failed check makes an instance critical at once; n in a row evict it; a pass restores it."""
 
@@ -273,6 +277,7 @@ class TestHealth:
         assert [t.instance_id for t in h.store.check_targets()] == ["u2"]
 
 
+@pytest.mark.behaviour("registry.critical_until_checked")
 class TestFirstCheck:
     """An instance with a health URL is critical until a check passes, however it (re-)registered."""
 
@@ -363,6 +368,7 @@ class TestFirstCheck:
         second.cancel()
 
 
+@pytest.mark.behaviour("registry.healthy_lookups")
 class TestReading:
     """Lookups are sorted by id; the services summary counts healthy instances."""
 
@@ -384,6 +390,7 @@ class TestReading:
         assert h.store.lookup("nobody") == (0, [])
 
 
+@pytest.mark.behaviour("registry.blocking_queries")
 class TestBlockingWait:
     """``wait_for_change`` returns on a change, at once for a stale index, and on close."""
 

@@ -102,6 +102,7 @@ def tags_of(page: str) -> list[tuple[str, dict[str, str | None]]]:
     return parser.tags
 
 
+@pytest.mark.behaviour("harness.report")
 class TestPublicApi:
     def test_exported_names(self) -> None:
         """__all__ lists exactly the public names, plainly sorted, and each of them resolves."""
@@ -111,6 +112,7 @@ class TestPublicApi:
             assert getattr(harness.report, name) is not None
 
 
+@pytest.mark.behaviour("harness.report")
 class TestInput:
     def test_verdict_from_figures_and_hypothesis(self) -> None:
         """Passed when every bounded figure and probe holds, failed on any miss, not judged on nothing."""
@@ -147,6 +149,7 @@ class TestInput:
         assert ReportInput.model_validate_json(original.model_dump_json()) == original
 
 
+@pytest.mark.behaviour("harness.report")
 class TestSeries:
     @pytest.mark.parametrize(
         ("duration", "width"),
@@ -214,6 +217,7 @@ class TestSeries:
         assert [(m.lane, m.at, m.text) for m in markers] == [("users: users-2", 3.5, "expired ttl")]
 
 
+@pytest.mark.behaviour("harness.report")
 class TestRendering:
     def test_every_section_of_a_chaos_report(self) -> None:
         """Plots, hypothesis, activities, figures, links, notes and the run's seed, version and commit."""
@@ -327,6 +331,7 @@ class TestRendering:
         assert path.read_text(encoding="utf-8") == render_report(report())
 
 
+@pytest.mark.behaviour("harness.report")
 class TestMetadata:
     def test_commit_unknown_outside_a_checkout(self, tmp_path: Path) -> None:
         """Outside a git checkout the commit is "unknown", never an error."""

@@ -12,6 +12,7 @@ from harness.resilience import IDEMPOTENT_METHODS, ManualClock, RetryBudget, Ret
 NOW = datetime(2015, 10, 21, 7, 27, 30, tzinfo=UTC)
 
 
+@pytest.mark.behaviour("retry.only_when_safe")
 class TestRetryableRequests:
     @pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE", "get", "Put"])
     def test_idempotent_methods_are_retryable(self, method: str) -> None:
@@ -43,6 +44,7 @@ class TestRetryableRequests:
         assert frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"}) == IDEMPOTENT_METHODS
 
 
+@pytest.mark.behaviour("retry.backoff")
 class TestBackoff:
     @pytest.mark.parametrize("retry_number", range(1, 11))
     def test_full_jitter_spans_zero_to_the_cap(self, retry_number: int) -> None:
@@ -70,6 +72,7 @@ class TestBackoff:
         assert RetryPolicy(base_delay=0.0).backoff(3, random.Random(0)) == 0.0
 
 
+@pytest.mark.behaviour("retry.retry_after")
 class TestDelay:
     def test_honours_retry_after(self) -> None:
         """A Retry-After within max_retry_after replaces the backoff."""
@@ -98,6 +101,7 @@ class TestDelay:
         assert delay <= 2.0
 
 
+@pytest.mark.behaviour("retry.retry_after")
 class TestParseRetryAfter:
     @pytest.mark.parametrize(
         ("value", "seconds"),
@@ -177,6 +181,7 @@ class TestPolicyValidation:
         assert policy.retry_on_status == {429, 502, 503, 504}
 
 
+@pytest.mark.behaviour("retry.budget")
 class TestRetryBudget:
     def test_ratio_caps_retries(self) -> None:
         """With ratio 0.2 and no minimum, 100 calls allow exactly 20 retries, then refuse."""

@@ -121,7 +121,9 @@ async def history(log: SagaLog, order: Order, step: str) -> list[str]:
     return [status for name, status in await steps(log, order) if name == step]
 
 
+@pytest.mark.behaviour("saga.pivot_rule")
 class TestForward:
+    @pytest.mark.behaviour("saga.completes")
     async def test_happy_path_runs_the_pivot_before_telling_the_customer(
         self, log: SagaLog, driver: SagaDriver, participants: FakeParticipants
     ) -> None:
@@ -162,6 +164,7 @@ class TestForward:
         assert (await driver.drive(order.order_id)).state is SagaState.COMPLETED
         assert participants.calls["release_credit"] == 0
 
+    @pytest.mark.behaviour("saga.compensation")
     async def test_a_confirm_refused_compensates_without_telling_anyone(
         self, log: SagaLog, driver: SagaDriver, participants: FakeParticipants
     ) -> None:
@@ -177,6 +180,7 @@ class TestForward:
         assert participants.notified == set()
 
 
+@pytest.mark.behaviour("saga.bounded_retries")
 class TestBoundedRetries:
     @pytest.mark.parametrize(
         ("step", "stalled_in"),
@@ -233,6 +237,7 @@ class TestBoundedRetries:
         )  # resuming a finished saga: no-op
 
 
+@pytest.mark.behaviour("saga.compensation")
 class TestCompensation:
     @pytest.mark.parametrize("outcome", [pytest.param(Outcome.REJECTED, id="rejected"),
                                          pytest.param(Outcome.UNKNOWN, id="unknown")])  # fmt: skip
@@ -277,6 +282,7 @@ Script = list[Planned]
 OUTCOMES = st.sampled_from([Outcome.OK, Outcome.OK, Outcome.REJECTED, Outcome.UNKNOWN, Lost, Crash])
 
 
+@pytest.mark.behaviour("saga.pivot_rule")
 class TestPivotProperty:
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(
@@ -329,6 +335,7 @@ async def drive_until_final(path: Path, participants: FakeParticipants) -> Order
         await log.close()
 
 
+@pytest.mark.behaviour("saga.crash_recovery")
 class TestCrashRecovery:
     @pytest.mark.parametrize("step", ["reserve_credit", "confirm_credit", "notify", "release_credit"])
     async def test_a_crash_mid_call_is_resumed_from_the_log(
@@ -353,6 +360,7 @@ class TestCrashRecovery:
         assert participants.calls[step] == 2  # the call whose outcome was lost ran again
 
 
+@pytest.mark.behaviour("saga.crash_recovery")
 class TestLegacyLog:
     async def test_a_saga_left_notifying_by_the_old_order_goes_forward_from_the_pivot(
         self, tmp_path: Path
@@ -382,6 +390,7 @@ CREATE TABLE saga_log (order_id TEXT NOT NULL REFERENCES orders(order_id), seq I
 """
 
 
+@pytest.mark.behaviour("saga.idempotent_orders")
 class TestIdempotentOrders:
     async def test_same_key_same_order(self, log: SagaLog) -> None:
         """A replayed key returns the first order and creates nothing."""

@@ -23,6 +23,7 @@ def kinds(calls: list[OrderCall], snap: SagaSnapshot) -> list[AnomalyKind]:
     return [a.kind for a in check_history(calls, snap)]
 
 
+@pytest.mark.behaviour("saga.invariants")
 def test_a_consistent_history_has_no_anomaly() -> None:
     """ok with its outcome, unknown either way, a definite failure that left nothing, replays agree."""
     calls = [
@@ -37,6 +38,7 @@ def test_a_consistent_history_has_no_anomaly() -> None:
     assert check_history(calls, snap) == []
 
 
+@pytest.mark.behaviour("saga.invariants")
 @pytest.mark.parametrize(
     ("calls", "orders", "kind"),
     [

@@ -46,11 +46,13 @@ def clean() -> SagaSnapshot:
     )
 
 
+@pytest.mark.behaviour("saga.invariants")
 def test_a_consistent_snapshot_has_no_violation() -> None:
     """Completed order holds its credit, the compensated one released it, one notification."""
     assert check_saga_invariants(clean()) == []
 
 
+@pytest.mark.behaviour("saga.invariants")
 def test_an_order_needing_attention_may_hold_its_credit_or_not() -> None:
     """Before or after its pivot: both are consistent (it is reported, not a violation)."""
     snapshot = clean()
@@ -60,6 +62,7 @@ def test_an_order_needing_attention_may_hold_its_credit_or_not() -> None:
     assert [o.order_id for o in snapshot.needing_attention()] == ["c"]
 
 
+@pytest.mark.behaviour("saga.invariants")
 @pytest.mark.parametrize(
     ("change", "kind", "expected"),
     [

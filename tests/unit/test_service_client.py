@@ -73,6 +73,7 @@ def ok(n: int) -> httpx.Response:
 
 
 class TestBalancing:
+    @pytest.mark.behaviour("balancer.round_robin_shares")
     async def test_round_robin_spreads_calls_evenly(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
     ) -> None:
@@ -83,6 +84,7 @@ class TestBalancing:
                 assert (await client.get("/echo")).status_code == 200
         assert [r.call_count for r in routes] == [3, 3, 3]
 
+    @pytest.mark.behaviour("balancer.none_available_fails_fast")
     async def test_unreachable_registry_with_nothing_cached_is_a_call_error(
         self, clock: ManualClock, sleep: FakeSleep
     ) -> None:
@@ -98,6 +100,7 @@ class TestBalancing:
                 await client.get("/echo")
         assert isinstance(info.value.__cause__, RegistryUnavailable)
 
+    @pytest.mark.behaviour("balancer.none_available_fails_fast")
     async def test_no_instances_fails_fast(self, clock: ManualClock, sleep: FakeSleep) -> None:
         """An empty instance list raises NoAvailableInstance naming the service."""
         async with make_client(clock, sleep, instances=[]) as client:
@@ -106,6 +109,7 @@ class TestBalancing:
 
 
 class TestRetries:
+    @pytest.mark.behaviour("retry.backoff")
     async def test_connect_error_moves_to_another_instance(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
     ) -> None:
@@ -121,6 +125,7 @@ class TestRetries:
         assert stats["echo-2"].successes == 1
         assert len(sleep.delays) == 1
 
+    @pytest.mark.behaviour("retry.backoff")
     async def test_5xx_is_retried_with_backoff_within_bounds(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
     ) -> None:
@@ -135,6 +140,7 @@ class TestRetries:
         assert 0 <= sleep.delays[0] <= 0.1
         assert 0 <= sleep.delays[1] <= 0.2
 
+    @pytest.mark.behaviour("retry.retry_after")
     async def test_retry_after_is_honoured(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
     ) -> None:
@@ -145,6 +151,7 @@ class TestRetries:
             assert (await client.get("/echo")).status_code == 200
         assert sleep.delays == [2.0]
 
+    @pytest.mark.behaviour("retry.retry_after")
     async def test_retry_after_beyond_the_cap_returns_the_response(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
     ) -> None:
@@ -154,6 +161,7 @@ class TestRetries:
             assert (await client.get("/echo")).status_code == 503
         assert sleep.delays == []
 
+    @pytest.mark.behaviour("retry.only_when_safe")
     async def test_post_without_idempotency_key_is_not_retried(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
     ) -> None:
@@ -163,6 +171,7 @@ class TestRetries:
             assert (await client.post("/echo", json={"a": 1})).status_code == 503
         assert route.call_count == 1
 
+    @pytest.mark.behaviour("retry.only_when_safe")
     async def test_post_with_idempotency_key_is_retried(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
     ) -> None:
@@ -174,6 +183,7 @@ class TestRetries:
         assert response.status_code == 201
         assert mock.calls.last.request.headers["Idempotency-Key"] == "k1"
 
+    @pytest.mark.behaviour("client.timeouts")
     async def test_timeouts_on_every_attempt_raise_call_failed(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
     ) -> None:
@@ -193,6 +203,7 @@ class TestRetries:
         assert info.value.attempts == 3
         assert isinstance(info.value.__cause__, httpx.ReadTimeout)
 
+    @pytest.mark.behaviour("client.timeouts")
     async def test_attempt_timeout_is_capped_by_the_deadline(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
     ) -> None:
@@ -203,6 +214,7 @@ class TestRetries:
         timeout = route.calls.last.request.extensions["timeout"]
         assert timeout["read"] == pytest.approx(0.5)
 
+    @pytest.mark.behaviour("retry.budget")
     async def test_exhausted_retry_budget_stops_retries(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
     ) -> None:
@@ -220,6 +232,7 @@ class TestRetries:
 
 
 class TestBreakers:
+    @pytest.mark.behaviour("breaker.opens", "balancer.skips_open_breakers")
     async def test_breaker_opens_and_the_instance_is_skipped(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
     ) -> None:
@@ -250,6 +263,7 @@ class TestBreakers:
             "open",
         )
 
+    @pytest.mark.behaviour("breaker.rejects_while_open", "balancer.none_available_fails_fast")
     async def test_all_breakers_open_fails_fast_without_network(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
     ) -> None:
@@ -264,6 +278,7 @@ class TestBreakers:
                 await client.get("/echo")
         assert route.call_count == 3
 
+    @pytest.mark.behaviour("breaker.half_open_probes", "breaker.closes")
     async def test_half_open_probe_closes_the_breaker(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
     ) -> None:
@@ -279,6 +294,7 @@ class TestBreakers:
             assert client.breaker("echo-1").state is BreakerState.CLOSED
         assert route.call_count == 4
 
+    @pytest.mark.behaviour("breaker.opens")
     async def test_4xx_does_not_count_against_the_breaker(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
     ) -> None:
@@ -290,6 +306,7 @@ class TestBreakers:
             assert client.breaker("echo-1").state is BreakerState.CLOSED
 
 
+@pytest.mark.behaviour("client.bulkhead")
 class TestBulkhead:
     async def test_call_beyond_the_limit_is_rejected(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep
@@ -313,6 +330,7 @@ class TestBulkhead:
         assert info.value.limit == 1
 
 
+@pytest.mark.behaviour("client.configuration")
 class TestBreakerOff:
     async def test_a_failing_instance_keeps_receiving_calls(
         self, mock: respx.MockRouter, clock: ManualClock, sleep: FakeSleep

@@ -58,6 +58,7 @@ def textbook() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+@pytest.mark.behaviour("harness.timeline")
 class TestReading:
     def test_event_files_merge_in_monotonic_order_with_typed_kinds(self, tmp_path: Path) -> None:
         """Two processes' files become one ordered list; known kinds are typed, unknown ones kept."""
@@ -102,6 +103,7 @@ class TestReading:
         assert len(line.attempts("users", "users-2")) == 8
 
 
+@pytest.mark.behaviour("harness.timeline", "breaker.transition_events")
 class TestConformance:
     def judge(self, records: list[dict[str, Any]]) -> dict[str, tuple[float | None, bool]]:
         result = breaker_conformance(timeline(*records), service="users", instance="users-2", fault_start=1.0,
@@ -151,6 +153,7 @@ class TestConformance:
         )
 
 
+@pytest.mark.behaviour("harness.timeline")
 def test_calls_are_counted_only_towards_their_instance() -> None:
     line = timeline(attempt(0.1), {**attempt(0.2), "instance": "users-1"})
     assert [a.instance for a in line.attempts("users", "users-1")] == ["users-1"]

@@ -32,6 +32,7 @@ from reference_services.registry._store import InstanceStore
 from reference_services.users import UsersSettings
 
 
+@pytest.mark.behaviour("harness.topology")
 def test_an_empty_file_is_the_default_stack(tmp_path: Path) -> None:
     """Every key has a default: registry, users x3, notifications, orchestrator, behind proxies."""
     path = tmp_path / "topology.toml"
@@ -43,6 +44,7 @@ def test_an_empty_file_is_the_default_stack(tmp_path: Path) -> None:
     assert topology.proxies
 
 
+@pytest.mark.behaviour("harness.topology")
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -93,6 +95,7 @@ def load(tmp_path: Path, text: str) -> Topology:
     return load_topology(path)
 
 
+@pytest.mark.behaviour("harness.topology", "client.configuration")
 class TestClientTables:
     def test_a_client_table_configures_that_callers_client(self, tmp_path: Path) -> None:
         """Every key of [services.orchestrator.clients.users] reaches the orchestrator's users client."""
@@ -130,6 +133,7 @@ class TestClientTables:
         assert settings.client("notifications").to_config().breaker is None
 
 
+@pytest.mark.behaviour("harness.topology")
 class TestInstanceConfig:
     def test_a_service_table_without_instances_keeps_the_default_count(self, tmp_path: Path) -> None:
         """[services.users.clients.notifications] alone still runs three users instances."""
@@ -172,6 +176,7 @@ class TestInstanceConfig:
             InstanceConfig.read(path)
 
 
+@pytest.mark.behaviour("harness.topology")
 class TestPrecedence:
     """flag > HARNESS_* environment > --config file > default, for `harness serve`."""
 
@@ -213,6 +218,7 @@ class TestPrecedence:
         assert (users.attempt_timeout, users.deadline, users.balancer) == (0.5, 1.5, "weighted_round_robin")
 
 
+@pytest.mark.behaviour("harness.topology")
 class TestRefusals:
     @pytest.mark.parametrize(
         ("text", "message"),
@@ -258,6 +264,7 @@ class TestRefusals:
             load(tmp_path, text)
 
 
+@pytest.mark.behaviour("harness.topology")
 class TestDefaults:
     def test_the_registry_defaults_are_the_registrys_own(self) -> None:
         """[registry] defaults equal the registry service's (the TTL was 5.0 in one, 10.0 in the other)."""

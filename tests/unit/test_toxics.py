@@ -96,6 +96,7 @@ class TestRegistry:
         assert [name for name, kind in TOXICS.items() if kind.closes_on_removal] == ["timeout"]
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestBounds:
     @pytest.mark.parametrize(
         ("toxic", "message"),
@@ -141,6 +142,7 @@ class TestNoop:
         assert io.closed == (0.0, False)
 
 
+@pytest.mark.behaviour("toxic.latency")
 class TestLatency:
     async def test_each_chunk_delayed_relative_to_its_read_time(self) -> None:
         """A chunk read at t leaves at t + latency, whatever queued before it."""
@@ -173,6 +175,7 @@ class TestLatency:
         assert io.closed is None
 
 
+@pytest.mark.behaviour("toxic.bandwidth")
 class TestBandwidth:
     def test_schedule_carries_rate_bytes_per_millisecond(self) -> None:
         """200 kB at 100 KB/s: pieces of 100 ms each, the last one out at 2 s."""
@@ -208,6 +211,7 @@ class TestBandwidth:
         assert io.sent[-1][0] == 0.15
 
 
+@pytest.mark.behaviour("toxic.slow_close")
 class TestSlowClose:
     async def test_data_flows_and_eof_is_delayed(self) -> None:
         io = FakeIO(at(b"bye"), Signal.EOF)
@@ -223,6 +227,7 @@ class TestSlowClose:
         assert list(io.inbox) == [Signal.EOF]
 
 
+@pytest.mark.behaviour("toxic.timeout")
 class TestTimeout:
     async def test_swallows_data_and_closes_after_the_timeout(self) -> None:
         """Data stops; the link closes ``timeout`` after the last byte arrived (the countdown restarts)."""
@@ -244,6 +249,7 @@ class TestTimeout:
         assert io.closed == (0.0, False)
 
 
+@pytest.mark.behaviour("toxic.reset_peer")
 class TestResetPeer:
     async def test_resets_after_timeout_from_first_data(self) -> None:
         io = FakeIO(at(b"a"))
@@ -262,6 +268,7 @@ class TestResetPeer:
         assert io.closed is None
 
 
+@pytest.mark.behaviour("toxic.slicer")
 class TestSlicer:
     @given(
         length=st.integers(min_value=0, max_value=5000),
@@ -294,6 +301,7 @@ class TestSlicer:
         assert io.closed is not None
 
 
+@pytest.mark.behaviour("toxic.limit_data")
 class TestLimitData:
     async def test_closes_after_exactly_n_bytes(self) -> None:
         io = FakeIO(at(b"0123456789"), at(b"abcdef"))

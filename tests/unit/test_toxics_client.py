@@ -111,6 +111,7 @@ def test_exported_names() -> None:
         assert getattr(harness.faults, name) is not None
 
 
+@pytest.mark.behaviour("proxy.clients")
 class TestUrl:
     def test_from_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("TOXIPROXY_URL", "http://10.0.0.5:8474/")
@@ -121,6 +122,7 @@ class TestUrl:
         assert ToxiproxyClient().url == "http://127.0.0.1:8474"
 
 
+@pytest.mark.behaviour("proxy.clients")
 class TestRequests:
     def test_create_proxy_body_and_answer(self) -> None:
         server = FakeServer({("POST", "/proxies"): httpx.Response(201, json=PROXY)})
@@ -181,6 +183,7 @@ class TestRequests:
             client_for(FakeServer({})).add_toxic("users-1", "latency", toxicity=1.5)
 
 
+@pytest.mark.behaviour("proxy.clients")
 class TestErrors:
     @pytest.mark.parametrize(
         ("answer", "kind", "status"),
@@ -244,6 +247,7 @@ class TestErrors:
             client_for(server).proxies()
 
 
+@pytest.mark.behaviour("proxy.clients")
 class TestContextManagers:
     def test_toxic_is_removed_when_the_block_fails(self) -> None:
         server = FakeServer(

@@ -126,6 +126,7 @@ def statuses(data: bytes) -> list[int]:
     return [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
 
 
+@pytest.mark.behaviour("toxic.http_error", "toxic.http_latency")
 class TestAttributes:
     def test_json_order_and_defaults(self) -> None:
         """Both HTTP toxics, their attributes in the order the server prints them, and their defaults."""
@@ -200,6 +201,7 @@ class TestAttributes:
         assert 0.0295 < max(draws) <= 0.030
 
 
+@pytest.mark.behaviour("toxic.http_error")
 class TestHttpError:
     def test_answers_instead_of_forwarding(self) -> None:
         """The request never reaches the server; the client gets the toxic's answer; nothing closes."""
@@ -325,6 +327,7 @@ class TestHttpError:
             conn.answer(OK)
         assert statuses(conn.client.data) == [503 if h else 200 for h in hit]
 
+    @pytest.mark.behaviour("toxic.toxicity")
     def test_toxicity_is_per_request(self) -> None:
         """1,000 requests on one connection at toxicity 0.3: about 300 answered by the proxy."""
         conn = Conn(entry(HttpErrorToxic(), toxicity=0.3), seed=11)
@@ -336,6 +339,7 @@ class TestHttpError:
         errors = statuses(conn.client.data).count(503)
         assert 250 <= errors <= 350, errors
 
+    @pytest.mark.behaviour("toxic.toxicity")
     def test_same_seed_same_requests_hit(self) -> None:
         def hits(seed: int) -> list[int]:
             conn = Conn(entry(HttpErrorToxic(), toxicity=0.5), seed=seed)
@@ -350,6 +354,7 @@ class TestHttpError:
         assert hits(5) != hits(6)
 
 
+@pytest.mark.behaviour("toxic.http_latency")
 class TestHttpLatency:
     def test_holds_the_request(self) -> None:
         """A request goes to the server latency ms after it arrived; its body waits behind its head."""
@@ -392,6 +397,7 @@ class TestHttpLatency:
         assert statuses(conn.client.data) == [503]
 
 
+@pytest.mark.behaviour("proxy.http_framing")
 class TestLayer:
     def test_not_http_passes_and_detaches(self) -> None:
         """A TLS or database stream goes through untouched, and the layer lets go of the connection."""

@@ -26,6 +26,7 @@ from harness.faults._limits import (
 from harness.faults._toxics import LatencyToxic
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestDecodeSyntax:
     @pytest.mark.parametrize(
         ("body", "message"),
@@ -85,6 +86,7 @@ class TestDecodeSyntax:
         assert decode(b'{"name":"a"} trailing junk', PROXY) == {"name": "a"}
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestDecodeDepth:
     def test_nesting_at_the_limit_decodes(self) -> None:
         deep = b"[" * (MAX_JSON_DEPTH - 1) + b"]" * (MAX_JSON_DEPTH - 1)  # inside the outer object
@@ -107,6 +109,7 @@ class TestDecodeDepth:
         assert str(caught.value) == message
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestBind:
     def test_keys_are_case_insensitive_and_null_keeps_defaults(self) -> None:
         assert decode(b'{"NAME":"a","Upstream":"b:1","enabled":null}', PROXY) == {
@@ -185,6 +188,7 @@ class TestBind:
             assert decode(body, TOXIC_WRAPPER)["toxicity"] == expected
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestEncode:
     @pytest.mark.parametrize(
         ("value", "printed"),
@@ -205,6 +209,7 @@ class TestEncode:
         assert go_string("<a&b>\u2028") == '"\\u003ca\\u0026b\\u003e\\u2028"'
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestAddresses:
     @pytest.mark.parametrize(
         ("address", "expected"),
@@ -251,6 +256,7 @@ class TestAddresses:
             assert f"{what} address {address} " in refusal
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestRouting:
     def test_request_ids_are_20_base32hex_chars_and_distinct(self) -> None:
         ids = RequestIds()
@@ -272,6 +278,7 @@ class TestRouting:
         assert _clean_path(path) == cleaned
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestLimits:
     @pytest.mark.parametrize(
         ("name", "message"),
@@ -325,6 +332,7 @@ class TestLimits:
         assert body_too_large(None) == "request body too large: the limit is 1048576 bytes"
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestBodyDecoder:
     @staticmethod
     async def ticks_during(work: Coroutine[Any, Any, object]) -> int:

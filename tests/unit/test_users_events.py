@@ -23,6 +23,7 @@ ALICE = _User("alice", "Alice Liddell", "alice@example.org")
 EVENT_ID = "3f0c8a52-8f4e-4c7e-9a61-0d2a4b6c8e10"
 
 
+@pytest.mark.behaviour("contract.notifications-users")
 class TestUserCreatedEvent:
     """The message shape a future message pact pins, built in one place."""
 
@@ -64,6 +65,7 @@ class TestUserCreatedEvent:
         }
 
 
+@pytest.mark.behaviour("outbox.at_least_once")
 class TestBackoff:
     """Failed deliveries wait longer each time, up to a cap, with jitter."""
 

@@ -8,6 +8,7 @@ literal: the known and the unknown user must reach different interactions of one
 from __future__ import annotations
 
 import httpx
+import pytest
 import respx
 from pact import match
 
@@ -44,6 +45,7 @@ NOTIFICATION: dict[str, object] = {
 }
 
 
+@pytest.mark.behaviour("contract.harness-users", "contract.harness-notifications", "saga.invariants")
 def test_snapshot_reads_credit_reservations_and_notifications(new_pact: NewPact) -> None:
     """A user's held credit, its reservations and notifications; an unknown user (404) is skipped."""
     users = new_pact(CONSUMER, "users")

@@ -76,6 +76,7 @@ def interaction(new_pact: NewPact, description: str) -> tuple[Pact, HttpInteract
     return pact, pact.upon_receiving(description)
 
 
+@pytest.mark.behaviour("contract.harness-toxiproxy")
 class TestProxies:
     def test_version(self, new_pact: NewPact) -> None:
         pact, i = interaction(new_pact, "a request for the version")
@@ -194,6 +195,7 @@ class TestProxies:
         run(pact, lambda c: c.reset())
 
 
+@pytest.mark.behaviour("contract.harness-toxiproxy")
 class TestToxics:
     def test_add_toxic(self, new_pact: NewPact) -> None:
         """200 (not 201) with the toxic as added."""

@@ -6,6 +6,7 @@ into a welcome notification, which must be a request the notifications API accep
 
 from __future__ import annotations
 
+import pytest
 from pact import match
 
 from reference_services.notifications._models import NotificationRequest
@@ -26,6 +27,7 @@ def handle_user_created(body: str | bytes | None, metadata: dict[str, object]) -
     assert request.notification_id == event.event_id  # redeliveries deduplicate on the event id
 
 
+@pytest.mark.behaviour("contract.notifications-users")
 def test_user_created_event(new_pact: NewPact) -> None:
     """A ``user.created`` event carries the ids, the user and a UTC timestamp with microseconds."""
     pact = new_pact(CONSUMER, PROVIDER)

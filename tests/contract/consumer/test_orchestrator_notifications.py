@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pact import Pact, match
 from pact.interaction import HttpInteraction
 
@@ -73,6 +74,7 @@ async def notify(pact: Pact, o: Order) -> StepResult:
             return await HttpParticipants(notifications, notifications).notify(o)
 
 
+@pytest.mark.behaviour("contract.orchestrator-notifications")
 class TestNotify:
     async def test_stores_the_notification(self, new_pact: NewPact) -> None:
         """201 with the stored notification: the step succeeds."""
@@ -108,6 +110,7 @@ class TestNotify:
         result = await notify(pact, o)
         assert (result.outcome, result.status) == (Outcome.REJECTED, 409)
 
+    @pytest.mark.behaviour("retry.retry_after", "saga.pivot_rule")
     async def test_shedding_is_an_unknown_outcome(self, new_pact: NewPact) -> None:
         """503 overloaded with Retry-After: retried as asked, then UNKNOWN (the saga retries it later)."""
         pact, o = new_pact(CONSUMER, PROVIDER), order(3)

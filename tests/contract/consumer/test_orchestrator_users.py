@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pact import Pact, match
 from pact.interaction import HttpInteraction
 from pact.match.matcher import AbstractMatcher
@@ -85,6 +86,7 @@ async def call(pact: Pact, step: str, o: Order, sleeps: RecordedSleeps | None = 
     return result
 
 
+@pytest.mark.behaviour("contract.orchestrator-users")
 class TestReserveCredit:
     async def test_reserves(self, new_pact: NewPact) -> None:
         """201 with the reservation: the step succeeds."""
@@ -97,6 +99,7 @@ class TestReserveCredit:
         )
         assert (await call(pact, "reserve_credit", o)).outcome is Outcome.OK
 
+    @pytest.mark.behaviour("users.idempotent_reservations")
     async def test_replay_answers_the_first_reservation(self, new_pact: NewPact) -> None:
         """The same reservation id again is 200 with the reservation made earlier: still a success."""
         pact, o = new_pact(CONSUMER, PROVIDER), order(2)
@@ -108,6 +111,7 @@ class TestReserveCredit:
         )
         assert (await call(pact, "reserve_credit", o)).outcome is Outcome.OK
 
+    @pytest.mark.behaviour("saga.compensation")
     async def test_insufficient_credit_is_a_rejection(self, new_pact: NewPact) -> None:
         """409 insufficient_credit with the available amount: the saga compensates."""
         pact, o = new_pact(CONSUMER, PROVIDER), order(3, amount=30)
@@ -149,6 +153,7 @@ class TestReserveCredit:
         )
         assert (await call(pact, "reserve_credit", o)).outcome is Outcome.REJECTED
 
+    @pytest.mark.behaviour("retry.retry_after")
     async def test_shedding_is_retried_after_retry_after(self, new_pact: NewPact) -> None:
         """503 overloaded with Retry-After: retried after the time asked, then an unknown outcome."""
         pact, o = new_pact(CONSUMER, PROVIDER), order(6)
@@ -166,6 +171,7 @@ class TestReserveCredit:
         assert set(sleeps.delays) == {1.0}
 
 
+@pytest.mark.behaviour("contract.orchestrator-users")
 class TestConfirmCredit:
     async def test_confirms(self, new_pact: NewPact) -> None:
         """200 with the reservation confirmed."""
@@ -192,6 +198,7 @@ class TestConfirmCredit:
         assert (await call(pact, "confirm_credit", o)).outcome is Outcome.OK
 
 
+@pytest.mark.behaviour("contract.orchestrator-users", "saga.compensation")
 class TestReleaseCredit:
     async def test_releases(self, new_pact: NewPact) -> None:
         """The compensation: 200 with the reservation released."""

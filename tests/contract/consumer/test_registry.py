@@ -109,6 +109,14 @@ def instance_path(consumer: Consumer, suffix: str = "") -> AbstractMatcher[objec
     return match.regex(example, regex=f"^/v1/instances/{NAME_REGEX}{suffix}$")
 
 
+@pytest.mark.behaviour("registry.registration")
+@pytest.mark.behaviour(
+    by_id={
+        "users": "contract.users-registry",
+        "notifications": "contract.notifications-registry",
+        "orchestrator": "contract.orchestrator-registry",
+    }
+)
 @pytest.mark.parametrize("consumer", CONSUMERS)
 class TestRegistration:
     async def test_registers_a_new_instance(self, new_pact: NewPact, consumer: Consumer) -> None:
@@ -203,6 +211,13 @@ def healthy_instance(service: str) -> dict[str, object]:
     return {"service": service, "instance_id": f"{service}-9", "address": "127.0.0.1", "port": 8000}
 
 
+@pytest.mark.behaviour(
+    by_id={
+        "users-looks-up-notifications": "contract.users-registry",
+        "orchestrator-looks-up-users": "contract.orchestrator-registry",
+        "orchestrator-looks-up-notifications": "contract.orchestrator-registry",
+    }
+)
 @pytest.mark.parametrize(("consumer", "target"), LOOKUPS)
 class TestLookup:
     async def test_lookup(self, new_pact: NewPact, consumer: Consumer, target: str) -> None:
@@ -221,6 +236,7 @@ class TestLookup:
                 answer = await registry.instances(target)
         assert [i.service for i in answer.instances] == [target]
 
+    @pytest.mark.behaviour("registry.blocking_queries")
     async def test_blocking_lookup(self, new_pact: NewPact, consumer: Consumer, target: str) -> None:
         """With ``index`` and ``wait`` the answer waits for a change: the lookup cache's watch."""
         pact = new_pact(consumer.service, PROVIDER)

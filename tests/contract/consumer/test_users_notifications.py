@@ -95,6 +95,7 @@ def deliveries(metrics: CollectorRegistry, result: str) -> float | None:
     return metrics.get_sample_value("users_outbox_deliveries_total", {"result": result})
 
 
+@pytest.mark.behaviour("contract.users-notifications", "outbox.at_least_once")
 class TestWelcomeNotification:
     async def test_new_event_is_delivered(self, new_pact: NewPact, outbox: Outbox) -> None:
         """201: the event is marked delivered and leaves the outbox."""

@@ -79,6 +79,7 @@ def broken_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProviderT
         thread.join(timeout=10)
 
 
+@pytest.mark.behaviour("contract.broken_provider")
 def test_renamed_field_fails_naming_interaction_and_field(broken_users: ProviderTarget) -> None:
     """harness-users pins ``available`` in "a request for a user": that interaction fails on that field."""
     result = verify_pact(load_pact(CONTRACTS / "harness-users.json"), broken_users)
@@ -90,6 +91,7 @@ def test_renamed_field_fails_naming_interaction_and_field(broken_users: Provider
     assert "Actual map is missing the following keys: available" in result.output
 
 
+@pytest.mark.behaviour("contract.broken_provider")
 def test_renamed_field_in_an_error_body_fails_too(broken_users: ProviderTarget) -> None:
     """The 409 insufficient-credit body carries ``available`` for the orchestrator: only that one fails."""
     result = verify_pact(load_pact(CONTRACTS / "orchestrator-users.json"), broken_users)
@@ -105,6 +107,7 @@ def _renamed_email(_description: str) -> ProducedMessage:
     return ProducedMessage(json.dumps(event).encode(), metadata={"event_type": "user.created"})
 
 
+@pytest.mark.behaviour("contract.broken_provider")
 def test_renamed_field_in_a_message_fails() -> None:
     """A publisher that renamed ``user.email`` breaks the ``user.created`` message contract, by name."""
     target = ProviderTarget("users", messages=_renamed_email)
@@ -115,6 +118,7 @@ def test_renamed_field_in_a_message_fails() -> None:
     )
 
 
+@pytest.mark.behaviour("contract.broken_provider", "contract.can_i_deploy")
 def test_cli_reports_the_broken_provider(broken_users: ProviderTarget, tmp_path: Path) -> None:
     """``harness contract verify`` exits 1, the matrix shows the failing pairs, can-i-deploy says no."""
     results = tmp_path / "results.json"
@@ -129,6 +133,7 @@ def test_cli_reports_the_broken_provider(broken_users: ProviderTarget, tmp_path:
     assert "blocked  harness -> users (harness-users.json): verification failed" in answer.output
 
 
+@pytest.mark.behaviour("contract.broken_provider")
 def test_failing_provider_state_fails_at_once_with_its_reason(providers: dict[str, ProviderTarget]) -> None:
     """A state that cannot be set up fails its interactions at once, with the reason (no verifier retries)."""
 

@@ -24,6 +24,7 @@ def registry_token(providers: dict[str, ProviderTarget], monkeypatch: pytest.Mon
     monkeypatch.setenv(REGISTRY_TOKEN_ENV, dict(providers["registry"].headers)[REGISTRY_TOKEN_HEADER])
 
 
+@pytest.mark.behaviour("contract.can_i_deploy")
 def test_verify_prints_the_matrix_and_records_results(
     providers: dict[str, ProviderTarget], tmp_path: Path
 ) -> None:
@@ -46,6 +47,7 @@ def test_verify_prints_the_matrix_and_records_results(
         assert f"yes: {service} can be deployed" in answer.output
 
 
+@pytest.mark.behaviour("contract.can_i_deploy")
 def test_verify_starts_the_providers_it_is_not_given(tmp_path: Path) -> None:
     """Without --url, the provider is started in test mode under --stack-workdir, and stopped after."""
     results, workdir = tmp_path / "results.json", tmp_path / "stack"
@@ -59,12 +61,14 @@ def test_verify_starts_the_providers_it_is_not_given(tmp_path: Path) -> None:
     assert {r.provider for r in read_results(results).results} == {"notifications"}
 
 
+@pytest.mark.behaviour("contract.can_i_deploy", "harness.exit_codes")
 def test_can_i_deploy_without_results_is_exit_3(tmp_path: Path) -> None:
     answer = CliRunner().invoke(contract, ["can-i-deploy", "users", "--results", str(tmp_path / "none.json")])
     assert answer.exit_code == 3
     assert "no verification results" in answer.output
 
 
+@pytest.mark.behaviour("contract.can_i_deploy")
 def test_can_i_deploy_with_an_unverified_pact_is_exit_1(
     tmp_path: Path, providers: dict[str, ProviderTarget]
 ) -> None:
