@@ -74,6 +74,55 @@ def misconfigured(tmp_path: Path, **changes: object) -> Stack:
     return Stack(topology(**changes), tmp_path / "stack")  # type: ignore[arg-type]
 
 
+@pytest.mark.behaviour(
+    by_id={
+        "01": [
+            "experiment.latency_on_one_users_instance",
+            "breaker.opens",
+            "breaker.rejects_while_open",
+            "breaker.half_open_probes",
+            "breaker.closes",
+            "balancer.skips_open_breakers",
+            "toxic.latency",
+            "client.timeouts",
+        ],
+        "02": [
+            "experiment.reset_peer_on_one_users_instance",
+            "breaker.opens",
+            "breaker.closes",
+            "retry.only_when_safe",
+            "balancer.skips_open_breakers",
+            "toxic.reset_peer",
+        ],
+        "03": [
+            "experiment.hung_users_instance",
+            "client.timeouts",
+            "breaker.opens",
+            "breaker.closes",
+            "toxic.timeout",
+        ],
+        "04": [
+            "experiment.users_instance_killed",
+            "registry.health_check_eviction",
+            "discovery.follows_membership",
+            "registry.registration",
+        ],
+        "05": [
+            "experiment.registry_cut_off_and_killed",
+            "discovery.cache_through_outage",
+            "registry.registration",
+        ],
+        "06": ["experiment.orchestrator_killed_mid_saga", "saga.crash_recovery", "saga.invariants"],
+        "07": ["experiment.bandwidth_and_slicer", "toxic.bandwidth", "toxic.slicer"],
+        "08": ["experiment.reset_peer_per_connection", "toxic.toxicity", "toxic.reset_peer"],
+        "09": [
+            "experiment.notifications_down_during_orders",
+            "saga.pivot_rule",
+            "saga.bounded_retries",
+            "saga.invariants",
+        ],
+    }
+)
 @pytest.mark.parametrize("name", [f"{n:02d}" for n in range(1, 10)])
 def test_each_experiment_holds_as_shipped(fast_stack: Stack, tmp_path: Path, name: str) -> None:
     """Hypothesis before, after and after cleanup; every method probe within its tolerance; nothing left."""
@@ -95,6 +144,12 @@ def assert_deviates(outcome: ChaosOutcome, *because: str) -> None:
 
 
 class TestWrongConfigurationsDeviate:
+    @pytest.mark.behaviour(
+        "client.configuration",
+        "experiment.latency_on_one_users_instance",
+        "experiment.reset_peer_on_one_users_instance",
+        "experiment.hung_users_instance",
+    )
     def test_without_breakers_the_breaker_experiments_deviate(self, tmp_path: Path) -> None:
         """breaker = false towards users: the breaker conformance probe fails on every breaker experiment."""
         off = ClientSettings(breaker=None, attempt_timeout=1.0, deadline=3.0)
@@ -105,6 +160,7 @@ class TestWrongConfigurationsDeviate:
         for outcome in outcomes.values():
             assert_deviates(outcome, "the breaker towards users-2 conforms")
 
+    @pytest.mark.behaviour("discovery.follows_membership", "experiment.users_instance_killed")
     def test_with_a_discovery_cache_that_never_refreshes_calls_go_on_to_a_dead_instance(
         self, tmp_path: Path
     ) -> None:
@@ -114,6 +170,7 @@ class TestWrongConfigurationsDeviate:
             outcome = run(stack, "04", tmp_path / "report", fail_fast=True)
         assert_deviates(outcome, "calls to users-2 after its eviction and one cache refresh")
 
+    @pytest.mark.behaviour("registry.registration", "experiment.registry_cut_off_and_killed")
     def test_with_slow_heartbeats_a_restarted_registry_stays_empty_too_long(self, tmp_path: Path) -> None:
         """Heartbeats every 20 s (TTL 60 s): after the registry restarts empty, callers are told there is
         no instance until the heartbeats come, and orders fail meanwhile."""
@@ -123,6 +180,11 @@ class TestWrongConfigurationsDeviate:
         assert_deviates(outcome, "users-1 registered again", "notifications-1 registered again",
                         "orders that failed")  # fmt: skip
 
+    @pytest.mark.behaviour(
+        "saga.bounded_retries",
+        "experiment.orchestrator_killed_mid_saga",
+        "experiment.notifications_down_during_orders",
+    )
     def test_giving_up_at_the_first_timeout_leaves_sagas_needing_attention(self, tmp_path: Path) -> None:
         """No client retries and one start per step: the first step after the pivot without a clear
         answer (a slow users-2, or notifications cut off) stops its saga."""
@@ -133,12 +195,14 @@ class TestWrongConfigurationsDeviate:
         for outcome in outcomes.values():
             assert_deviates(outcome, "orders needing attention")
 
+    @pytest.mark.behaviour("client.timeouts", "experiment.bandwidth_and_slicer")
     def test_with_a_too_short_attempt_timeout_slow_links_fail_orders(self, tmp_path: Path) -> None:
         tight = ClientSettings(breaker=FAST_BREAKER, attempt_timeout=0.02, deadline=0.1)
         with misconfigured(tmp_path, users_client=tight) as stack:
             outcome = run(stack, "07", tmp_path / "report", fail_fast=True)
         assert_deviates(outcome, "orders that failed while the links were bad")
 
+    @pytest.mark.behaviour("toxic.toxicity", "experiment.reset_peer_per_connection")
     def test_without_keep_alive_the_pooled_client_sees_every_draw(
         self, fast_stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -132,6 +132,7 @@ async def median_round_trip(address: str, count: int = 30) -> float:
         await client.close()
 
 
+@pytest.mark.behaviour("toxic.latency")
 class TestLatency:
     async def test_adds_the_configured_delay(self, echo_proxy: AsyncProxy, echo_upstream: Upstream) -> None:
         """50 ms downstream latency: the median round trip grows by 50 ms, within 2 ms."""
@@ -169,6 +170,7 @@ class TestLatency:
             await client.close()
 
 
+@pytest.mark.behaviour("toxic.bandwidth")
 class TestBandwidth:
     async def test_rate_within_ten_percent(self, toxiproxy: AsyncToxiproxyClient) -> None:
         """200 kB at 100 KB/s (bytes per ms) takes 2 s from connecting to the last byte."""
@@ -188,6 +190,7 @@ class TestBandwidth:
         assert 1.8 <= elapsed <= 2.2, f"{len(payload) / elapsed / 1000:.1f} KB/s"
 
 
+@pytest.mark.behaviour("toxic.timeout")
 class TestTimeout:
     async def test_holds_data_then_closes(self, echo_proxy: AsyncProxy) -> None:
         """Nothing comes back, and the connection closes 300 ms after the last byte reached the toxic."""
@@ -220,6 +223,7 @@ class TestTimeout:
         assert data == b""
 
 
+@pytest.mark.behaviour("toxic.reset_peer")
 class TestResetPeer:
     async def test_client_gets_connection_reset(self, echo_proxy: AsyncProxy) -> None:
         await echo_proxy.add_toxic("reset_peer", timeout=0)
@@ -243,6 +247,7 @@ class TestResetPeer:
         assert 0.19 <= elapsed <= 1.5
 
 
+@pytest.mark.behaviour("toxic.slow_close")
 class TestSlowClose:
     async def test_data_at_once_and_eof_after_the_delay(self, toxiproxy: AsyncToxiproxyClient) -> None:
         upstream = await Upstream(sender(b"hello")).start()
@@ -265,6 +270,7 @@ class TestSlowClose:
         assert 0.29 <= eof <= 1.5
 
 
+@pytest.mark.behaviour("toxic.slicer")
 class TestSlicer:
     async def test_every_byte_arrives_in_order(self, toxiproxy: AsyncToxiproxyClient) -> None:
         payload = bytes(i % 251 for i in range(100_000))
@@ -280,6 +286,7 @@ class TestSlicer:
         assert data == payload
 
 
+@pytest.mark.behaviour("toxic.limit_data")
 class TestLimitData:
     async def test_closes_after_exactly_n_bytes(self, toxiproxy: AsyncToxiproxyClient) -> None:
         upstream = await Upstream(sender(bytes(range(256)) * 20)).start()
@@ -294,6 +301,7 @@ class TestLimitData:
         assert data == (bytes(range(256)) * 4)[:1000]
 
 
+@pytest.mark.behaviour("proxy.enable_disable")
 class TestDisabledProxy:
     async def test_refuses_connections_until_enabled(self, echo_proxy: AsyncProxy) -> None:
         async with echo_proxy.down():
@@ -326,6 +334,7 @@ async def toxicity_hits(address: str, connections: int) -> list[bool]:
     return hits
 
 
+@pytest.mark.behaviour("toxic.toxicity")
 class TestToxicity:
     async def test_half_of_the_connections_are_hit(self, echo_proxy: AsyncProxy) -> None:
         """Toxicity 0.5 over 200 connections: the hit count is binomial(200, 0.5), within 4.5 sigma."""
@@ -346,6 +355,7 @@ class TestToxicity:
         assert 0 < sum(patterns[0]) < 40
 
 
+@pytest.mark.behaviour("proxy.api")
 class TestUnreachableUpstream:
     async def test_client_connection_is_closed(self, toxiproxy: AsyncToxiproxyClient) -> None:
         upstream = await Upstream(echo).start()

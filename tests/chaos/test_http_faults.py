@@ -133,6 +133,7 @@ async def failures(proxy: AsyncProxy, calls: int, *, reuse: bool) -> int:
 
 
 class TestPerRequest:
+    @pytest.mark.behaviour("toxic.http_error", "toxic.toxicity")
     async def test_error_share_on_one_keep_alive_connection(
         self, proxy: AsyncProxy, upstream: HttpUpstream
     ) -> None:
@@ -147,6 +148,7 @@ class TestPerRequest:
         assert codes.count(200) == 1000 - errors == len(upstream.requests)
         assert upstream.connections == 1
 
+    @pytest.mark.behaviour("toxic.toxicity", "toxic.http_error", "toxic.reset_peer")
     async def test_per_connection_against_per_request(self, proxy: AsyncProxy) -> None:
         """Toxicity 0.3 over 300 calls: reset_peer (drawn per connection) barely touches a keep-alive
         client; http_error (drawn per request) fails 30% whether connections are kept or not."""
@@ -165,6 +167,7 @@ class TestPerRequest:
         assert low <= figures[("http_error", True)] <= high
         assert low <= figures[("http_error", False)] <= high
 
+    @pytest.mark.behaviour("toxic.http_latency")
     async def test_latency_draws_in_range_and_spread(self, proxy: AsyncProxy) -> None:
         """http_latency 20..60 ms: every request is held at least 20 ms, none much past 60, and the added
         latencies (round trip minus the median round trip without the toxic) fill each quarter of the
@@ -190,6 +193,7 @@ class TestPerRequest:
         assert max(added) <= 60 + 25  # the draw, plus the scheduler on a busy machine
         assert all(count >= low for count in quarters)
 
+    @pytest.mark.behaviour("toxic.http_error")
     async def test_filters_select_requests(self, proxy: AsyncProxy, upstream: HttpUpstream) -> None:
         await proxy.add_toxic(
             "http_error", stream="upstream", status=429, method="POST", path_prefix="/orders"
@@ -200,6 +204,7 @@ class TestPerRequest:
             assert (await client.post("/users", content=b"{}")).status_code == 200
         assert upstream.requests == ["GET /orders/1", "POST /users"]
 
+    @pytest.mark.behaviour("toxic.http_error")
     async def test_response_stream_replaces_after_the_server_handled_it(
         self, proxy: AsyncProxy, upstream: HttpUpstream
     ) -> None:
@@ -210,6 +215,7 @@ class TestPerRequest:
         assert upstream.requests == ["POST /pay"]
 
 
+@pytest.mark.behaviour("proxy.api", "toxic.http_error", "toxic.http_latency")
 class TestApi:
     async def test_toxic_json_with_string_attributes(
         self, proxy: AsyncProxy, toxiproxy: AsyncToxiproxyClient
@@ -286,6 +292,7 @@ class RawClient:
             await self.writer.wait_closed()
 
 
+@pytest.mark.behaviour("proxy.http_framing")
 class TestFraming:
     async def test_pipelined_responses_keep_request_order(
         self, proxy: AsyncProxy, upstream: HttpUpstream
@@ -384,6 +391,7 @@ def fast(connection: Connection) -> bool:
     return connection.http is None and all(link.fast_write is not None for link in links)
 
 
+@pytest.mark.behaviour("proxy.http_framing")
 async def test_removal_gives_open_connections_the_fast_path_back(upstream: HttpUpstream) -> None:
     """Once the last HTTP toxic is gone and nothing is in flight, an open keep-alive connection leaves the
     HTTP layer: its links write straight to the other socket again."""
@@ -433,6 +441,7 @@ async def breaker_run(proxy: AsyncProxy, toxicity: float, calls: int = 300) -> t
 
 
 class TestServiceClient:
+    @pytest.mark.behaviour("breaker.opens", "toxic.http_error")
     async def test_breaker_opens_at_six_in_ten_not_at_one_in_ten(self, proxy: AsyncProxy) -> None:
         """A breaker that opens at 35% failures over 50 calls: http_error at 0.6 opens it, at 0.1 it stays
         closed through 300 calls (each run is far outside the other's binomial 99.9% range)."""
@@ -446,6 +455,7 @@ class TestServiceClient:
         assert calls <= 60
         assert (stayed, made) == (BreakerState.CLOSED, 300)
 
+    @pytest.mark.behaviour("retry.retry_after", "toxic.http_error")
     async def test_retry_after_is_honoured(self, proxy: AsyncProxy) -> None:
         """503 with Retry-After: 1 on every request: the retry waits one second, measured between attempts."""
         events = EventLog("test")
@@ -479,6 +489,7 @@ chaos = { failure_rate = 0.3, latency_range = [2, 6], error = "503", retry_after
 """
 
 
+@pytest.mark.behaviour("client.chaos_monkey", "client.configuration")
 class TestMonkeyFromTheTopology:
     def test_the_orchestrators_users_client_injects(self, tmp_path: Path) -> None:
         """The topology's chaos table reaches the running orchestrator: its calls to users wait 2 to 6 ms,

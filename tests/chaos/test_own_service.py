@@ -45,6 +45,7 @@ def listed(stack: Stack) -> set[str]:
     return {i["instance_id"] for i in answer.json()["instances"]}
 
 
+@pytest.mark.behaviour("experiment.own_service_latency", "harness.own_services", "toxic.latency")
 def test_the_own_service_experiment_holds_as_shipped(inventory: Stack, tmp_path: Path) -> None:
     """Both instances listed before, after and after cleanup; latency where the toxic is and nowhere else."""
     outcome = run(inventory, tmp_path / "report")
@@ -54,6 +55,7 @@ def test_the_own_service_experiment_holds_as_shipped(inventory: Stack, tmp_path:
     assert all(not proxy.toxics() for proxy in inventory.toxiproxy.proxies().values())
 
 
+@pytest.mark.behaviour("registry.health_check_eviction", "harness.own_services")
 def test_with_health_checks_through_the_proxy_the_slow_instance_is_evicted(tmp_path: Path) -> None:
     """``checks_through_proxy = true`` (a full partition's setting) with a check timeout under the latency:
     the registry's checks time out and drop inventory-2, which the experiment says must not happen."""
@@ -69,6 +71,7 @@ def test_with_health_checks_through_the_proxy_the_slow_instance_is_evicted(tmp_p
     assert failed[0] in outcome.verdict
 
 
+@pytest.mark.behaviour("harness.fault_schedule", "harness.own_services")
 def test_a_fault_schedule_addresses_own_instances_by_name(inventory: Stack, tmp_path: Path) -> None:
     """Latency on inventory-2 and a kill of inventory-1, as events on the timeline; both removed at the end:
     inventory-1 restarted on its port and listed again, no toxic left."""

@@ -146,7 +146,9 @@ def invariant_violations_once_settled(stack: Stack, within: float = 30.0) -> lis
         time.sleep(0.2)
 
 
+@pytest.mark.behaviour("proxy.supervised")
 class TestSigkillUnderTraffic:
+    @pytest.mark.behaviour("saga.invariants")
     def test_proxied_calls_and_orders_resume_and_invariants_hold(self, stack: Stack) -> None:
         """SIGKILL amid orders: every proxy answers within 2 s, orders complete again, invariants hold."""
         user = f"u-{uuid.uuid4().hex[:8]}"
@@ -183,6 +185,7 @@ class TestSigkillUnderTraffic:
         assert {name: proxy.listen for name, proxy in stack.toxiproxy.proxies().items()} == before
 
 
+@pytest.mark.behaviour("proxy.supervised")
 class TestToxicsSurvive:
     def test_a_toxic_added_through_the_api_is_active_after_the_kill(self, stack: Stack) -> None:
         """300 ms latency on users-2, added directly: back after the SIGKILL, slowing users-2, named."""
@@ -208,6 +211,7 @@ class TestToxicsSurvive:
         assert supervisor.notices[-1].kind is NoticeKind.RESTARTED
 
 
+@pytest.mark.behaviour("proxy.supervised")
 class TestExplicitRestart:
     def test_stack_restart_from_a_thread_restores_the_toxics_and_lasts(self, stack: Stack) -> None:
         """``Stack.restart("toxiproxy")`` in a thread: same toxics; the new proxy outlives the thread."""
@@ -227,6 +231,7 @@ class TestExplicitRestart:
         assert restarted_events(stack)[-1]["toxics_restored"] == ["users-1/slow"]
 
 
+@pytest.mark.behaviour("proxy.supervised")
 class TestExternalProxy:
     def test_a_real_toxiproxy_that_dies_is_reported_not_restarted(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -78,6 +78,7 @@ def proxied_call_times_out(stack: Stack) -> bool:
     return False
 
 
+@pytest.mark.behaviour("registry.health_check_eviction")
 class TestHealthCheckRouting:
     """A toxic on an instance's proxy is the callers' problem, unless the topology says checks cross it."""
 
@@ -118,6 +119,7 @@ class TestHealthCheckRouting:
         assert listed.json()["instances"] == []
 
 
+@pytest.mark.behaviour("registry.write_token")
 class TestStackToken:
     """`harness up` (a Stack) makes a token per run; its services use it and nobody else can write."""
 

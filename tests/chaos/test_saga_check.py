@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from harness.checks._history import OrderCall
 from harness.checks._saga_run import SagaCheckConfig, run_saga_check
 
 
+@pytest.mark.behaviour("saga.invariants", "saga.crash_recovery", "harness.fault_schedule")
 def test_orders_keep_every_promise_under_toxics_and_orchestrator_kills(tmp_path: Path) -> None:
     """150 orders, 2 SIGKILLs, random latency/timeout/reset/partition windows: nothing stuck, lost,
     doubled or notified-then-compensated, and credit is conserved."""

@@ -65,12 +65,14 @@ def failed_attempts(text: str, instance: str) -> float:
 
 
 class TestRouting:
+    @pytest.mark.behaviour("registry.registration")
     def test_instances_register_their_proxy_address(self, stack: Stack) -> None:
         """The registry hands out proxy addresses, so discovered traffic crosses the proxies."""
         listed = httpx.get(f"{stack.registry_url}/v1/services/users/instances").json()["instances"]
         assert {f"{i['address']}:{i['port']}" for i in listed} == {
             stack.proxies[name] for name in ("users-1", "users-2", "users-3")}  # fmt: skip
 
+    @pytest.mark.behaviour("toxic.latency")
     def test_latency_on_users_2_slows_only_users_2(self, stack: Stack) -> None:
         """200 ms latency on users-2's proxy: users-2 through it slows; users-1, and users-2 direct, don't."""
         assert stack.toxiproxy is not None
@@ -87,6 +89,9 @@ class TestRouting:
         assert median_get(f"{stack.proxied_url('users-2')}/users/{user}") < 0.1
 
 
+@pytest.mark.behaviour(
+    "retry.only_when_safe", "balancer.skips_open_breakers", "saga.completes", "toxic.reset_peer"
+)
 class TestSagaUnderFaults:
     def test_orders_complete_while_users_2_resets_every_connection(self, stack: Stack) -> None:
         """reset_peer on users-2: the orchestrator retries elsewhere, and users-2 is shielded from calls."""

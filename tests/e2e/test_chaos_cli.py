@@ -110,6 +110,7 @@ def chaos_cli(tmp_path: Path) -> list[str]:
     return [chaos, "--no-version-check", "--no-log-file", "--settings", str(tmp_path / "no-settings.yaml")]
 
 
+@pytest.mark.behaviour("harness.chaos_cli", "harness.exit_codes")
 class TestBadInput:
     def test_a_file_without_description_is_one_line_naming_the_file(self, tmp_path: Path) -> None:
         bad = tmp_path / "bad.json"
@@ -156,6 +157,7 @@ class TestBadInput:
         assert allowed.returncode == 0, allowed.stderr
 
 
+@pytest.mark.behaviour("harness.chaos_cli")
 def test_plain_chaos_run_starts_and_stops_its_own_stack(tmp_path: Path, fast_topology: Path) -> None:
     """`chaos run FILE`: the control declared in the file starts a stack, judges the method, cleans up,
     stops the stack; the journal carries the harness's section."""
@@ -181,6 +183,7 @@ def test_plain_chaos_run_starts_and_stops_its_own_stack(tmp_path: Path, fast_top
     assert not (workdir / "stack.json").exists()  # the stack it started is stopped
 
 
+@pytest.mark.behaviour("harness.chaos_cli")
 def test_ctrl_c_cleans_up_and_exits_130(tmp_path: Path, fast_topology: Path) -> None:
     """SIGINT while a toxic is applied: the toxic is removed, the hypothesis is checked again, exit 130."""
     out = tmp_path / "run.out"
@@ -207,6 +210,7 @@ def test_ctrl_c_cleans_up_and_exits_130(tmp_path: Path, fast_topology: Path) -> 
     assert "interrupted; cleaned up" in out.read_text()
 
 
+@pytest.mark.behaviour("harness.chaos_cli")
 def test_max_time_stops_the_run_cleanly(tmp_path: Path, fast_topology: Path) -> None:
     done = harness(
         "chaos",
@@ -227,6 +231,7 @@ def test_max_time_stops_the_run_cleanly(tmp_path: Path, fast_topology: Path) -> 
     assert journal["harness"]["cleanup"]["removed"] == ["latency latency=300 on users-2"]
 
 
+@pytest.mark.behaviour("harness.chaos_cli")
 class TestOnARunningStack:
     def test_a_crashed_run_is_cleaned_up_from_its_ledger(self, tmp_path: Path, fast_topology: Path) -> None:
         """SIGKILL `harness chaos run --attach` while its toxic is on: `harness chaos cleanup` removes it."""
@@ -279,6 +284,7 @@ class TestOnARunningStack:
         assert "users-2" in done.stderr
 
 
+@pytest.mark.behaviour("harness.chaos_cli")
 def test_chaos_discover_lists_the_extension(tmp_path: Path) -> None:
     done = subprocess.run(
         [*chaos_cli(tmp_path), "discover", "--no-install", "--no-system-info", "resilience-harness"],

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from ._run import harness
 
 
+@pytest.mark.behaviour("harness.saga_check", "saga.invariants")
 def test_a_small_run_prints_every_check_and_passes(tmp_path: Path) -> None:
     """Exit 0, one line per check with measured and bound, and result.json in the report folder."""
     flags = ["--orders", "30", "--kills", "1", "--seed", "5", "--rate", "15"]
@@ -22,6 +25,7 @@ def test_a_small_run_prints_every_check_and_passes(tmp_path: Path) -> None:
     assert all(f["measured"] <= f["bound"] for f in result["figures"])
 
 
+@pytest.mark.behaviour("harness.saga_check", "harness.exit_codes")
 def test_a_used_workdir_is_refused_in_one_line(tmp_path: Path) -> None:
     """The check needs a fresh stack: a non-empty workdir is a configuration error (exit 2)."""
     (tmp_path / "stack").mkdir()
@@ -33,6 +37,7 @@ def test_a_used_workdir_is_refused_in_one_line(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.behaviour("harness.saga_check", "harness.exit_codes")
 def test_bad_numbers_are_usage_errors(tmp_path: Path) -> None:
     done = harness("check", "saga", "--orders", "0")
     assert done.returncode == 2

@@ -9,6 +9,14 @@ import pytest
 from tests.e2e._run import harness
 
 
+@pytest.mark.behaviour(
+    "harness.demo",
+    "balancer.round_robin_shares",
+    "breaker.opens",
+    "breaker.rejects_while_open",
+    "breaker.closes",
+    "registry.health_check_eviction",
+)
 class TestDemo:
     def test_demo_passes_every_check_and_cleans_up(self, tmp_path: Path) -> None:
         """`harness demo` starts the processes, passes its checks, exits 0 and leaves no process behind."""
@@ -22,9 +30,12 @@ class TestDemo:
         assert len(pids) == 4
         for pid in pids:
             assert not Path(f"/proc/{pid}").exists()
-        assert (tmp_path / "events" / "registry.jsonl").read_text().count('"event":"registry.registered"') == 3
+        assert (tmp_path / "events" / "registry.jsonl").read_text().count(
+            '"event":"registry.registered"'
+        ) == 3
 
 
+@pytest.mark.behaviour("harness.exit_codes")
 class TestCommandLine:
     def test_help_lists_the_commands(self) -> None:
         """`harness --help` names every command."""

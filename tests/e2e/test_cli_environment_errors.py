@@ -40,6 +40,7 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.behaviour("harness.exit_codes")
 class TestContractVerifyStaysOnLoopback:
     def test_a_remote_url_is_refused_without_allow_remote(self, no_pacts: Path) -> None:
         """--url users=<remote>: exit 2, one line naming the URL and --allow-remote."""
@@ -77,6 +78,7 @@ class TestContractVerifyStaysOnLoopback:
         assert not results.exists()
 
 
+@pytest.mark.behaviour("harness.exit_codes")
 class TestServeOnABusyPort:
     def test_a_busy_port_is_one_line_and_exit_code_3(self, tmp_path: Path, busy_port: int) -> None:
         """harness serve users --port <busy>: exit 3 and one line naming the address, no traceback."""

@@ -85,7 +85,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
             up.wait()
 
 
+@pytest.mark.behaviour("harness.fault_cli")
 class TestAgainstAStack:
+    @pytest.mark.behaviour("toxic.http_error")
     def test_add_shows_on_traffic_list_status_then_remove(self, stack: RunningStack) -> None:
         """http_error on users-2: its calls get 503 with Retry-After, `list` and the up status line show it,
         `remove` ends it; ledger and events follow."""
@@ -110,6 +112,7 @@ class TestAgainstAStack:
         kinds = [(e["event"], e["window"]) for e in stack.events() if e["window"] == name]
         assert kinds == [("fault.start", name), ("fault.end", name)]
 
+    @pytest.mark.behaviour("toxic.toxicity")
     def test_per_request_share_on_a_keep_alive_client(self, stack: RunningStack) -> None:
         """--toxicity 0.5 on users-3: about half of 400 calls on one connection fail (99.9% binomial)."""
         assert stack.fault("add", "users-3", "http_error", "--toxicity", "0.5").returncode == 0
@@ -124,6 +127,7 @@ class TestAgainstAStack:
         print(f"503s: {codes.count(503)} of 400 (99.9% interval 167..233)")
         assert 167 <= codes.count(503) <= 233
 
+    @pytest.mark.behaviour("proxy.enable_disable")
     def test_down_and_up(self, stack: RunningStack) -> None:
         assert stack.fault("down", "users-1").returncode == 0
         with pytest.raises(httpx.ConnectError):
@@ -198,6 +202,7 @@ class TestAgainstAStack:
         assert stack.fault("list").stdout.strip() == "no faults"
 
 
+@pytest.mark.behaviour("harness.fault_cli")
 def test_against_toxiproxy_url_without_a_stack(tmp_path: Path) -> None:
     """No stack in the workdir: TOXIPROXY_URL's proxies are the instances; without it, exit 3."""
     port_file = tmp_path / "toxiproxy.port"

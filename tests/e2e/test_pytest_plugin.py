@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from harness.events import read_events
 from tests._children import child_env
 
@@ -24,6 +26,7 @@ def pytest_in(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.behaviour("harness.pytest_plugin")
 class TestAUsersProject:
     def test_the_example_tests_pass_with_the_stack_scoped_as_the_ini_asks(self, tmp_path: Path) -> None:
         """Topology, scope and workdir from the ini file; four tests, four faults applied and all removed."""
@@ -57,6 +60,7 @@ class TestAUsersProject:
         assert "2 passed" in result.stdout
 
 
+@pytest.mark.behaviour("harness.pytest_plugin")
 def test_a_run_that_does_not_use_it_starts_nothing(tmp_path: Path) -> None:
     """Loaded but unused: no harness module beyond the plugin imported, no thread, no process."""
     (tmp_path / "test_plain.py").write_text(

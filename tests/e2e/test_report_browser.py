@@ -49,6 +49,7 @@ def texts(browser: HeadlessChromium, selector: str) -> list[str]:
     return list(found)
 
 
+@pytest.mark.behaviour("harness.report")
 class TestReportInBrowser:
     def test_loads_offline_without_errors(self, browser: HeadlessChromium, tmp_path: Path) -> None:
         """No uncaught exception, console error, failed load or policy violation; only the file itself

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.e2e._run import harness
 
 
@@ -25,6 +27,7 @@ def gone(pid: int) -> bool:
     return not Path(f"/proc/{pid}").exists()
 
 
+@pytest.mark.behaviour("harness.up")
 class TestUp:
     def test_up_places_orders_and_stops_cleanly(self, tmp_path: Path) -> None:
         """Start (fault proxy + six services), three orders COMPLETED, stop on time, nothing left."""
@@ -85,6 +88,7 @@ class TestUp:
         assert after.returncode == 3
         assert "no stack is running" in after.stderr
 
+    @pytest.mark.behaviour("proxy.supervised")
     def test_a_sigkilled_fault_proxy_is_restarted_and_shown(self, tmp_path: Path) -> None:
         """SIGKILL the fault proxy under `harness up`: a line says it restarted; `status` is all ok again."""
         output_file = tmp_path / "up.out"
@@ -121,6 +125,7 @@ class TestUp:
         assert status.returncode == 0, status.stdout + status.stderr
         assert all(gone(pid) for pid in [*pids.values(), restarted["toxiproxy"]])
 
+    @pytest.mark.behaviour("harness.exit_codes")
     def test_bad_topology_is_a_one_line_config_error(self, tmp_path: Path) -> None:
         """An unknown service in the topology: exit 2, one line naming it."""
         topology = tmp_path / "topology.toml"

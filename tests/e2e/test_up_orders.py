@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from ._run import harness
 
 
+@pytest.mark.behaviour("harness.up", "saga.completes")
 def test_many_orders_show_progress_and_a_summary_and_all_complete(tmp_path: Path) -> None:
     """30 orders over three customers with enough credit: progress lines and a summary instead of a line
     per order, every order COMPLETED; the status line counts healthy instances and open breakers."""

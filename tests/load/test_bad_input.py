@@ -39,6 +39,7 @@ def refused(done: subprocess.CompletedProcess[str], *parts: str) -> str:
     return lines[0]
 
 
+@pytest.mark.behaviour("load.profiles", "harness.exit_codes")
 class TestInvalidProfiles:
     @pytest.mark.parametrize(
         ("text", "key", "says"),
@@ -121,6 +122,7 @@ class TestInvalidProfiles:
         )
 
 
+@pytest.mark.behaviour("load.profiles", "harness.exit_codes")
 class TestRemoteAddressesAreRefused:
     def test_a_target_url_off_this_machine(self, tmp_path: Path) -> None:
         text = GOOD.replace('kind = "orders"', 'kind = "http"\nurl = "http://203.0.113.7:8080"')

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from harness.stack import Stack
 
 from .conftest import run
 
 
+@pytest.mark.behaviour("load.shares", "load.thresholds", "balancer.weights")
 class TestBalancerShares:
     def test_orders_spread_over_the_users_instances_by_their_weights(
         self, stack: Stack, tmp_path: Path
@@ -25,6 +28,14 @@ class TestBalancerShares:
         )
 
 
+@pytest.mark.behaviour(
+    "load.breaker_under_fault",
+    "load.open_breaker_calls",
+    "breaker.opens",
+    "breaker.half_open_probes",
+    "breaker.closes",
+    "balancer.skips_open_breakers",
+)
 class TestBreakerUnderLoad:
     def test_latency_on_one_instance_opens_its_breaker_shifts_the_load_and_closes_it(
         self, stack: Stack, tmp_path: Path

@@ -25,6 +25,7 @@ def failed(lines: list[str], text: str) -> list[str]:
 
 
 class TestOnAMisconfiguredClient:
+    @pytest.mark.behaviour("load.shares")
     def test_shares_that_ignore_the_weights_fail_the_shares_check_by_their_distance(
         self, misconfigured: Stack, tmp_path: Path
     ) -> None:
@@ -39,6 +40,7 @@ class TestOnAMisconfiguredClient:
         assert figure.measured is not None
         assert 0.12 <= figure.measured <= 0.22
 
+    @pytest.mark.behaviour("load.breaker_under_fault", "client.configuration")
     def test_without_a_breaker_the_breaker_checks_fail_and_say_why(
         self, misconfigured: Stack, tmp_path: Path
     ) -> None:

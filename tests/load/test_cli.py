@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from harness.load import RESULTS_VERSION
 from harness.stack import Stack
 from harness.timeline import LoadSample, Timeline
@@ -14,6 +16,7 @@ from .conftest import PROFILES, harness
 
 
 class TestImpossibleThreshold:
+    @pytest.mark.behaviour("load.thresholds", "harness.exit_codes")
     def test_exits_1_naming_the_threshold_and_by_how_much_and_leaves_its_evidence(
         self, stack: Stack, tmp_path: Path
     ) -> None:
@@ -44,6 +47,7 @@ class TestImpossibleThreshold:
         assert len(samples) == len(results["history"]) >= 4
         assert max(s.rate for s in samples) > 0
 
+    @pytest.mark.behaviour("load.baseline")
     def test_a_baseline_reports_the_regressions_against_it(self, stack: Stack, tmp_path: Path) -> None:
         """A baseline that was twice as fast, at 1 ms: the p50 and the rate regressed, each one line."""
         first = tmp_path / "first"

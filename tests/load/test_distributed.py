@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from harness.load import Distribution
 from harness.stack import Stack
 from tests._children import child_env
@@ -71,6 +73,7 @@ def wait_until(condition: object, within: float) -> bool:
     return False
 
 
+@pytest.mark.behaviour("load.distributed")
 class TestMasterAndWorkers:
     def test_a_master_and_two_workers_on_loopback_share_the_load(self, stack: Stack, tmp_path: Path) -> None:
         """Two `harness load worker` processes connect; the master's run holds its thresholds with both, and
@@ -107,6 +110,7 @@ class TestMasterAndWorkers:
             print((tmp_path / f"worker-{n}.log").read_text())
 
 
+@pytest.mark.behaviour("load.distributed")
 class TestNoLocustOutlivesTheRun:
     def test_killing_the_harness_ends_locust_and_its_forked_workers(
         self, stack: Stack, tmp_path: Path

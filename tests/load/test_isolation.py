@@ -12,6 +12,7 @@ import pytest
 from tests._children import child_env
 
 
+@pytest.mark.behaviour("load.locust_isolated")
 class TestLocustIsNeverImported:
     def test_not_by_the_harness_its_cli_or_the_load_package(self) -> None:
         """Importing the load package and running its CLI's help leaves locust and gevent unimported."""
