@@ -151,7 +151,7 @@ def _load(stack: Stack, report_dir: Path, progress: Progress) -> Part:
         progress=lambda line: progress(f"  {line}"),
     )
     results = outcome.results
-    p99 = results.total.percentile(99)
+    p99 = results.total.percentile(0.99)
     line = f"{results.total.requests} orders, {results.achieved_rate:.1f}/s, p99 {p99 or 0:.0f} ms; "
     line += "every check held" if outcome.exit_code == 0 else "; ".join(outcome.failed[:3])
     return Part("load", outcome.exit_code == 0, line, outcome.report_path)

@@ -54,11 +54,12 @@ def breaker_conformance(
     fault window (times in seconds since the origin)."""
     spans = timeline.breaker_spans(service, instance, caller=caller)
     attempts = timeline.attempts(service, instance, caller=caller)
+    since_fault = [s for s in spans if s.end > fault_start]  # earlier periods belong to earlier faults
     figures = [
         *_opening(timeline, spans, attempts, fault_start, config),
-        _calls_while_open(timeline, spans, attempts),
+        _calls_while_open(timeline, since_fault, attempts),
     ]
-    figures += _probes(timeline, spans, attempts, config)
+    figures += _probes(timeline, since_fault, attempts, config)
     figures.append(_closing(spans, fault_start, fault_end, config, probe_round))
     return Conformance(caller, service, instance, fault, figures)
 

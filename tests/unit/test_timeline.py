@@ -158,3 +158,17 @@ def test_calls_are_counted_only_towards_their_instance() -> None:
     line = timeline(attempt(0.1), {**attempt(0.2), "instance": "users-1"})
     assert [a.instance for a in line.attempts("users", "users-1")] == ["users-1"]
     assert isinstance(line.events[0], CallAttempt)
+
+
+def test_a_half_open_period_of_an_earlier_fault_is_not_judged_again() -> None:
+    """On a shared stack a later fault's conformance ignores the breaker periods of an earlier one, even
+    when that one's attempts are no longer on the timeline."""
+    earlier = [transition(0.2, "closed", "open"), transition(0.4, "open", "half_open"),
+               transition(0.5, "half_open", "closed")]  # fmt: skip
+    records = [
+        r for r in textbook() if r["event"] == "client.breaker_transition" or r["mono"] >= ORIGIN + 1.0
+    ]
+    result = breaker_conformance(timeline(*earlier, *records), service="users", instance="users-2",
+                                 fault_start=1.0, fault_end=3.0, config=CONFIG, probe_round=0.5)  # fmt: skip
+    assert [f.line() for f in result.figures if not f.holds] == []
+    assert not any("0.40s" in f.name for f in result.figures)
