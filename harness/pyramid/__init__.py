@@ -10,7 +10,15 @@ from harness.pyramid._bugs import SEEDED_BUGS, Patch, SeededBug, seeded_bugs
 from harness.pyramid._catalogue import BEHAVIOURS, Behaviour, Group, behaviour
 from harness.pyramid._errors import PatchRefused, UnknownBehaviour
 from harness.pyramid._junit import CaseResult, Outcome, read_junit
-from harness.pyramid._levels import KNOWN_LEVELS, LevelRun, discover_levels, run_level
+from harness.pyramid._levels import (
+    KNOWN_LEVELS,
+    LevelRun,
+    choose_levels,
+    discover_levels,
+    level_environment,
+    pytest_command,
+    run_level,
+)
 from harness.pyramid._markers import MARKER, MARKER_HELP, behaviours_of, junit_properties
 from harness.pyramid._matrix import build_rows
 from harness.pyramid._mutants import MutantSettings, judge, run_mutants
@@ -62,13 +70,16 @@ __all__ = [
     "behaviours_of",
     "build_rows",
     "check_bugs",
+    "choose_levels",
     "copy_source",
     "discover_levels",
     "judge",
     "junit_properties",
+    "level_environment",
     "matrix_lines",
     "mutants_lines",
     "patched_texts",
+    "pytest_command",
     "read_junit",
     "read_mutants",
     "read_pyramid",

@@ -76,6 +76,15 @@ def choose_levels(available: Sequence[str], requested: Sequence[str] | None) -> 
     return order_levels(requested)
 
 
+def level_environment(root: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a level's pytest (default: this process's): ``root`` first on ``PYTHONPATH``, so
+    pytest and every process it starts import the code under ``root``; pact's telemetry off."""
+    environment = dict(os.environ if env is None else env)
+    environment["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [environment.get("PYTHONPATH")])])
+    environment.setdefault("PACT_DO_NOT_TRACK", "true")
+    return environment
+
+
 def pytest_command(level: str, junit: Path, *, fail_fast: bool) -> list[str]:
     """The command line of one level's run (from the root it tests)."""
     command = [sys.executable, "-m", "pytest", f"tests/{level}", f"--junitxml={junit}"]
@@ -99,11 +108,7 @@ def run_level(
     junit.parent.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     junit.unlink(missing_ok=True)
-    environment = dict(os.environ if env is None else env)
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [str(root), *filter(None, [environment.get("PYTHONPATH", "")])]
-    )
-    environment.setdefault("PACT_DO_NOT_TRACK", "true")
+    environment = level_environment(root, env)
     started = time.monotonic()
     deadline = started + timeout
     reported = 0
