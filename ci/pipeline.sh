@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# The pipeline: lint, type check, then every level of the test pyramid in its own pytest run, bottom up.
-# Expects the project's virtual environment first on PATH (README's test command arranges that).
-# Each level that has a folder under tests/ must collect and pass tests: pytest's exit code 5 (nothing
-# collected) fails the pipeline like any other failure. Wall time per stage is printed at the end.
+# The pipeline: lint, type check, then every level of the test pyramid in its own pytest run, bottom up,
+# then the pyramid matrix (behaviour x level, read from the levels' JUnit XML). The same stages as the
+# jobs of ci/github-workflow.yml. Expects the project's virtual environment first on PATH (README's test
+# command arranges that). Every folder under tests/ is a level and must collect and pass tests: pytest's
+# exit code 5 (nothing collected) fails the pipeline like any other failure. Wall time per stage at the end.
+# The whole seeded-bug catalogue is its own, longer job: `harness pyramid --mutants` (docs/testing.md);
+# two seeded bugs run here, as a smoke check, in the e2e level.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 export PACT_DO_NOT_TRACK=true
 export PYTHONDONTWRITEBYTECODE=1
-LEVELS=(unit integration contract fuzz chaos load e2e)
+REPORTS=${HARNESS_CI_REPORTS:-ci-reports}  # JUnit XML per level, and the pyramid report
+ORDER=(unit integration contract fuzz chaos load e2e)
+LEVELS=()
+for level in "${ORDER[@]}"; do [ -d "tests/${level}" ] && LEVELS+=("$level"); done
+for folder in tests/*/; do  # a level added since runs too, after the known ones
+  level=$(basename "$folder")
+  [[ " ${ORDER[*]} " == *" ${level} "* || "$level" == __* ]] || LEVELS+=("$level")
+done
 declare -a SUMMARY=()
 status=0
+rm -rf "$REPORTS" && mkdir -p "$REPORTS/junit"
 
 stage() {
   local name=$1; shift
@@ -32,10 +43,9 @@ stage ruff ruff check .
 stage format ruff format --check .
 stage mypy mypy
 for level in "${LEVELS[@]}"; do
-  if [ -d "tests/${level}" ]; then
-    stage "$level" python -m pytest "tests/${level}" -q
-  fi
+  stage "$level" python -m pytest "tests/${level}" -q --junitxml="$REPORTS/junit/${level}.xml"
 done
+stage pyramid harness pyramid --from "$REPORTS/junit" --report "$REPORTS/pyramid"
 
 echo
 echo "::: pipeline summary"
