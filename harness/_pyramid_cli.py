@@ -55,6 +55,11 @@ def _names(value: str | None) -> tuple[str, ...] | None:
 @click.option(
     "--cheapest", is_flag=True, help="With --mutants: bottom up, stop at the first level that catches a bug."
 )
+@click.option(
+    "--summary",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also append the results as Markdown to this file (a CI job summary: $GITHUB_STEP_SUMMARY).",
+)
 @click.option("--list", "list_only", is_flag=True, help="List the behaviours and seeded bugs; run nothing.")
 def pyramid(
     levels: str | None,
@@ -65,6 +70,7 @@ def pyramid(
     mutants: bool,
     bugs: str | None,
     cheapest: bool,
+    summary: Path | None,
     list_only: bool,
 ) -> None:
     """Run every level of tests/ (or read their JUnit XML) and show which behaviour each level holds.
@@ -79,6 +85,8 @@ def pyramid(
         PyramidSettings,
         matrix_lines,
         mutants_lines,
+        mutants_markdown,
+        pyramid_markdown,
         run_mutants,
         run_pyramid,
         write_pyramid_report,
@@ -100,19 +108,22 @@ def pyramid(
             report_dir=report_dir, level_timeout=level_timeout,
         )  # fmt: skip
         result = run_mutants(settings, command=command, progress=click.echo)
-        lines = mutants_lines(result)
+        lines, markdown = mutants_lines(result), mutants_markdown(result)
     else:
         matrix = build_settings(
             PyramidSettings, root=root, levels=_names(levels), from_dir=from_dir, report_dir=report_dir,
             level_timeout=level_timeout,
         )  # fmt: skip
         result = run_pyramid(matrix, command=command, progress=click.echo)
-        lines = matrix_lines(result)
+        lines, markdown = matrix_lines(result), pyramid_markdown(result)
     saved = write_result(result, report_dir)
     report = write_pyramid_report(report_dir)
     click.echo("")
     click.echo("\n".join(lines))
     click.echo(f"\nresults: {saved}\nreport:  {report}")
+    if summary is not None:
+        with summary.open("a", encoding="utf-8") as out:
+            out.write("\n".join(markdown) + "\n")
     if not result.passed:
         raise CheckFailed("seeded bugs were missed" if mutants else "the pyramid has failures or holes")
 

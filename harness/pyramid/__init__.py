@@ -19,6 +19,7 @@ from harness.pyramid._levels import (
     pytest_command,
     run_level,
 )
+from harness.pyramid._markdown import mutants_markdown, pyramid_markdown
 from harness.pyramid._markers import MARKER, MARKER_HELP, behaviours_of, junit_properties
 from harness.pyramid._matrix import build_rows
 from harness.pyramid._mutants import MutantSettings, judge, run_mutants
@@ -78,7 +79,9 @@ __all__ = [
     "level_environment",
     "matrix_lines",
     "mutants_lines",
+    "mutants_markdown",
     "patched_texts",
+    "pyramid_markdown",
     "pytest_command",
     "read_junit",
     "read_mutants",

@@ -50,6 +50,22 @@ def read_junit(path: Path, *, level: str | None = None) -> list[CaseResult]:
     return [_case(element, fallback) for element in root.iter("testcase")]
 
 
+def suite_seconds(path: Path) -> float:
+    """The wall time pytest reports for the run that wrote ``path`` (its test suites' ``time``)."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise ConfigError(f"cannot read JUnit XML {path}: {exc}") from exc
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    total = 0.0
+    for suite in suites:
+        try:
+            total += float(suite.get("time", "0") or 0)
+        except ValueError:
+            continue
+    return total
+
+
 def _case(element: ET.Element, fallback_level: str) -> CaseResult:
     classname = element.get("classname", "")
     name = element.get("name", "")

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import ConfigError
-from harness.pyramid._junit import CaseResult, Outcome, read_junit
+from harness.pyramid._junit import CaseResult, Outcome, read_junit, suite_seconds
 from harness.pyramid._levels import (
     DEFAULT_LEVEL_TIMEOUT,
     LevelRun,
@@ -107,17 +107,26 @@ def _read_levels(
         raise ConfigError(f"no JUnit XML (*.xml) under {folder}")
     by_level: dict[str, list[CaseResult]] = {}
     sources: dict[str, list[str]] = {}
+    seconds: dict[str, float | None] = {}
     for path in files:
-        for case in read_junit(path):
+        found = read_junit(path)
+        in_file = {case.level for case in found}
+        for case in found:
             by_level.setdefault(case.level, []).append(case)
-            sources.setdefault(case.level, [])
-            if str(path) not in sources[case.level]:
-                sources[case.level].append(str(path))
+        for level in in_file:
+            sources.setdefault(level, []).append(str(path))
+            # pytest's own wall time for the file, when the file is one level's run (as a CI job writes it)
+            alone = len(in_file) == 1 and seconds.get(level, 0.0) is not None
+            seconds[level] = (seconds.get(level) or 0.0) + suite_seconds(path) if alone else None
     levels = choose_levels(order_levels(list(by_level)), requested)
     cases = [case for level in levels for case in by_level[level]]
     summaries = [
-        tally(by_level[level]).summary(level, LevelSource.READ, ", ".join(sources[level])) for level in levels
-    ]
+        tally(by_level[level]).summary(
+            level, LevelSource.READ, ", ".join(sources[level]),
+            seconds=None if seconds[level] is None else round(seconds[level] or 0.0, 1),
+        )
+        for level in levels
+    ]  # fmt: skip
     return levels, cases, summaries
 
 

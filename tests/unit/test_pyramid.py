@@ -27,6 +27,7 @@ from harness.pyramid import (
     Patch,
     PatchRefused,
     PyramidResult,
+    PyramidSettings,
     SeededBug,
     UnknownBehaviour,
     apply_bug,
@@ -42,10 +43,13 @@ from harness.pyramid import (
     level_environment,
     matrix_lines,
     mutants_lines,
+    mutants_markdown,
     patched_texts,
+    pyramid_markdown,
     pytest_command,
     read_junit,
     read_pyramid,
+    run_pyramid,
     seeded_bugs,
     write_result,
 )
@@ -186,6 +190,25 @@ class TestJunit:
         assert cases[1].node == "tests.unit.test_breaker.TestOpen::test_rejects"
         assert cases[1].message == "assert 1 == 2"
         assert cases[4].seconds == 0.0
+
+    def test_a_matrix_from_the_xml_a_ci_job_kept(self, tmp_path: Path) -> None:
+        """--from: every *.xml below the folder; a file of one level's run gives that level its wall time; a
+        case of no known level counts under its file's name."""
+        (tmp_path / "mixed.xml").write_text(JUNIT)
+        (tmp_path / "jobs").mkdir()
+        (tmp_path / "jobs" / "load.xml").write_text(
+            '<testsuites><testsuite time="95.5"><testcase classname="tests.load.test_a" name="t">'
+            '<properties><property name="behaviour" value="load.shares"/></properties></testcase>'
+            "</testsuite></testsuites>"
+        )
+        result = run_pyramid(PyramidSettings(from_dir=tmp_path), command="harness pyramid --from x")
+        assert [(s.level, s.tests, s.seconds) for s in result.levels] == [
+            ("unit", 3, None), ("chaos", 1, None), ("load", 1, 95.5), ("mixed", 1, None),
+        ]  # fmt: skip
+        assert [f.node for f in result.failures] == [
+            "tests.unit.test_breaker.TestOpen::test_rejects", "tests.chaos.test_x::test_setup_breaks",
+        ]  # fmt: skip
+        assert result.holes_judged
 
     def test_an_unreadable_file_is_a_config_error(self, tmp_path: Path) -> None:
         """A truncated file names itself."""
@@ -412,3 +435,16 @@ class TestResults:
         assert "HOLE" in html
         assert "breaker.never_opens" in html
         assert "unit (4.2 s)" in html
+
+    def test_the_job_summary_is_markdown_tables(self) -> None:
+        """For $GITHUB_STEP_SUMMARY: the matrix with its holes, the levels, and the bugs with the cheapest."""
+        pyramid = pyramid_result(every_behaviour_held()[1:], ("unit",))
+        text = "\n".join(pyramid_markdown(pyramid))
+        assert f"| `{BEHAVIOURS[0].id}` | - | **HOLE** |" in text
+        assert f"| `{BEHAVIOURS[1].id}` | 1 |  |" in text
+        verdict = LevelVerdict(level="unit", verdict=Catch.CAUGHT, seconds=4.2, exit_code=1, test="t")
+        bug = BugResult(id="b", description="d", behaviours=[], files=[], levels=[verdict])
+        mutants = MutantsResult(
+            command="c", started=T0, ended=T0, cheapest_only=True, levels=["unit"], bugs=[bug]
+        )
+        assert "| `b` | caught 4 s | unit (4.2 s) |" in mutants_markdown(mutants)
