@@ -85,10 +85,10 @@ def level_environment(root: Path, env: Mapping[str, str] | None = None) -> dict[
     return environment
 
 
-def pytest_command(level: str, junit: Path, *, fail_fast: bool) -> list[str]:
-    """The command line of one level's run (from the root it tests)."""
+def pytest_command(level: str, junit: Path, *, fail_fast: bool, ignore: Sequence[str] = ()) -> list[str]:
+    """The command line of one level's run (from the root it tests), leaving out the ``ignore`` globs."""
     command = [sys.executable, "-m", "pytest", f"tests/{level}", f"--junitxml={junit}"]
-    command += ["-o", "junit_family=xunit2", "-q"]
+    command += ["-o", "junit_family=xunit2", "-q", *(f"--ignore-glob={glob}" for glob in ignore)]
     return [*command, "-x"] if fail_fast else command
 
 
@@ -99,6 +99,7 @@ def run_level(
     junit: Path,
     log: Path,
     fail_fast: bool = False,
+    ignore: Sequence[str] = (),
     timeout: float = DEFAULT_LEVEL_TIMEOUT,
     env: Mapping[str, str] | None = None,
     progress: Progress | None = None,
@@ -114,7 +115,7 @@ def run_level(
     reported = 0
     with log.open("wb") as output:
         process = subprocess.Popen(
-            pytest_command(level, junit.resolve(), fail_fast=fail_fast),
+            pytest_command(level, junit.resolve(), fail_fast=fail_fast, ignore=ignore),
             cwd=root,
             env=environment,
             stdin=subprocess.DEVNULL,

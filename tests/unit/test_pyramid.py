@@ -54,6 +54,7 @@ from harness.pyramid import (
     write_result,
 )
 from harness.pyramid._matrix import failures_of, tally
+from harness.pyramid._mutants import MACHINERY_TESTS
 from harness.pyramid._report import pyramid_report
 from harness.pyramid._results import LevelSource
 from harness.report import render_report
@@ -400,6 +401,8 @@ class TestLevels:
         assert command[1:5] == ["-m", "pytest", "tests/chaos", f"--junitxml={tmp_path / 'chaos.xml'}"]
         assert command[-1] == "-x"
         assert "-x" not in pytest_command("chaos", tmp_path / "chaos.xml", fail_fast=False)
+        ignoring = pytest_command("unit", tmp_path / "unit.xml", fail_fast=True, ignore=MACHINERY_TESTS)
+        assert "--ignore-glob=tests/*/test_pyramid*.py" in ignoring
         env = level_environment(tmp_path, {"PYTHONPATH": "/elsewhere"})
         assert env["PYTHONPATH"].split(":") == [str(tmp_path), "/elsewhere"]
 
