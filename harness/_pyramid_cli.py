@@ -107,7 +107,12 @@ def pyramid(
             MutantSettings, root=root, bugs=_names(bugs), levels=_names(levels), cheapest_only=cheapest,
             report_dir=report_dir, level_timeout=level_timeout,
         )  # fmt: skip
-        result = run_mutants(settings, command=command, progress=click.echo)
+        result = run_mutants(
+            settings,
+            command=command,
+            progress=click.echo,
+            checkpoint=lambda partial: write_result(partial, report_dir),
+        )
         lines, markdown = mutants_lines(result), mutants_markdown(result)
     else:
         matrix = build_settings(

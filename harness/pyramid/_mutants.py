@@ -4,7 +4,7 @@ stopping at its first failing test; which levels catch it, the cheapest one and 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,31 +45,40 @@ class MutantSettings(BaseModel):
     """Where the copies go (default: the system's temporary folder); each is removed after its bug."""
 
 
-def run_mutants(settings: MutantSettings, *, command: str, progress: Progress | None = None) -> MutantsResult:
-    """Run the chosen levels against each chosen bug; the caller writes the result (``write_result``)."""
+def run_mutants(
+    settings: MutantSettings,
+    *,
+    command: str,
+    progress: Progress | None = None,
+    checkpoint: Callable[[MutantsResult], object] | None = None,
+) -> MutantsResult:
+    """Run the chosen levels against each chosen bug; the caller writes the result (``write_result``).
+
+    ``checkpoint`` gets the result so far after each bug, so a long run cut short keeps what it found."""
     say = progress or (lambda _line: None)
     root = settings.root.resolve()
     bugs = seeded_bugs(settings.bugs)
     levels = choose_levels(discover_levels(root), settings.levels)
     refused = check_bugs(bugs, root)
     started = datetime.now(UTC)
-    results = []
+    results: list[BugResult] = []
+
+    def so_far() -> MutantsResult:
+        return MutantsResult(
+            command=command, started=started, ended=datetime.now(UTC), cheapest_only=settings.cheapest_only,
+            levels=list(levels), bugs=results,
+        )  # fmt: skip
+
     for number, bug in enumerate(bugs, start=1):
         say(f"[{number}/{len(bugs)}] {bug.id}: {bug.description}")
         if bug.id in refused:
             say(f"  refused: {refused[bug.id]}")
             results.append(_result(bug, [], refused[bug.id]))
-            continue
-        verdicts = _run_bug(bug, root, levels, settings, say)
-        results.append(_result(bug, verdicts))
-    return MutantsResult(
-        command=command,
-        started=started,
-        ended=datetime.now(UTC),
-        cheapest_only=settings.cheapest_only,
-        levels=list(levels),
-        bugs=results,
-    )
+        else:
+            results.append(_result(bug, _run_bug(bug, root, levels, settings, say)))
+        if checkpoint is not None:
+            checkpoint(so_far())
+    return so_far()
 
 
 def _run_bug(
