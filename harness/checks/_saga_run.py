@@ -28,21 +28,13 @@ from harness.checks._saga_sources import read_saga_databases
 from harness.errors import ConfigError, EnvironmentUnavailable
 from harness.events import EventLog
 from harness.faults import FaultApplier, RandomFaults, ScheduleRunner, random_schedule
-from harness.stack import Stack, Topology
+from harness.stack import Stack, Topology, fast_topology
 from harness.stack._faults import StackInjector
-from harness.stack._topology import RegistryTopology, ServiceTopology
 
 Progress = Callable[[str], None]
 RESULT_VERSION = 1
 
-FAST_TOPOLOGY = Topology(
-    registry=RegistryTopology(ttl=2.0, check_interval=0.5, check_timeout=0.5, check_failures=2),
-    services={
-        "users": ServiceTopology(instances=3, heartbeat_interval=0.5),
-        "notifications": ServiceTopology(instances=1, heartbeat_interval=0.5),
-        "orchestrator": ServiceTopology(instances=1, heartbeat_interval=0.5),
-    },
-)
+FAST_TOPOLOGY = fast_topology()
 
 
 class SagaCheckConfig(BaseModel):

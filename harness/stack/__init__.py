@@ -17,7 +17,7 @@ from harness.stack._supervisor import (
     ProxyRestart,
     ProxySet,
 )
-from harness.stack._topology import OwnServiceTopology, Topology, load_topology
+from harness.stack._topology import OwnServiceTopology, Topology, fast_topology, load_topology
 
 __all__ = [
     "PLACEHOLDERS",
@@ -45,6 +45,7 @@ __all__ = [
     "StackHandle",
     "StackState",
     "Topology",
+    "fast_topology",
     "load_topology",
     "read_status",
 ]

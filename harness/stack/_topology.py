@@ -355,6 +355,17 @@ class Topology(BaseModel):
         )
 
 
+def fast_topology() -> Topology:
+    """The reference stack with timings for short runs (tests, the saga check): TTL 2 s, checks every 0.5 s,
+    heartbeats every 0.5 s, a seeded fault proxy."""
+    return Topology(
+        registry=RegistryTopology(ttl=2.0, check_interval=0.5, check_timeout=0.5, check_failures=2),
+        services={kind: ServiceTopology(instances=n, heartbeat_interval=0.5)
+                  for kind, n in (("users", 3), ("notifications", 1), ("orchestrator", 1))},
+        toxiproxy_seed=7,
+    )  # fmt: skip
+
+
 def load_topology(path: Path | None) -> Topology:
     """The default topology, or the one in ``path``; a bad file is one ConfigError naming the problem."""
     if path is None:

@@ -11,15 +11,9 @@ import pytest
 
 from harness.checks import check_saga_invariants, collect_saga_snapshot
 from harness.events import read_events
-from harness.stack import Stack, Topology
-from harness.stack._topology import RegistryTopology, ServiceTopology
+from harness.stack import Stack, fast_topology
 
-FAST = Topology(
-    registry=RegistryTopology(ttl=2.0, check_interval=0.5, check_timeout=0.5, check_failures=2),
-    services={kind: ServiceTopology(instances=n, heartbeat_interval=0.5)
-              for kind, n in (("users", 3), ("notifications", 1), ("orchestrator", 1))},
-    toxiproxy_seed=7,
-)  # fmt: skip
+FAST = fast_topology()
 
 
 @pytest.fixture(scope="module")

@@ -15,17 +15,9 @@ import httpx
 import pytest
 
 from harness.checks import check_saga_invariants, collect_saga_snapshot
-from harness.stack import Stack, Topology
-from harness.stack._topology import RegistryTopology, ServiceTopology
+from harness.stack import Stack, fast_topology
 
-FAST = Topology(
-    registry=RegistryTopology(ttl=2.0, check_interval=0.5, check_timeout=0.5, check_failures=2),
-    services={
-        "users": ServiceTopology(instances=3, heartbeat_interval=0.5),
-        "notifications": ServiceTopology(instances=1, heartbeat_interval=0.5),
-        "orchestrator": ServiceTopology(instances=1, heartbeat_interval=0.5),
-    },
-)
+FAST = fast_topology()
 
 
 @pytest.fixture(scope="module")
