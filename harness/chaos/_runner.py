@@ -14,7 +14,6 @@ import os
 import random
 import signal
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,7 +272,3 @@ def _quiet_chaostoolkit() -> None:
 def _first_line(value: object) -> str:
     text = str(value).strip()
     return text.splitlines()[-1] if "Traceback" in text else (text.splitlines() or [""])[0]
-
-
-def elapsed_since(began: float) -> str:
-    return f"{time.monotonic() - began:.1f}s"
