@@ -49,7 +49,9 @@ def _status_line(stack: Stack, reported: _Reported) -> str:
         total[kind] += 1
         if process.is_running():
             up[kind] += 1
-        elif (name, process.pid) not in reported.crashes:
+        elif (name, process.pid) not in reported.crashes and not (
+            kind == "toxiproxy" and stack.supervisor is not None  # its supervisor tells, even a quick restart
+        ):
             reported.crashes.add((name, process.pid))
             click.echo(f"\n! {name} exited with code {process.returncode}; log: {process.log_path}", err=True)
     healthy = healthy_in_registry(stack.registry_url, timeout=1.0) if up["registry"] else None
@@ -95,7 +97,7 @@ def _faults(stack: Stack) -> list[str]:
     return [faults_summary(active_faults(proxies, list(stack.proxies))) or "no faults"]
 
 
-_BAD_NEWS = frozenset({NoticeKind.RESTART_FAILED, NoticeKind.UNREACHABLE})
+_BAD_NEWS = frozenset({NoticeKind.EXITED, NoticeKind.RESTART_FAILED, NoticeKind.UNREACHABLE})
 
 
 def _fault_proxy(stack: Stack, reported: _Reported) -> list[str]:

@@ -44,6 +44,7 @@ class FaultProxyState(StrEnum):
 
 
 class NoticeKind(StrEnum):
+    EXITED = "exited"
     RESTARTED = "restarted"
     RESTART_FAILED = "restart_failed"
     UNREACHABLE = "unreachable"
@@ -232,7 +233,8 @@ class FaultProxySupervisor(_Watch):
         old = self.process
         noticed = time.monotonic()
         proxy_set = self._set_of_proxies
-        self._set(FaultProxyState.RESTARTING)
+        exited = f"{old.name} exited with code {old.returncode}; restarting it (log: {old.log_path})"
+        self._set(FaultProxyState.RESTARTING, Notice(NoticeKind.EXITED, exited))
         self._events.emit("toxiproxy.exited", pid=old.pid, returncode=old.returncode,
                           set_age_s=round(noticed - self._read_at, 3))  # fmt: skip
         attempt = 0

@@ -203,7 +203,8 @@ class TestToxicsSurvive:
         assert time.monotonic() - began >= 0.3
         event = restarted_events(stack)[-1]
         assert (event["toxics_restored"], event["toxics_dropped"]) == (["users-2/slow"], [])
-        assert supervisor.notices[-1].kind is NoticeKind.RESTARTED
+        assert [notice.kind for notice in supervisor.notices[-2:]] == [NoticeKind.EXITED, NoticeKind.RESTARTED]
+        assert "exited with code -9" in supervisor.notices[-2].message
 
 
 @pytest.mark.behaviour("proxy.supervised")
