@@ -269,7 +269,7 @@ class TestLoadSamples:
     def test_one_sample_per_history_row_even_one_written_as_the_load_starts(self) -> None:
         """Rows at 100 (the start, no request yet), 101 and 102: three samples, rates from the counts."""
         events = EventLog("harness-load")
-        sampler = LoadSampler(events)
+        sampler = LoadSampler(events, clock=Clock(99.0, then=200.0))
         sampler.started(100.4 - sampler.offset)
         sampler.add([self.row(100, 0, users=0), self.row(101, 30), self.row(102, 70)])
         samples = events.of_type("load.sample")
@@ -279,7 +279,30 @@ class TestLoadSamples:
 
     def test_a_distributed_run_takes_its_rate_over_two_rows(self) -> None:
         events = EventLog("harness-load")
-        sampler = LoadSampler(events, span=2)
+        sampler = LoadSampler(events, span=2, clock=Clock(99.0, then=200.0))
         sampler.started(99.5 - sampler.offset)
         sampler.add([self.row(100, 0), self.row(101, 60), self.row(102, 60), self.row(103, 120)])
         assert [s["rate"] for s in events.of_type("load.sample")] == [0.0, 30.0, 30.0, 30.0]
+
+    def test_a_row_lands_between_the_samplers_making_and_its_reading(self) -> None:
+        """Locust wrote row 100 after the sampler was made at 100.7, and row 101 was read at 101.2: the
+        middle of their seconds (100.5, 101.5) falls outside the run's window; they sit at 100.7 and 101.2."""
+        events = EventLog("harness-load")
+        clock = Clock(100.7, then=100.9)
+        sampler = LoadSampler(events, clock=clock)
+        sampler.add([self.row(100, 0, users=0)])
+        clock.now = 101.2
+        sampler.add([self.row(101, 30)])
+        walls = [s["mono"] + sampler.offset for s in events.of_type("load.sample")]
+        assert walls == [pytest.approx(100.7), pytest.approx(101.2)]
+
+
+class Clock:
+    """A wall clock that reads ``first`` once (the sampler's making), then ``now``."""
+
+    def __init__(self, first: float, *, then: float) -> None:
+        self.readings = iter([first])
+        self.now = then
+
+    def __call__(self) -> float:
+        return next(self.readings, self.now)
