@@ -84,8 +84,50 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM are noted, not raised, inside; one that came is raised on the way out."""
+    noted: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        noted.append(signum)
+
+    previous = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if noted:
+        raise KeyboardInterrupt
+
+
+def _apply(
+    console: FaultConsole, apply: Callable[[], tuple[FaultWindow, str]], seconds: float | None
+) -> None:
+    """Apply a fault (``apply`` returns its window and what to call it); with --for, hold it, then remove it.
+
+    Ctrl-C and SIGTERM wait while a held fault is being applied and are raised once this knows its window,
+    so whenever they come, the fault is removed (never an "Aborted!" that leaves it behind)."""
+    if seconds is None:
+        apply()
+        return
+    window: FaultWindow | None = None
+    description = ""
+    with _sigterm_interrupts():
+        try:
+            with _interrupts_deferred():
+                window, description = apply()
+            _hold(console, window, description, seconds)
+        except KeyboardInterrupt:
+            if window is None:
+                raise
+            console.release(window, reason="interrupted")
+            click.echo(f"\ninterrupted: removed {description}")
+
+
 def _hold(console: FaultConsole, window: FaultWindow, description: str, seconds: float) -> None:
-    """Count down, then remove; Ctrl-C (or SIGTERM) removes it at once."""
+    """Count down, then remove."""
     tty = sys.stdout.isatty()
 
     def tick(left: float) -> None:
@@ -93,12 +135,7 @@ def _hold(console: FaultConsole, window: FaultWindow, description: str, seconds:
             click.echo(f"\r  {description}: {math.ceil(left)}s left ", nl=False)
 
     click.echo(f"holding for {seconds:g}s; Ctrl-C removes it now")
-    try:
-        with _sigterm_interrupts():
-            console.hold(window, seconds, tick=tick)
-    except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: removed {description}")
-        return
+    console.hold(window, seconds, tick=tick)
     click.echo(f"{chr(10) if tty else ''}time is up: removed {description}")
 
 
@@ -152,15 +189,14 @@ def add(
     values = toxic_attributes(toxic, attributes)
     seconds = parse_duration(hold_for) if hold_for is not None else None
 
-    def act(console: FaultConsole) -> None:
+    def add_one(console: FaultConsole) -> tuple[FaultWindow, str]:
         window = console.add(instance, toxic, values, toxicity=toxicity,
                              stream=Stream(stream) if stream else None, name=name)  # fmt: skip
         description = f"{window.fault.describe()} ({window.fault.stream.value})"
         click.echo(f"added {description} as {window.name}")
-        if seconds is not None:
-            _hold(console, window, description, seconds)
+        return window, description
 
-    _run(workdir, allow_remote, act)
+    _run(workdir, allow_remote, lambda console: _apply(console, lambda: add_one(console), seconds))
 
 
 @fault.command(name="list")
@@ -210,13 +246,12 @@ def down(instance: str, hold_for: str | None, workdir: Path, allow_remote: bool)
     """Partition INSTANCE: its proxy refuses connections and closes open ones, until `up` (or --for)."""
     seconds = parse_duration(hold_for) if hold_for is not None else None
 
-    def act(console: FaultConsole) -> None:
+    def take_down(console: FaultConsole) -> tuple[FaultWindow, str]:
         window = console.down(instance)
         click.echo(f"{instance} is down ({window.name})")
-        if seconds is not None:
-            _hold(console, window, f"{instance} down", seconds)
+        return window, f"{instance} down"
 
-    _run(workdir, allow_remote, act)
+    _run(workdir, allow_remote, lambda console: _apply(console, lambda: take_down(console), seconds))
 
 
 @fault.command()

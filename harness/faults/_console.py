@@ -302,6 +302,10 @@ class FaultConsole:
                 stop.wait(min(1.0, left))
             reason = "timed"
         finally:
-            with self._applier() as applier:
-                removed = applier.remove(window.name, reason=reason)
+            removed = self.release(window, reason=reason)
         return removed
+
+    def release(self, window: FaultWindow, *, reason: str = "manual") -> bool:
+        """Remove ``window`` if it is still applied; True if it was."""
+        with self._applier() as applier:
+            return applier.remove(window.name, reason=reason)
