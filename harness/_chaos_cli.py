@@ -8,15 +8,7 @@ from types import FrameType
 
 import click
 
-from harness.errors import HarnessError
-
-
-class ChaosExit(HarnessError):
-    """Ends the command with the run's exit code after its verdict was printed."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+from harness.errors import RunEnded
 
 
 @click.group()
@@ -91,9 +83,7 @@ def chaos_run(
             progress=lambda line: click.echo(f"  [{_clock()}] {line}"),
         )
     except KeyboardInterrupt:
-        raise ChaosExit(
-            "interrupted before the experiment ran; everything started was stopped", 130
-        ) from None
+        raise RunEnded("interrupted before the experiment ran; everything started was stopped", 130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     click.echo(f"\njournal:  {outcome.journal_path}\ntimeline: {outcome.timeline_path}")
@@ -102,7 +92,7 @@ def chaos_run(
     if outcome.exit_code == 0:
         click.echo(click.style("held: ", fg="green") + outcome.verdict)
         return
-    raise ChaosExit(outcome.verdict, outcome.exit_code)
+    raise RunEnded(outcome.verdict, outcome.exit_code)
 
 
 @chaos.command("validate")
@@ -139,7 +129,7 @@ def chaos_cleanup(workdir: Path) -> None:
     if not report.removed and not report.left:
         click.echo("nothing to clean up")
     if report.left:
-        raise ChaosExit("could not undo: " + "; ".join(report.left), 3)
+        raise RunEnded("could not undo: " + "; ".join(report.left), 3)
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:

@@ -10,15 +10,7 @@ from types import FrameType
 import click
 
 from harness._cli_common import ensure_loopback
-from harness.errors import ConfigError, HarnessError
-
-
-class LoadExit(HarnessError):
-    """Ends the command with the run's exit code after its summary was printed."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+from harness.errors import ConfigError, RunEnded
 
 
 @click.group()
@@ -135,7 +127,7 @@ def load_run(
             progress=lambda line: click.echo(f"  [{time.strftime('%H:%M:%S')}] {line}"),
         )
     except KeyboardInterrupt:
-        raise LoadExit("interrupted; Locust and every fault it had were stopped", 130) from None
+        raise RunEnded("interrupted; Locust and every fault it had were stopped", 130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     results = outcome.results
@@ -152,7 +144,7 @@ def load_run(
         return
     for line in outcome.failed:
         click.echo(click.style("FAILED ", fg="red") + line)
-    raise LoadExit(f"{len(outcome.failed)} threshold(s) or check(s) did not hold", outcome.exit_code)
+    raise RunEnded(f"{len(outcome.failed)} threshold(s) or check(s) did not hold", outcome.exit_code)
 
 
 @load.command("worker", context_settings={"ignore_unknown_options": True})
@@ -186,7 +178,7 @@ def load_worker(
         worker.stop()
         signal.signal(signal.SIGTERM, previous)
     if code:
-        raise LoadExit(f"the Locust worker ended with code {code}", 3 if code != 130 else 130)
+        raise RunEnded(f"the Locust worker ended with code {code}", 3 if code != 130 else 130)
 
 
 @load.command("validate")

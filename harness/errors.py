@@ -5,6 +5,7 @@ HarnessError                      exit code 1 unless a subclass says otherwise
 ├── EnvironmentUnavailable        3: a process, port or server the run needs is not there
 │   └── ServiceStartError         a service process did not become ready
 ├── CheckFailed                   1: a run finished and a check did not hold
+├── RunEnded                      a run's own exit code, after its verdict was printed
 └── CallError                     a ServiceClient call could not be served
     ├── NoAvailableInstance       discovery found none, or every breaker is open
     ├── CircuitOpenError          the chosen instance's breaker rejected the call
@@ -50,6 +51,14 @@ class CheckFailed(HarnessError):
     """A run completed, and at least one of its checks did not hold."""
 
     exit_code = 1
+
+
+class RunEnded(HarnessError):
+    """Ends a command with its run's exit code (a verdict, an interrupt) after the run printed its summary."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class CallError(HarnessError):
