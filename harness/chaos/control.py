@@ -18,6 +18,7 @@ kept here so that ``cleanup_control`` can stop them even when the run broke off 
 from __future__ import annotations
 
 import logging
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,6 +59,17 @@ class HarnessRunHandler(RunEventHandler):  # type: ignore[misc]
             self.session.progress("rollbacks")
 
 
+class InterruptSkipsPause(RunEventHandler):  # type: ignore[misc]
+    """Ctrl-C (or --max-time's signal) while an activity runs ends it at once. Chaos Toolkit pauses after
+    an activity in the ``finally`` that the interrupt passes through, so an activity with a pause after it
+    would hold the interrupted run for the whole pause; raised again here, before that pause, it does not."""
+
+    def activity_completed(self, activity: dict[str, Any], run: dict[str, Any]) -> None:
+        interrupt = sys.exc_info()[1]
+        if isinstance(interrupt, KeyboardInterrupt | SystemExit):
+            raise interrupt
+
+
 def configure_control(
     configuration: dict[str, Any] | None = None,
     experiment: dict[str, Any] | None = None,
@@ -66,6 +78,10 @@ def configure_control(
 ) -> None:
     """Find or make the run's session; an error is kept and raised before the experiment starts (Chaos
     Toolkit would otherwise swallow it and run without the control)."""
+    if event_registry is not None and not any(
+        isinstance(handler, InterruptSkipsPause) for handler in event_registry.handlers
+    ):
+        event_registry.register(InterruptSkipsPause())
     if configuration is None:
         return
     try:
