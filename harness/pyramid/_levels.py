@@ -122,7 +122,7 @@ def run_level(
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=_level_preexec(),
         )
         try:
             while True:
@@ -140,6 +140,22 @@ def run_level(
             _stop(process)
             raise
     return LevelRun(level, exit_code, time.monotonic() - started, junit, log)
+
+
+def _level_preexec() -> Callable[[], None]:
+    """What a level's pytest runs before exec: Ctrl-C at its default, and SIGTERM when the pyramid dies.
+
+    A pyramid started as a background job of a script (``harness pyramid --mutants &``) inherits SIGINT
+    ignored, and Python then leaves it ignored: the level would shrug off the SIGINT that stops it, and the
+    commands its tests interrupt (``harness chaos run``, ``harness fault --for``) would never see theirs."""
+    die_with_parent = _die_with_parent()
+
+    def preexec() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if die_with_parent is not None:
+            die_with_parent()
+
+    return preexec
 
 
 def _report_progress(level: str, log: Path, reported: int, progress: Progress | None) -> int:

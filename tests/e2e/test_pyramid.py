@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from harness.pyramid import apply_bug, copy_source, level_environment, seeded_bugs
+from harness.pyramid import apply_bug, copy_source, level_environment, run_level, seeded_bugs
 
 from ._run import harness
 
@@ -64,6 +65,27 @@ class TestSeededBugs:
 
 
 @pytest.mark.behaviour("harness.pyramid")
+@pytest.mark.behaviour("harness.pyramid")
+def test_a_level_hears_ctrl_c_even_when_the_pyramid_was_started_ignoring_it(tmp_path: Path) -> None:
+    """A pyramid run as a script's background job inherits SIGINT ignored; its levels still get Ctrl-C at
+    its default, or the SIGINT that stops a level, and the ones its tests send, would go unheard."""
+    root = tmp_path / "root"
+    (root / "tests" / "probe").mkdir(parents=True)
+    (root / "pytest.ini").write_text(
+        "[pytest]\naddopts = -p no:locust\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    (root / "tests" / "probe" / "test_sigint.py").write_text(
+        "import signal\n\n\ndef test_ctrl_c_is_a_keyboard_interrupt() -> None:\n"
+        "    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+    )
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        done = run_level("probe", root=root, junit=tmp_path / "probe.xml", log=tmp_path / "probe.log")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert done.exit_code == 0, done.log.read_text()
+
+
 class TestMatrix:
     def test_a_level_run_then_the_same_xml_read_back(self, tmp_path: Path) -> None:
         """--levels unit: holes shown but not judged (exit 0); --from its XML: a whole pyramid of one level,
