@@ -12,6 +12,7 @@ import pytest
 
 from harness.report import HeadlessChromium, ReportInput, demo_report, find_chromium, write_report
 from harness.timeline import Timeline
+from tests.unit.test_pyramid import a_pyramid_report_with_a_hole_and_a_caught_bug
 
 PLOTS = ("plot-overview", "plot-outcomes", "plot-breakers", "plot-membership")
 DRAWN = " && ".join(f"document.querySelector('#{p} .main-svg')" for p in PLOTS)
@@ -123,3 +124,23 @@ class TestReportInBrowser:
         assert f"users / {nasty}" in texts(browser, "#plot-breakers .ytick text")
         assert browser.evaluate("document.querySelectorAll('img, svg a, svg b').length") == 0
         assert [url for url in browser.log.requests if not url.startswith(LOCAL)] == []
+
+
+@pytest.mark.behaviour("harness.pyramid")
+def test_the_pyramid_report_loads_and_shows_its_matrix_and_bugs(
+    browser: HeadlessChromium, tmp_path: Path
+) -> None:
+    """The pyramid's page (tables, no plots): no error, nothing from the network, the verdict, the hole and
+    the cheapest catching level as a reader sees them."""
+    page = write_report(a_pyramid_report_with_a_hole_and_a_caught_bug(), tmp_path / "report.html")
+    browser.log.problems.clear()
+    browser.log.requests.clear()
+    browser.open(page.as_uri())
+    assert browser.wait_for("document.readyState === 'complete'", timeout=30.0)
+    assert browser.log.problems == []
+    assert [url for url in browser.log.requests if not url.startswith(LOCAL)] == []
+    assert texts(browser, "#verdict") == ["FAILED"]
+    shown = browser.evaluate("document.body.innerText")
+    assert "Behaviour x level" in shown
+    assert "HOLE" in shown
+    assert "unit (4.2 s)" in shown

@@ -57,7 +57,7 @@ from harness.pyramid._matrix import failures_of, tally
 from harness.pyramid._mutants import MACHINERY_TESTS
 from harness.pyramid._report import pyramid_report
 from harness.pyramid._results import LevelSource
-from harness.report import render_report
+from harness.report import ReportInput, render_report
 
 ROOT = Path(__file__).parents[2]
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -99,6 +99,20 @@ def pyramid_result(cases: list[CaseResult], levels: tuple[str, ...], *, judged: 
 
 def every_behaviour_held(level: str = "unit") -> list[CaseResult]:
     return [case(level, Outcome.PASSED, b.id) for b in BEHAVIOURS]
+
+
+def a_pyramid_report_with_a_hole_and_a_caught_bug() -> ReportInput:
+    """The first catalogued behaviour held by no test; breaker.never_opens caught at unit in 4.2 s."""
+    pyramid = pyramid_result(every_behaviour_held()[1:], ("unit",))
+    verdict = LevelVerdict(
+        level="unit", verdict=Catch.CAUGHT, seconds=4.2, exit_code=1, test="tests.unit.t::a"
+    )
+    bug = BugResult(id="breaker.never_opens", description="d", behaviours=["breaker.opens"], files=[],
+                    levels=[verdict])  # fmt: skip
+    mutants = MutantsResult(
+        command="c", started=T0, ended=T0, cheapest_only=True, levels=["unit"], bugs=[bug]
+    )
+    return pyramid_report(pyramid, mutants)
 
 
 @pytest.mark.behaviour("harness.pyramid")
@@ -421,17 +435,7 @@ class TestResults:
 
     def test_the_report_shows_the_matrix_and_the_seeded_bugs(self) -> None:
         """One page: the behaviour x level table, holes marked, and per bug its catching levels."""
-        cases = every_behaviour_held()[1:]
-        pyramid = pyramid_result(cases, ("unit",))
-        verdict = LevelVerdict(
-            level="unit", verdict=Catch.CAUGHT, seconds=4.2, exit_code=1, test="tests.unit.t::a"
-        )
-        bug = BugResult(id="breaker.never_opens", description="d", behaviours=["breaker.opens"], files=[],
-                        levels=[verdict])  # fmt: skip
-        mutants = MutantsResult(
-            command="c", started=T0, ended=T0, cheapest_only=True, levels=["unit"], bugs=[bug]
-        )
-        report = pyramid_report(pyramid, mutants)
+        report = a_pyramid_report_with_a_hole_and_a_caught_bug()
         html = render_report(report)
         assert report.verdict == "failed"  # the hole
         assert "Behaviour x level" in html
