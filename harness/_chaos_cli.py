@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
-from types import FrameType
 
 import click
 
 from harness.errors import RunEnded
+from harness.verdict import ExitCode
 
 
 @click.group()
@@ -62,36 +61,40 @@ def chaos_run(
 ) -> None:
     """Run EXPERIMENT: steady state, method, rollbacks, cleanup, steady state again; then the report.
 
-    Exit 0 when the hypothesis held before, after and after cleanup; 1 when it deviated; 2 for a bad file
-    or arguments; 3 when cleanup could not restore the stack; 130 when interrupted (after cleanup)."""
+    Exit 0 when the hypothesis held before, after and after cleanup; 1 when it deviated; 4 when it was
+    inconclusive (a probe's evidence too thin: a busy machine, too few calls); 2 for a bad file, arguments
+    or a fault value the proxy refused; 3 when cleanup could not restore the stack or the proxy could not
+    be reached; 130 (SIGINT) or 143 (SIGTERM) when interrupted, after cleanup."""
     from harness.chaos import run_chaos
+    from harness.signals import Interrupted, stop_on_signals
 
     report_dir = report_dir or Path("chaos-report") / experiment.stem
     click.echo(f"chaos run {experiment}")
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        outcome = run_chaos(
-            experiment,
-            report_dir=report_dir,
-            topology_path=topology,
-            workdir=workdir,
-            attach=attach,
-            seed=seed,
-            max_time=max_time,
-            allow_remote=allow_remote,
-            fail_fast=fail_fast,
-            progress=lambda line: click.echo(f"  [{_clock()}] {line}"),
-        )
-    except KeyboardInterrupt:
-        raise RunEnded("interrupted before the experiment ran; everything started was stopped", 130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        with stop_on_signals():
+            outcome = run_chaos(
+                experiment,
+                report_dir=report_dir,
+                topology_path=topology,
+                workdir=workdir,
+                attach=attach,
+                seed=seed,
+                max_time=max_time,
+                allow_remote=allow_remote,
+                fail_fast=fail_fast,
+                progress=lambda line: click.echo(f"  [{_clock()}] {line}"),
+            )
+    except Interrupted as exc:
+        message = "interrupted before the experiment ran; everything started was stopped"
+        raise RunEnded(message, exc.exit_code) from None
     click.echo(f"\njournal:  {outcome.journal_path}\ntimeline: {outcome.timeline_path}")
     if outcome.report_path is not None:
         click.echo(f"report:   {outcome.report_path}")
-    if outcome.exit_code == 0:
+    if outcome.exit_code == ExitCode.HELD:
         click.echo(click.style("held: ", fg="green") + outcome.verdict)
         return
+    if outcome.exit_code == ExitCode.INCONCLUSIVE:
+        click.echo(click.style("inconclusive: ", fg="yellow") + outcome.verdict)
     raise RunEnded(outcome.verdict, outcome.exit_code)
 
 
@@ -129,11 +132,7 @@ def chaos_cleanup(workdir: Path) -> None:
     if not report.removed and not report.left:
         click.echo("nothing to clean up")
     if report.left:
-        raise RunEnded("could not undo: " + "; ".join(report.left), 3)
-
-
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+        raise RunEnded("could not undo: " + "; ".join(report.left), ExitCode.ENVIRONMENT)
 
 
 def _clock() -> str:

@@ -9,8 +9,9 @@ import click
 import pydantic
 from click.core import ParameterSource
 
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, EnvironmentUnavailable, HarnessError, RunEnded
 from harness.net import is_loopback_host, is_loopback_url
+from harness.verdict import Verdict
 
 _Settings = TypeVar("_Settings", bound=pydantic.BaseModel)
 
@@ -44,6 +45,34 @@ def build_settings(model: type[_Settings], **values: Any) -> _Settings:
         where = ".".join(str(part) for part in first["loc"]).replace("_", "-")
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"invalid {where}: {message}" if where else f"invalid settings: {message}") from exc
+
+
+VERDICT_COLOURS = {Verdict.HELD: "green", Verdict.DEVIATED: "red", Verdict.INCONCLUSIVE: "yellow"}
+
+
+def end_with_verdict(verdict: Verdict, *, held: str, deviated: list[str], inconclusive: list[str]) -> None:
+    """Print a run's verdict in its colour, each reason one line, and end the command with its exit code."""
+    colour = VERDICT_COLOURS[verdict]
+    if verdict is Verdict.HELD:
+        click.echo(click.style("held: ", fg=colour) + held)
+        return
+    lines = deviated if verdict is Verdict.DEVIATED else inconclusive
+    for line in lines:
+        click.echo(click.style(f"{verdict.upper()} ", fg=colour) + line)
+    if verdict is Verdict.DEVIATED:
+        raise RunEnded(f"deviated: {len(lines)} check(s) did not hold", verdict.exit_code)
+    raise RunEnded(
+        f"inconclusive: the harness could not produce the evidence its checks need ({len(lines)} reason(s))",
+        verdict.exit_code,
+    )
+
+
+def end_with_leftovers(left: list[str]) -> None:
+    """A run whose cleanup could not restore the stack ends with exit 3, whatever its verdict."""
+    if left:
+        for line in left:
+            click.echo(click.style("LEFT BEHIND ", fg="red") + line)
+        raise EnvironmentUnavailable(f"cleanup could not restore the stack ({len(left)} item(s) left)")
 
 
 class HarnessGroup(click.Group):

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
-from types import FrameType
 
 import click
 
-from harness._cli_common import ensure_loopback
+from harness._cli_common import end_with_leftovers, end_with_verdict, ensure_loopback
 from harness.errors import ConfigError, RunEnded
+from harness.signals import Interrupted, stop_on_signals
+from harness.verdict import ExitCode
 
 
 @click.group()
@@ -97,7 +97,8 @@ def load_run(
     """Run PROFILE: start the stack (or attach), run Locust headless with the profile's load and faults,
     judge thresholds and behaviour, write the report folder. Arguments after `--` go to Locust as they are.
 
-    Exit 0 when every threshold and check held; 1 when one did not (each failure one line); 2 for a bad
+    Exit 0 when every threshold and check held; 1 when one did not (each failure one line); 4 when the
+    harness could not produce the evidence (inconclusive: a busy machine, too few calls); 2 for a bad
     profile or arguments; 3 when the stack or Locust failed."""
     from harness.load import Distribution, run_load
 
@@ -112,24 +113,22 @@ def load_run(
     )
     report_dir = report_dir or Path("load-report") / profile.stem
     click.echo(f"load run {profile}")
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        outcome = run_load(
-            profile,
-            report_dir=report_dir,
-            topology_path=topology,
-            workdir=workdir,
-            attach=attach,
-            baseline=baseline,
-            distribution=distribution,
-            allow_remote=allow_remote,
-            locust_args=locust_args,
-            progress=lambda line: click.echo(f"  [{time.strftime('%H:%M:%S')}] {line}"),
-        )
-    except KeyboardInterrupt:
-        raise RunEnded("interrupted; Locust and every fault it had were stopped", 130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        with stop_on_signals():
+            outcome = run_load(
+                profile,
+                report_dir=report_dir,
+                topology_path=topology,
+                workdir=workdir,
+                attach=attach,
+                baseline=baseline,
+                distribution=distribution,
+                allow_remote=allow_remote,
+                locust_args=locust_args,
+                progress=lambda line: click.echo(f"  [{time.strftime('%H:%M:%S')}] {line}"),
+            )
+    except Interrupted as exc:
+        raise RunEnded("interrupted; Locust and every fault it had were stopped", exc.exit_code) from None
     results = outcome.results
     click.echo("")
     for section in results.sections:
@@ -139,12 +138,13 @@ def load_run(
     for warning in results.warnings:
         click.echo(click.style("warning: ", fg="yellow") + warning)
     click.echo(f"\nresults:  {outcome.results_path}\nreport:   {outcome.report_path}")
-    if outcome.exit_code == 0:
-        click.echo(click.style("held: ", fg="green") + "every threshold and check")
-        return
-    for line in outcome.failed:
-        click.echo(click.style("FAILED ", fg="red") + line)
-    raise RunEnded(f"{len(outcome.failed)} threshold(s) or check(s) did not hold", outcome.exit_code)
+    end_with_leftovers(outcome.left_behind)
+    end_with_verdict(
+        results.verdict,
+        held="every threshold and check",
+        deviated=outcome.failed,
+        inconclusive=outcome.inconclusive,
+    )
 
 
 @load.command("worker", context_settings={"ignore_unknown_options": True})
@@ -168,17 +168,18 @@ def load_worker(
     command = worker_command(master_host, master_port, processes, locust_args)
     worker = LocustProcess(command, None)
     click.echo(f"load worker: connecting to {master_host}:{master_port}")
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        worker.start()
-        code = worker.wait(timeout=None)
-    except KeyboardInterrupt:
-        code = 130
+        with stop_on_signals():
+            worker.start()
+            code = worker.wait(timeout=None)
+    except Interrupted as exc:
+        code = exc.exit_code
     finally:
         worker.stop()
-        signal.signal(signal.SIGTERM, previous)
+    if code in (ExitCode.SIGINT, ExitCode.SIGTERM):
+        raise RunEnded("interrupted; the Locust worker was stopped", code)
     if code:
-        raise RunEnded(f"the Locust worker ended with code {code}", 3 if code != 130 else 130)
+        raise RunEnded(f"the Locust worker ended with code {code}", ExitCode.ENVIRONMENT)
 
 
 @load.command("validate")
@@ -190,7 +191,3 @@ def load_validate(profile: Path) -> None:
     loaded = load_profile(profile)
     windows = len(loaded.faults.windows)
     click.echo(f"{profile}: valid ({loaded.title!r}, {loaded.load.seconds:g} s, {windows} fault window(s))")
-
-
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt

@@ -32,6 +32,7 @@ from harness.report import (
 )
 from harness.stack import Stack, load_topology
 from harness.timeline import build_timeline
+from harness.verdict import ExitCode, Verdict
 
 Progress = Callable[[str], None]
 ROOT = Path(__file__).resolve().parents[1]  # the checkout the harness runs from (editable install)
@@ -41,12 +42,18 @@ PROFILE = "load_profiles/breaker-latency.toml"
 
 @dataclass(frozen=True)
 class Part:
-    """One of the three jobs: its verdict in a line, and where its own report is."""
+    """One of the three jobs: its verdict and exit code, why in a line, and where its own report is."""
 
     name: str
-    passed: bool
+    verdict: Verdict
     line: str
     report: Path | None
+    exit_code: int
+
+    @classmethod
+    def of(cls, name: str, exit_code: int, line: str, report: Path | None) -> Part:
+        verdicts = {ExitCode.HELD: Verdict.HELD, ExitCode.INCONCLUSIVE: Verdict.INCONCLUSIVE}
+        return cls(name, verdicts.get(ExitCode(exit_code), Verdict.DEVIATED), line, report, exit_code)
 
 
 @dataclass(frozen=True)
@@ -56,8 +63,16 @@ class RunOutcome:
     seconds: float
 
     @property
-    def passed(self) -> bool:
-        return all(part.passed for part in self.parts)
+    def verdict(self) -> Verdict:
+        return Verdict.of(part.verdict for part in self.parts)
+
+    @property
+    def exit_code(self) -> int:
+        """A part that ended otherwise than with a verdict (bad input, the environment, a signal) decides;
+        otherwise the verdict of the three."""
+        verdict_codes = (ExitCode.HELD, ExitCode.DEVIATED, ExitCode.INCONCLUSIVE)
+        other = [p.exit_code for p in self.parts if p.exit_code not in verdict_codes]
+        return other[0] if other else self.verdict.exit_code
 
 
 def run_main_job(
@@ -89,7 +104,7 @@ def run_main_job(
         title="harness run: contracts, a chaos experiment and a load run on one stack",
         kind=ReportKind.RUN,
         metadata=collect_metadata(command=shlex.join(sys.argv), started=started, ended=datetime.now(UTC)),
-        summary=" ".join(f"{p.name}: {'passed' if p.passed else 'FAILED'}." for p in parts),
+        summary=" ".join(f"{p.name}: {p.verdict}." for p in parts),
         timeline=timeline,
         sections=[
             FigureSection(
@@ -97,10 +112,11 @@ def run_main_job(
                 figures=[
                     Figure(
                         name=p.name,
-                        measured=1 if p.passed else 0,
+                        measured=1 if p.verdict is Verdict.HELD else 0,
                         bound=1,
                         comparison=Comparison.EXACTLY,
-                        detail=p.line,
+                        evidence=p.verdict is Verdict.INCONCLUSIVE,
+                        detail=f"{p.verdict}: {p.line}",
                     )
                     for p in parts
                 ],
@@ -130,7 +146,7 @@ def _contracts(report_dir: Path, progress: Progress) -> tuple[Part, Verification
     line = f"{verified}/{total} interactions of {len(run.pacts)} pacts verified"
     if run.failing:
         line += f"; failing: {', '.join(run.failing)}"
-    return Part("contracts", run.passed, line, None), run
+    return Part.of("contracts", ExitCode.HELD if run.passed else ExitCode.DEVIATED, line, None), run
 
 
 def _chaos(stack: Stack, report_dir: Path, progress: Progress) -> Part:
@@ -140,7 +156,7 @@ def _chaos(stack: Stack, report_dir: Path, progress: Progress) -> Part:
         stack=stack,
         progress=lambda line: progress(f"  {line}"),
     )
-    return Part("chaos", outcome.exit_code == 0, outcome.verdict, outcome.report_path)
+    return Part.of("chaos", outcome.exit_code, outcome.verdict, outcome.report_path)
 
 
 def _load(stack: Stack, report_dir: Path, progress: Progress) -> Part:
@@ -153,8 +169,11 @@ def _load(stack: Stack, report_dir: Path, progress: Progress) -> Part:
     results = outcome.results
     p99 = results.total.percentile(0.99)
     line = f"{results.total.requests} orders, {results.achieved_rate:.1f}/s, p99 {p99 or 0:.0f} ms; "
-    line += "every check held" if outcome.exit_code == 0 else "; ".join(outcome.failed[:3])
-    return Part("load", outcome.exit_code == 0, line, outcome.report_path)
+    if outcome.exit_code == ExitCode.HELD:
+        line += "every check held"
+    else:
+        line += "; ".join((outcome.failed or outcome.inconclusive or outcome.left_behind)[:3])
+    return Part.of("load", outcome.exit_code, line, outcome.report_path)
 
 
 def _contract_table(run: VerificationRun) -> Table:

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
-from types import FrameType
 
 import click
 
-from harness.errors import CheckFailed
-
-
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+from harness._cli_common import VERDICT_COLOURS
+from harness.errors import RunEnded
+from harness.signals import Interrupted, stop_on_signals
+from harness.verdict import ExitCode
 
 
 @click.command()
@@ -36,7 +33,9 @@ def run(topology: Path | None, report_dir: Path, workdir: Path | None) -> None:
     """The main job: the stack up, every contract verified, a chaos experiment (a slow users instance: its
     breaker opens, traffic moves, it closes) and a Locust run with a fault window, then one HTML report.
 
-    Exit 0 when all three held, 1 when one did not."""
+    Exit 0 when all three held, 1 when one deviated, 4 when none deviated but one was inconclusive (the
+    harness could not produce the evidence), 2/3 for bad input or an unavailable environment, 130/143 when
+    interrupted."""
     from harness._main_job import run_main_job
 
     began = time.monotonic()
@@ -44,18 +43,18 @@ def run(topology: Path | None, report_dir: Path, workdir: Path | None) -> None:
     def progress(line: str) -> None:
         click.echo(f"{time.monotonic() - began:6.1f}s {line}")
 
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        outcome = run_main_job(report_dir, topology_path=topology, workdir=workdir, progress=progress)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        with stop_on_signals():
+            outcome = run_main_job(report_dir, topology_path=topology, workdir=workdir, progress=progress)
+    except Interrupted as exc:
+        raise RunEnded("interrupted; the stack and every fault were stopped", exc.exit_code) from None
     click.echo(f"\nharness run: {outcome.seconds:.0f}s")
     for part in outcome.parts:
-        mark = click.style("PASS", fg="green") if part.passed else click.style("FAIL", fg="red")
-        click.echo(f"  {mark}  {part.name:<9} {part.line}")
+        mark = click.style(f"{part.verdict.upper():<12}", fg=VERDICT_COLOURS[part.verdict])
+        click.echo(f"  {mark} {part.name:<9} {part.line}")
         if part.report is not None:
             click.echo(f"        {'':<9} {part.report}")
     click.echo(f"\nreport: {outcome.report_path}")
-    if not outcome.passed:
-        failed = [p.name for p in outcome.parts if not p.passed]
-        raise CheckFailed(f"{', '.join(failed)} did not hold")
+    if outcome.exit_code != ExitCode.HELD:
+        shown = [f"{p.name} {p.verdict}" for p in outcome.parts if p.exit_code != ExitCode.HELD]
+        raise RunEnded(f"{outcome.verdict}: {', '.join(shown)}", outcome.exit_code)

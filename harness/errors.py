@@ -1,5 +1,7 @@
 """The one error tree of the harness, so callers and the CLI can handle every failure in one place.
 
+Exit codes come from the one map in ``harness.verdict`` (``ExitCode``).
+
 HarnessError                      exit code 1 unless a subclass says otherwise
 ├── ConfigError                   2: bad flags, settings or files
 ├── EnvironmentUnavailable        3: a process, port or server the run needs is not there
@@ -19,23 +21,25 @@ RegistryError                     the registry answered something unexpected
 
 from __future__ import annotations
 
+from harness.verdict import ExitCode
+
 
 class HarnessError(Exception):
     """Root of every error the harness raises on purpose."""
 
-    exit_code: int = 1
+    exit_code: int = ExitCode.DEVIATED
 
 
 class ConfigError(HarnessError):
     """Flags, settings or a file given by the user are not valid."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class EnvironmentUnavailable(HarnessError):
     """Something the run needs (a process, a port, a server) is not available."""
 
-    exit_code = 3
+    exit_code = ExitCode.ENVIRONMENT
 
 
 class ServiceStartError(EnvironmentUnavailable):
@@ -50,7 +54,7 @@ class ServiceStartError(EnvironmentUnavailable):
 class CheckFailed(HarnessError):
     """A run completed, and at least one of its checks did not hold."""
 
-    exit_code = 1
+    exit_code = ExitCode.DEVIATED
 
 
 class RunEnded(HarnessError):
@@ -109,7 +113,7 @@ class CallFailed(CallError):
 class RegistryError(HarnessError):
     """The registry answered with a status or body the client did not expect."""
 
-    exit_code = 3
+    exit_code = ExitCode.ENVIRONMENT
 
 
 class RegistryUnavailable(RegistryError):
@@ -119,4 +123,4 @@ class RegistryUnavailable(RegistryError):
 class RegistryRefused(RegistryError):
     """The registry refused a write (401/403): its token is missing or wrong, a configuration problem."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE

@@ -2,8 +2,10 @@
 own engine, and write the journal, the timeline and the report; ``validate`` and ``cleanup`` too.
 
 The pipeline is Chaos Toolkit's (load -> validate -> run -> journal); the harness adds the stack, the
-control's guaranteed cleanup, a time limit, and an exit code that says what happened:
-0 held, 1 deviated (or ran out of time), 2 bad file or arguments, 3 cleanup left something, 130 interrupted.
+control's guaranteed cleanup, a time limit, and an exit code that says what happened (``harness.verdict``):
+0 held, 1 deviated (or ran out of time), 4 inconclusive (a probe's evidence was too thin), 2 bad file or
+arguments or a fault value the proxy refused, 3 cleanup left something or the proxy could not be reached,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from chaoslib.loader import load_experiment
 
 from harness.errors import ConfigError
 from harness.net import is_loopback_url
+from harness.signals import interrupted_exit
 from harness.stack import Stack, Topology, load_topology
 from harness.timeline import Timeline
+from harness.verdict import ExitCode, Verdict
 
 from ._report import write_chaos_report
 from ._session import ChaosSession, CleanupReport, cleanup_workdir
@@ -35,7 +39,6 @@ from .control import HarnessRunHandler
 
 Progress = Callable[[str], None]
 CONTROL_MODULE = "harness.chaos.control"
-EXIT_OK, EXIT_DEVIATED, EXIT_LEFT_BEHIND, EXIT_INTERRUPTED = 0, 1, 3, 130
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class ChaosOutcome:
 
     exit_code: int
     verdict: str
+    """One line: why it held, deviated, was inconclusive or stopped."""
     journal_path: Path
     timeline_path: Path
     report_path: Path | None
@@ -172,7 +176,7 @@ def run_chaos(
         last_cleanup = session.cleanup()  # again: idempotent, and the control may not have run at all
         timeline = session.timeline()
         session.close()
-    return _finish(journal, timeline, last_cleanup, report_dir, timed_out.is_set(), experiment)
+    return _finish(journal, timeline, last_cleanup, report_dir, timed_out.is_set(), experiment, session)
 
 
 def _named_topology(path: Path) -> Path | None:
@@ -193,6 +197,7 @@ def _finish(
     report_dir: Path,
     timed_out: bool,
     experiment: dict[str, Any],
+    session: ChaosSession,
 ) -> ChaosOutcome:
     harness = journal.setdefault("harness", {"schema_version": 1})
     left = list(harness.get("cleanup", {}).get("left", [])) + cleanup.left
@@ -202,41 +207,41 @@ def _finish(
     timeline_path = report_dir / "timeline.json"
     timeline.save(timeline_path)
     status = journal.get("status")
-    unmet = [e for e in harness.get("expectations", []) if not e["held"]]
+    judged = Verdict(harness["verdict"]) if "verdict" in harness else None
     if left:
-        code, verdict = EXIT_LEFT_BEHIND, "cleanup could not restore the stack: " + "; ".join(left)
+        code, verdict = ExitCode.ENVIRONMENT, "cleanup could not restore the stack: " + "; ".join(left)
+    elif session.stopped_by is not None:
+        code, verdict = ExitCode(session.stopped_by.exit_code), str(session.stopped_by)
     elif timed_out:
-        code, verdict = EXIT_DEVIATED, "stopped at --max-time; the experiment did not finish"
-    elif unmet:
-        code, verdict = EXIT_DEVIATED, _why(journal)
+        code, verdict = ExitCode.DEVIATED, "stopped at --max-time; the experiment did not finish"
+    elif judged is Verdict.DEVIATED:
+        code, verdict = ExitCode.DEVIATED, _why(journal)
     elif status == "interrupted":
-        code, verdict = EXIT_INTERRUPTED, "interrupted; cleaned up"
+        code, verdict = interrupted_exit(), "interrupted; cleaned up"
     elif journal.get("deviated") or status in ("failed", "aborted"):
-        code, verdict = EXIT_DEVIATED, _why(journal)
+        code, verdict = ExitCode.DEVIATED, _why(journal)
+    elif judged is Verdict.INCONCLUSIVE:
+        code, verdict = ExitCode.INCONCLUSIVE, _why(journal, Verdict.INCONCLUSIVE)
     else:
-        code, verdict = EXIT_OK, "the steady state held before, after, and after cleanup"
+        code, verdict = ExitCode.HELD, "the steady state held before, after, and after cleanup"
     report_path = write_chaos_report(journal, timeline, experiment, report_dir / "report.html", verdict)
     return ChaosOutcome(code, verdict, journal_path, timeline_path, report_path, left)
 
 
-def _why(journal: dict[str, Any]) -> str:
-    """The reasons a run did not hold, in one line."""
+def _why(journal: dict[str, Any], kind: Verdict = Verdict.DEVIATED) -> str:
+    """The reasons a run deviated (or, with ``kind``, was inconclusive), in one line."""
     reasons = []
     for phase in ("before", "after"):
         state = (journal.get("steady_states") or {}).get(phase) or {}
-        if state and not state.get("steady_state_met"):
+        if kind is Verdict.DEVIATED and state and not state.get("steady_state_met"):
             bad = [p["activity"]["name"] for p in state.get("probes", []) if not p.get("tolerance_met", True)]
             reasons.append(
                 f"hypothesis {phase} the method did not hold ({', '.join(bad) or 'a probe failed'})"
             )
     harness = journal.get("harness", {})
-    for expectation in harness.get("expectations", []):
-        if not expectation["held"]:
-            reasons.append(
-                f"{expectation['probe']} gave {expectation['output']!r}, outside {expectation['tolerance']!r}"
-            )
+    reasons += [e["reason"] for e in harness.get("expectations", []) if e.get("verdict") == kind]
     after = harness.get("steady_state_after_cleanup")
-    if after is not None and not after.get("steady_state_met"):
+    if kind is Verdict.DEVIATED and after is not None and not after.get("steady_state_met"):
         reasons.append("the hypothesis did not hold after cleanup")
     return "; ".join(reasons) or f"status {journal.get('status')}"
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from harness.checks import Comparison, Figure
 from harness.checks._breaker_conformance import Conformance
 from harness.errors import ConfigError, EnvironmentUnavailable
 from harness.events import EventLog
@@ -27,12 +28,14 @@ from harness.faults import (
     FaultApplier,
     FaultError,
     FaultKind,
+    FaultNotApplied,
     FaultSpec,
     FaultWindow,
     Stream,
     ToxiproxyClient,
     read_ledger,
 )
+from harness.lag import LagMonitor
 from harness.resilience import BreakerConfig
 from harness.settings import CLIENT_DEFAULTS, InstanceConfig
 from harness.stack import Origin, Stack, StackState, Topology
@@ -148,6 +151,30 @@ class CleanupReport:
         return not self.left
 
 
+@dataclass(frozen=True)
+class EvidenceBounds:
+    """What a probe of behaviour over time needs before its tolerance is judged; an experiment may set
+    them (``"configuration": {"harness_evidence": {"max_lag_p99_ms": 80, "min_calls": 20}}``)."""
+
+    max_lag_p99_ms: float = 50.0
+    min_calls: int = 10
+
+    @classmethod
+    def of(cls, given: object) -> EvidenceBounds:
+        if given is None:
+            return cls()
+        if not isinstance(given, dict) or set(given) - {"max_lag_p99_ms", "min_calls"}:
+            raise ConfigError(
+                "configuration.harness_evidence: an object with max_lag_p99_ms and/or min_calls"
+            )
+        lag, calls = given.get("max_lag_p99_ms", cls.max_lag_p99_ms), given.get("min_calls", cls.min_calls)
+        if isinstance(lag, bool) or not isinstance(lag, int | float) or not 0 < lag <= 60_000:
+            raise ConfigError("configuration.harness_evidence.max_lag_p99_ms: a number of ms in (0, 60000]")
+        if isinstance(calls, bool) or not isinstance(calls, int) or calls < 1:
+            raise ConfigError("configuration.harness_evidence.min_calls: a whole number, at least 1")
+        return cls(float(lag), calls)
+
+
 class ChaosSession:
     """One experiment run's handle on the stack; every action and probe goes through it."""
 
@@ -175,6 +202,10 @@ class ChaosSession:
         self.conformance: dict[tuple[str, str], Conformance] = {}
         self.control_loaded = False
         self.fail_fast = False
+        self.stopped_by: FaultNotApplied | None = None  # the run stops: a fault it needed never happened
+        self.bounds = EvidenceBounds()
+        self.lag = LagMonitor().start()
+        self._needed = threading.local()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -248,7 +279,11 @@ class ChaosSession:
             ),
             start=round(self.elapsed(), 3),
         )
-        self.faults.apply(window, at=self.elapsed())
+        try:
+            self.faults.apply(window, at=self.elapsed())
+        except Exception as exc:
+            self.stopped_by = FaultNotApplied(f"{window.name} ({window.fault.describe()})", exc)
+            raise self.stopped_by from exc
         if kind is FaultKind.KILL:
             self.killed.add(instance)
         if kind is FaultKind.STOP:
@@ -347,6 +382,38 @@ class ChaosSession:
     def elapsed(self) -> float:
         return time.monotonic() - self.origin
 
+    # -- evidence ---------------------------------------------------------------------------------
+
+    def needs(self, *, calls: tuple[str, int] | None = None) -> None:
+        """What the probe running in this thread needs, judged before its tolerance (``take_evidence``):
+        the harness kept its time so far, and (``calls``: what, how many) enough calls were made."""
+        figures = [
+            Figure(
+                name="harness timing lag p99",
+                measured=self.lag.p99_ms(self.origin),
+                bound=self.bounds.max_lag_p99_ms,
+                unit=" ms",
+                evidence=True,
+            )
+        ]
+        if calls is not None:
+            figures.append(
+                Figure(
+                    name=calls[0],
+                    measured=calls[1],
+                    bound=self.bounds.min_calls,
+                    comparison=Comparison.AT_LEAST,
+                    evidence=True,
+                )
+            )
+        self._needed.figures = figures
+
+    def take_evidence(self) -> list[Figure]:
+        """The evidence the last probe of this thread declared (none: it depends on no traffic or timing)."""
+        figures: list[Figure] = getattr(self._needed, "figures", [])
+        self._needed.figures = []
+        return figures
+
     def timeline(self) -> Timeline:
         """Every event of every process since the session began, merged."""
         return build_timeline([self.workdir / "events"], origin=self.origin, end=time.monotonic())
@@ -413,6 +480,7 @@ class ChaosSession:
         if self._closed:
             return
         self._closed = True
+        self.lag.stop()
         self.cleanup()
         self.events.close()
         if self.owned:

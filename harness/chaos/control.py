@@ -4,8 +4,9 @@
   starts from the topology the configuration names (``harness_topology``, ``harness_workdir``) or a
   running ``harness up`` it attaches to (``harness_attach``: its workdir), stopped again at the end;
 - shows each activity as it starts and ends;
-- judges the tolerances of probes in the method (Chaos Toolkit ignores them there) and deviates the run
-  when one does not hold;
+- judges the tolerances of probes in the method (Chaos Toolkit ignores them there), each after the
+  evidence the probe declared (the harness kept its time, enough calls): held, deviated, or
+  inconclusive when the evidence was too thin; a fault that could not be applied stops the run;
 - cleans up whatever happened (passed, deviated, raised, interrupted): every fault removed, every proxy
   enabled, every stopped or killed process continued or restarted; then checks the steady state again
   after cleanup, and writes all of it into the journal under ``harness``.
@@ -28,9 +29,11 @@ from chaoslib.exceptions import InterruptExecution
 from chaoslib.hypothesis import run_steady_state_hypothesis, within_tolerance
 from chaoslib.run import EventHandlerRegistry, RunEventHandler
 
+from harness.checks import Figure
 from harness.stack import load_topology
+from harness.verdict import Verdict
 
-from ._session import ChaosSession
+from ._session import ChaosSession, EvidenceBounds
 
 logger = logging.getLogger("chaostoolkit")
 JOURNAL_VERSION = 1
@@ -89,6 +92,7 @@ def configure_control(
         if session is None:
             session = _own_session(configuration)
             _STARTED_HERE.append(session)
+        session.bounds = EvidenceBounds.of(configuration.get("harness_evidence"))
         session.control_loaded = True
         configuration["harness_session"] = session
     except Exception as exc:
@@ -125,8 +129,9 @@ def after_activity_control(
     experiment: dict[str, Any] | None = None,
     **_: Any,
 ) -> None:
-    """Show the activity's outcome. In the method, judge a probe's tolerance (Chaos Toolkit does not) and
-    count a failed activity as a deviation: the experiment could not do what it says."""
+    """Show the activity's outcome. In the method, judge a probe's tolerance (Chaos Toolkit does not) after
+    the evidence it declared, and count a failed activity as a deviation: the experiment could not do
+    what it says. A fault that could not be applied stops the run at once."""
     session = _session(configuration)
     if session is None or state is None:
         return
@@ -134,29 +139,48 @@ def after_activity_control(
     status = state.get("status", "?")
     duration = state.get("duration") or 0.0
     output = _short(state.get("output"))
-    verdict = ""
+    needed = session.take_evidence()
+    shown = ""
     in_method = experiment is not None and any(context is a for a in experiment.get("method", []))
     expectation: dict[str, Any] | None = None
+    if session.stopped_by is not None:
+        session.progress(f"    {name}: {status} -> {session.stopped_by}")
+        raise InterruptExecution(str(session.stopped_by))
     if in_method and status == "failed":
         reason = f"{name} failed: {_last_line(state.get('exception'))}"
-        expectation = {"probe": name, "output": None, "tolerance": None, "held": False, "reason": reason}
+        expectation = _expectation(name, None, None, Verdict.DEVIATED, reason, [])
         output = _last_line(state.get("exception"))
     elif in_method and context.get("type") == "probe" and "tolerance" in context and status == "succeeded":
-        held = bool(within_tolerance(context["tolerance"], state.get("output"), configuration, secrets))
-        reason = f"{name} gave {state.get('output')!r}, outside {context['tolerance']!r}"
-        expectation = {
-            "probe": name,
-            "output": state.get("output"),
-            "tolerance": context["tolerance"],
-            "held": held,
-            "reason": "" if held else reason,
-        }
-        verdict = " held" if held else " DID NOT HOLD"
+        value = state.get("output")
+        thin = [f.line() for f in needed if not f.holds]
+        if thin:
+            verdict, reason = Verdict.INCONCLUSIVE, f"{name}: evidence too thin: {'; '.join(thin)}"
+        elif within_tolerance(context["tolerance"], value, configuration, secrets):
+            verdict, reason = Verdict.HELD, ""
+        else:
+            verdict, reason = Verdict.DEVIATED, f"{name} gave {value!r}, outside {context['tolerance']!r}"
+        expectation = _expectation(name, value, context["tolerance"], verdict, reason, needed)
+        shown = {Verdict.HELD: " held", Verdict.DEVIATED: " DID NOT HOLD"}.get(verdict, " INCONCLUSIVE")
     if expectation is not None:
         session.expectations.append(expectation)
-    session.progress(f"    {name}: {status} in {duration:.2f}s{verdict} -> {output}")
-    if expectation is not None and not expectation["held"] and session.fail_fast:
+    session.progress(f"    {name}: {status} in {duration:.2f}s{shown} -> {output}")
+    if expectation is not None and expectation["verdict"] == Verdict.DEVIATED and session.fail_fast:
         raise InterruptExecution(f"fail fast: {expectation['reason']}")
+
+
+def _expectation(
+    probe: str, output: Any, tolerance: Any, verdict: Verdict, reason: str, evidence: list[Figure]
+) -> dict[str, Any]:
+    """One judged probe of the method, as the journal's harness section keeps it."""
+    return {
+        "probe": probe,
+        "output": output,
+        "tolerance": tolerance,
+        "verdict": verdict.value,
+        "held": verdict is Verdict.HELD,
+        "reason": reason,
+        "evidence": [f.line() for f in evidence],
+    }
 
 
 def after_hypothesis_control(
@@ -192,11 +216,14 @@ def after_experiment_control(
     if cleanup.clean and context.get("steady-state-hypothesis", {}).get("probes"):
         session.progress("steady-state hypothesis (after cleanup)")
         after_cleanup = _recheck(context, configuration or {}, secrets or {}, session)
-    failed = [e for e in session.expectations if not e["held"]]
-    if failed or (after_cleanup is not None and not after_cleanup.get("steady_state_met")):
+    verdict = run_verdict(journal, session.expectations, after_cleanup)
+    if verdict is Verdict.DEVIATED:  # so plain `chaos run` says so too
         journal["deviated"] = True
+        if journal.get("status") == "completed":
+            journal["status"] = "failed"
     journal["harness"] = {
         "schema_version": JOURNAL_VERSION,
+        "verdict": verdict.value,
         "seed": session.seed,
         "expectations": session.expectations,
         "cleanup": {"removed": cleanup.removed, "restored": cleanup.restored, "left": cleanup.left},
@@ -213,6 +240,17 @@ def after_experiment_control(
             for c in session.conformance.values()
         ],
     }
+
+
+def run_verdict(
+    journal: dict[str, Any], expectations: list[dict[str, Any]], after_cleanup: dict[str, Any] | None
+) -> Verdict:
+    """Deviated when the hypothesis, a judged probe, an activity or the steady state after cleanup did not
+    hold; otherwise inconclusive when a probe's evidence was too thin; otherwise held."""
+    verdicts = [Verdict(e["verdict"]) for e in expectations]
+    if journal.get("deviated") or (after_cleanup is not None and not after_cleanup.get("steady_state_met")):
+        verdicts.append(Verdict.DEVIATED)
+    return Verdict.of(verdicts)
 
 
 def cleanup_control(**_: Any) -> None:

@@ -4,6 +4,10 @@ Behaviour over time is read from the run's timeline (what the processes themselv
 (saga invariants) from the services. ``during`` picks a stretch of the run: ``"run"`` (default), the name
 of a fault the run applied, ``"fault"`` (the last fault), ``"before"``/``"after"`` the faults, or
 ``"last:N"`` seconds. Every probe returns plain JSON values, so tolerances can judge them.
+
+A probe of behaviour over time also declares the evidence it needs (``session.needs``: the harness kept its
+time; enough calls in the period), which the control judges first: too thin, and the probe is
+inconclusive rather than failed.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import httpx
 
 from harness.checks import check_saga_invariants, collect_saga_snapshot
 from harness.checks._breaker_conformance import breaker_conformance as _conformance
-from harness.errors import ConfigError
 
 from . import _evidence as evidence
 from ._session import ChaosSession
@@ -67,6 +70,10 @@ def breaker_conformance(
     span = evidence.fault_span(timeline, fault, instance)
     service = session.instance(instance).kind
     config, attempt_timeout = session.client_config(caller, service)
+    attempts = [
+        a for a in timeline.attempts(service, caller=caller) if span.start <= timeline.sent(a) < span.end
+    ]
+    session.needs(calls=(f"attempts by {caller} to {service} during {span.window}", len(attempts)))
     if config is None:
         return {"holds": False, "figures": [f"{caller} has no breaker towards {service} (breaker off)"]}
     result = _conformance(
@@ -106,6 +113,7 @@ def traffic_share(
     within = evidence.period(timeline, during, instance=instance, skip=skip)
     counts = evidence.shares(timeline, caller, service, within)
     total = sum(counts.values())
+    session.needs(calls=(f"attempts by {caller} to {service} in {within.label}", total))
     return round(counts.get(instance, 0) / total, 4) if total else 0.0
 
 
@@ -121,7 +129,9 @@ def calls_to(
     timeline = session.timeline()
     service = session.instance(instance).kind
     within = evidence.period(timeline, during, instance=instance, skip=skip)
-    return evidence.shares(timeline, caller, service, within).get(instance, 0)
+    counts = evidence.shares(timeline, caller, service, within)
+    session.needs(calls=(f"attempts by {caller} to {service} in {within.label}", sum(counts.values())))
+    return counts.get(instance, 0)
 
 
 def registry_members(service: str, configuration: Configuration | None = None) -> list[str]:
@@ -157,7 +167,9 @@ def traffic_latency(
     """The traffic's latency percentile in milliseconds, over its requests that started in the period."""
     session = session_of(configuration)
     timeline = session.timeline()
-    samples = evidence.requests(timeline, name, evidence.period(timeline, during))
+    within = evidence.period(timeline, during)
+    samples = evidence.requests(timeline, name, within)
+    session.needs(calls=(f"requests of traffic {name} in {within.label}", len(samples)))
     value = evidence.percentile([r.latency for r in samples], percentile)
     return None if value is None else round(value * 1000, 2)
 
@@ -168,9 +180,11 @@ def traffic_error_ratio(
     """The share of the traffic's requests that started in the period and did not succeed."""
     session = session_of(configuration)
     timeline = session.timeline()
-    samples = evidence.requests(timeline, name, evidence.period(timeline, during))
+    within = evidence.period(timeline, during)
+    samples = evidence.requests(timeline, name, within)
+    session.needs(calls=(f"requests of traffic {name} in {within.label}", len(samples)))
     if not samples:
-        raise ConfigError(f"traffic {name!r} sent nothing in that period")
+        return 0.0  # judged inconclusive (too few requests) before its tolerance
     return round(sum(r.outcome != "ok" for r in samples) / len(samples), 4)
 
 
@@ -182,6 +196,7 @@ def time_to_eviction(
     session: ChaosSession = session_of(configuration)
     timeline = session.timeline()
     span = evidence.fault_span(timeline, fault, instance)
+    session.needs()
     return evidence.eviction_after(timeline, instance, span.start)
 
 
@@ -211,6 +226,7 @@ def calls_after_eviction(
     timeline = session.timeline()
     span = evidence.fault_span(timeline, fault, instance)
     dropped = evidence.eviction_after(timeline, instance, span.start)
+    session.needs()
     if dropped is None:
         return -1
     since = span.start + dropped + allowance

@@ -1,5 +1,6 @@
 """Checks that read evidence from a running system and say, in sentences, what does not hold."""
 
+from harness.checks._figures import Comparison, Figure, judge
 from harness.checks._saga import (
     Anomaly,
     AnomalyKind,
@@ -16,7 +17,9 @@ from harness.checks._saga_sources import collect_saga_snapshot, read_saga_databa
 __all__ = [
     "Anomaly",
     "AnomalyKind",
+    "Comparison",
     "DeadLetterRecord",
+    "Figure",
     "NotificationRecord",
     "OrderRecord",
     "ReservationRecord",
@@ -24,5 +27,6 @@ __all__ = [
     "check_saga_invariants",
     "collect_saga_snapshot",
     "find_anomalies",
+    "judge",
     "read_saga_databases",
 ]

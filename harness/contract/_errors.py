@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.verdict import ExitCode
 
 
 class ContractError(HarnessError):
@@ -24,7 +25,7 @@ class ContractError(HarnessError):
 class PactFileError(ContractError):
     """A pact file is missing, unreadable or not a pact."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
     def __init__(self, message: str, *, path: Path) -> None:
         super().__init__(message)
@@ -34,7 +35,7 @@ class PactFileError(ContractError):
 class StaleContract(ContractError):
     """The consumer tests produced pacts that differ from the committed ones (``files`` names them)."""
 
-    exit_code = 1
+    exit_code = ExitCode.DEVIATED
 
     def __init__(self, message: str, *, files: Sequence[str]) -> None:
         super().__init__(message)
@@ -44,7 +45,7 @@ class StaleContract(ContractError):
 class VerificationFailed(ContractError):
     """At least one provider did not honour a pact (``failing`` names ``consumer -> provider`` pairs)."""
 
-    exit_code = 1
+    exit_code = ExitCode.DEVIATED
 
     def __init__(self, message: str, *, failing: Sequence[str]) -> None:
         super().__init__(message)
@@ -54,7 +55,7 @@ class VerificationFailed(ContractError):
 class DeployBlocked(ContractError):
     """A pact the service takes part in is failing, or has no verification of its current version."""
 
-    exit_code = 1
+    exit_code = ExitCode.DEVIATED
 
     def __init__(self, message: str, *, service: str, blockers: Sequence[str]) -> None:
         super().__init__(message)
@@ -65,7 +66,7 @@ class DeployBlocked(ContractError):
 class NoVerificationResults(ContractError):
     """No verification results were recorded where can-i-deploy looks."""
 
-    exit_code = 3
+    exit_code = ExitCode.ENVIRONMENT
 
     def __init__(self, message: str, *, path: Path) -> None:
         super().__init__(message)

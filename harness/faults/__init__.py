@@ -9,6 +9,7 @@ from harness.faults._console import ActiveFault, FaultConsole, FaultTarget, acti
 from harness.faults._errors import (
     FaultApiError,
     FaultError,
+    FaultNotApplied,
     ProxyExists,
     ProxyNotFound,
     ToxicExists,
@@ -47,6 +48,7 @@ __all__ = [
     "FaultError",
     "FaultInjector",
     "FaultKind",
+    "FaultNotApplied",
     "FaultSchedule",
     "FaultSpec",
     "FaultTarget",

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness.errors import ConfigError
 from harness.events import EventLog
 from harness.faults._client import ToxiproxyClient
-from harness.faults._errors import ProxyNotFound, ToxicNotFound
+from harness.faults._errors import FaultNotApplied, ProxyNotFound, ToxicNotFound
 from harness.faults._models import Stream, ToxicType
 
 
@@ -345,7 +345,8 @@ class FaultApplier:
 class ScheduleRunner:
     """Plays a schedule in real time through a ``FaultApplier``; ``run`` blocks until the schedule ends or
     ``stop`` is called, then removes everything it applied, whatever ended it. A fault that cannot be
-    applied is recorded and the run goes on."""
+    applied ends the schedule at once, and ``error`` says why: the run that plays it must stop too, since
+    its checks would judge a fault that never happened."""
 
     def __init__(
         self,
@@ -359,6 +360,7 @@ class ScheduleRunner:
         self.events = applier.events
         self.clock = applier.clock
         self.started_at: float | None = None
+        self.error: FaultNotApplied | None = None
         self._stop = threading.Event()
         self._wait = wait or self._stop.wait
         self._mine: list[str] = []
@@ -384,9 +386,12 @@ class ScheduleRunner:
                 if self._wait_until(at):
                     return
                 if starting:
-                    with contextlib.suppress(Exception):  # recorded by the applier; the run goes on
+                    try:
                         self.applier.apply(window, at=self.elapsed())
-                        self._mine.append(window.name)
+                    except Exception as exc:  # recorded by the applier too
+                        self.error = FaultNotApplied(f"{window.name} ({window.fault.describe()})", exc)
+                        return
+                    self._mine.append(window.name)
                 else:
                     with contextlib.suppress(Exception):
                         self.applier.remove(window.name, at=self.elapsed())

@@ -1,6 +1,10 @@
 """The verdict of a load run, as figures next to their bounds: Locust's thresholds, and the behaviour of one
 caller's balancer and breakers judged from the caller's own attempt and breaker events on the timeline.
 
+Every section declares the evidence it needs (``Evidence``: the harness's own timing lag, the share of the
+offered load it achieved before the first fault, the caller's attempts then) next to its checks, so a
+busy machine makes it inconclusive, never deviated (``harness.checks.judge``).
+
 Pure: every function takes what was measured and returns figure sections; nothing here reads a socket or
 a file. Times are seconds since the timeline's origin; ``LoadWindow`` says when the load ran on it.
 A share is the instance's part of the caller's attempts to the service (attempts placed when sent).
@@ -14,11 +18,12 @@ from dataclasses import dataclass
 
 from harness.checks._breaker_conformance import breaker_conformance
 from harness.checks._figures import Comparison, Figure
-from harness.load._profile import BreakerCheck, Regression, SharesCheck, Thresholds
+from harness.load._profile import BreakerCheck, Evidence, Regression, SharesCheck, Thresholds
 from harness.load._stats import EndpointStats
 from harness.report import FigureSection
 from harness.resilience import BreakerConfig
-from harness.timeline import CallAttempt, FaultSpan, Span, Timeline
+from harness.timeline import CallAttempt, FaultSpan, LoadSample, Span, Timeline
+from harness.verdict import Verdict
 
 WARMUP = 1.0
 """Seconds at the start of the load left out of "before" periods: users are still being spawned."""
@@ -63,7 +68,94 @@ def failure_line(section: str, figure: Figure) -> str:
 
 
 def failures(sections: Sequence[FigureSection]) -> list[str]:
-    return [failure_line(s.title, f) for s in sections for f in s.figures if not f.holds]
+    """One line per check that did not hold, in the sections whose evidence was sufficient."""
+    return [
+        failure_line(s.title, f)
+        for s in sections
+        if s.verdict is Verdict.DEVIATED
+        for f in s.figures
+        if not f.holds
+    ]
+
+
+def insufficient(sections: Sequence[FigureSection]) -> list[str]:
+    """One line per piece of evidence that was too thin (once, though several sections needed it)."""
+    lines = [f.line() for s in sections if s.verdict is Verdict.INCONCLUSIVE for f in s.figures
+             if f.evidence and not f.holds]  # fmt: skip
+    return list(dict.fromkeys(lines))
+
+
+# -- evidence -------------------------------------------------------------------------------------------
+
+
+def baseline_window(load: LoadWindow, first_fault: float | None) -> LoadWindow:
+    """Before the first fault (the whole load without one), after the users were spawned."""
+    end = load.end if first_fault is None else min(first_fault, load.end)
+    return LoadWindow(min(load.start + WARMUP, end), end)
+
+
+def achieved_ratio(
+    timeline: Timeline, within: LoadWindow, rate_per_user: float
+) -> tuple[float, float] | None:
+    """(achieved, offered) requests/s over the load samples in ``within``; None without a sample."""
+    samples = [s for s in timeline.of(LoadSample) if within.start <= timeline.t(s) <= within.end]
+    if not samples:
+        return None
+    achieved = sum(s.rate for s in samples) / len(samples)
+    offered = rate_per_user * sum(s.users for s in samples) / len(samples)
+    return achieved, offered
+
+
+def run_evidence(
+    evidence: Evidence,
+    *,
+    lag_p99_ms: float | None,
+    rates: tuple[float, float] | None,
+    calls: tuple[str, int] | None,
+) -> list[Figure]:
+    """The evidence every section of a load run needs: the harness kept its time, achieved enough of the
+    offered rate while the system was healthy (before any fault), and the caller made enough calls then."""
+    figures = [
+        Figure(
+            name="harness timing lag p99",
+            measured=lag_p99_ms,
+            bound=evidence.max_lag_p99_ms,
+            unit=" ms",
+            evidence=True,
+            detail="how late the harness woke when it asked to; a busy machine shows here",
+        )
+    ]
+    if rates is not None:
+        achieved, offered = rates
+        ratio = achieved / offered if offered > 0 else None
+        figures.append(
+            Figure(
+                name="achieved / offered rate before the first fault",
+                measured=None if ratio is None else round(ratio, 4),
+                bound=evidence.min_achieved_ratio,
+                comparison=Comparison.AT_LEAST,
+                evidence=True,
+                detail=f"achieved {achieved:.1f} of the offered {offered:.1f} req/s",
+            )
+        )
+    if calls is not None:
+        who, count = calls
+        figures.append(
+            Figure(
+                name=f"attempts by {who} before the first fault",
+                measured=count,
+                bound=evidence.min_calls,
+                comparison=Comparison.AT_LEAST,
+                evidence=True,
+                detail="what the behaviour under the faults is compared with",
+            )
+        )
+    return figures
+
+
+def needing(evidence: Sequence[Figure], section: FigureSection) -> FigureSection:
+    """The section with the run's evidence first: judged only if the evidence is sufficient."""
+    return section.model_copy(update={"figures": [*evidence, *section.figures]})
 
 
 # -- thresholds -----------------------------------------------------------------------------------------
@@ -148,6 +240,7 @@ def shares_section(
             measured=len(attempts),
             bound=check.min_calls,
             comparison=Comparison.AT_LEAST,
+            evidence=True,
             detail=f"from {within.start:.2f} s to {within.end:.2f} s",
         ),
     ]

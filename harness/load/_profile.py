@@ -140,6 +140,24 @@ class Thresholds(_Table):
     min_rate: float | None = Field(default=None, gt=0, description="completed requests per second, at least")
 
 
+class Evidence(_Table):
+    """What the harness itself must produce for the run's figures to mean anything. With less, the run is
+    inconclusive (exit 4), never deviated: a busy machine must not read as a broken system."""
+
+    min_achieved_ratio: float = Field(
+        default=0.6,
+        ge=0,
+        le=1,
+        description="achieved / offered rate before the first fault, at least (needs rate_per_user)",
+    )
+    max_lag_p99_ms: float = Field(
+        default=50.0, gt=0, le=60_000, description="the harness's own timing lag over the load, p99, at most"
+    )
+    min_calls: int = Field(
+        default=20, ge=1, description="the caller's attempts before the first fault (what faults compare to)"
+    )
+
+
 class SharesCheck(_Table):
     """Each instance's share of the caller's attempts, within ``tolerance`` of its weight's share.
 
@@ -148,7 +166,9 @@ class SharesCheck(_Table):
 
     tolerance: float = Field(default=0.05, gt=0, lt=1, description="absolute, e.g. 0.05 = 5 points")
     weights: dict[str, int] | None = Field(default=None, description="instance -> weight")
-    min_calls: int = Field(default=30, ge=1, description="fewer attempts than this prove nothing")
+    min_calls: int = Field(
+        default=30, ge=1, description="fewer attempts than this prove nothing: inconclusive"
+    )
 
 
 class BreakerCheck(_Table):
@@ -201,6 +221,7 @@ class LoadProfile(_Table):
     load: Load
     faults: FaultSchedule = Field(default_factory=FaultSchedule)
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    evidence: Evidence = Field(default_factory=Evidence)
     checks: Checks = Field(default_factory=Checks)
     regression: Regression = Field(default_factory=Regression)
 

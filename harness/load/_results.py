@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import ConfigError
 from harness.load._stats import EndpointStats, FailureRow, HistoryRow
-from harness.report import FigureSection, Verdict
+from harness.report import FigureSection
+from harness.verdict import Verdict
 
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2  # 2: verdicts held / deviated / inconclusive, evidence figures
 
 
 class _Model(BaseModel):
@@ -59,6 +60,7 @@ class LoadResults(_Model):
     evidence: list[InstanceEvidence]
     sections: list[FigureSection]
     failed: list[str]
+    inconclusive: list[str]
     warnings: list[str]
     baseline: str | None = None
 

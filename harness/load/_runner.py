@@ -4,8 +4,9 @@ the profile's fault schedule played from the start of the load, then the verdict
 Pipeline: load the profile -> check names and addresses -> prepare the stack (a customer, the caller's
 counters) -> run Locust, writing one load sample per stats-history row and playing the faults -> clean
 up -> merge the timeline -> judge (thresholds from Locust, behaviour from the caller's own events) ->
-write results.json, timeline.json and report.html. Exit code: 0 every threshold and check held, 1 one
-did not (each failure one line), 2 a bad profile or argument, 3 the environment failed.
+write results.json, timeline.json and report.html. Exit code from the verdict (``harness.verdict``): 0 every
+threshold and check held, 1 one did not (each failure one line), 4 inconclusive (the harness could not
+produce the evidence: each reason one line), 2 a bad profile or argument, 3 the environment failed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from harness.chaos._session import AttachedStack
 from harness.errors import ConfigError
 from harness.events import EventLog
 from harness.faults import ScheduleRunner
+from harness.lag import LagMonitor
 from harness.load import _checks as checks
 from harness.load._capacity import capacity_warning
 from harness.load._locust import Distribution, LocustFiles, LocustRun, run_locust
@@ -36,12 +38,12 @@ from harness.load._samples import LoadSampler
 from harness.load._stats import EndpointStats, HistoryRow, read_failures, read_final_stats
 from harness.load._target import Prepared, check_names, prepare
 from harness.net import is_loopback_url
-from harness.report import FigureSection, Table, Verdict
+from harness.report import FigureSection, Table
 from harness.stack import Stack, Topology, load_topology
 from harness.timeline import BreakerTransition, MembershipChange, Timeline, build_timeline
+from harness.verdict import ExitCode, Verdict
 
 Progress = Callable[[str], None]
-EXIT_OK, EXIT_FAILED, EXIT_ENVIRONMENT = 0, 1, 3
 PROGRESS_EVERY = 3.0  # seconds between progress lines
 
 
@@ -54,6 +56,7 @@ class LoadOutcome:
     results_path: Path
     report_path: Path
     failed: list[str]
+    inconclusive: list[str]
     left_behind: list[str] = field(default_factory=list)
 
 
@@ -102,14 +105,16 @@ def run_load(
         check_names(profile, profile_path, {n: p.kind for n, p in session.stack.processes.items()})
         prepared = prepare(profile, profile_path, session)
         origin = time.monotonic()
-        run = _play(profile, prepared.plan, files, distribution, locust_args, session, progress)
+        run, lag = _play(profile, prepared.plan, files, distribution, locust_args, session, progress)
         facts = prepared.facts
         after = read_calls(prepared.caller_url, facts.service) if facts and prepared.caller_url else None
         left = session.cleanup().left
         timeline = _timeline(session, origin)
     finally:
         session.close()  # cleans up (again: idempotent), stops a stack the run started
-    return _finish(profile, profile_path, files, run, timeline, prepared, after, earlier, warnings, left)
+    return _finish(
+        profile, profile_path, files, (run, lag), timeline, prepared, after, earlier, warnings, left
+    )
 
 
 def _session(
@@ -133,8 +138,9 @@ def _play(
     locust_args: tuple[str, ...],
     session: ChaosSession | None,
     progress: Progress,
-) -> LocustRun:
-    """Locust with the plan; the fault schedule from the start of the load; a progress line now and then."""
+) -> tuple[LocustRun, float | None]:
+    """Locust with the plan; the fault schedule from the start of the load; a progress line now and then.
+    Also the harness's own timing lag over the load (p99, ms): the evidence that it kept its schedule."""
     events_path = (
         session.stack.event_log("harness-load")
         if session is not None
@@ -162,6 +168,9 @@ def _play(
             thread.start()
 
     def tick() -> None:
+        if schedule is not None and schedule.error is not None:
+            progress(f"stopping: {schedule.error}")
+            raise schedule.error  # stops Locust; the session removes what was applied
         if time.monotonic() - shown[0] < PROGRESS_EVERY or sampler.latest is None:
             return
         shown[0] = time.monotonic()
@@ -174,6 +183,7 @@ def _play(
             f"p95 {p95}  failed {failures:.1%}  faults: {active or 'none'}"
         )
 
+    lag = LagMonitor().start()
     try:
         run = run_locust(
             plan,
@@ -185,13 +195,16 @@ def _play(
             on_tick=tick,
         )
     finally:
+        lag.stop()
         if schedule is not None:
             schedule.stop()
             if thread is not None:
                 thread.join(timeout=30.0)
         sampler.events.close()
+    if schedule is not None and schedule.error is not None:  # it failed after Locust's last tick
+        raise schedule.error
     progress(f"load ended after {run.stopped - run.started:.1f} s")
-    return run
+    return run, lag.p99_ms(run.started, run.stopped)
 
 
 def _timeline(session: ChaosSession, origin: float) -> Timeline:
@@ -221,16 +234,16 @@ def _run_outside(
         stale.unlink()
     plan = build_plan(profile, [profile.target.url.rstrip("/")], events=str(events / "locust.jsonl"))
     origin = time.monotonic()
-    run = _play(profile, plan, files, distribution, locust_args, None, progress)
+    played = _play(profile, plan, files, distribution, locust_args, None, progress)
     timeline = build_timeline([events], origin=origin, end=time.monotonic())
-    return _finish(profile, path, files, run, timeline, Prepared(plan), None, earlier, warnings, [])
+    return _finish(profile, path, files, played, timeline, Prepared(plan), None, earlier, warnings, [])
 
 
 def _finish(
     profile: LoadProfile,
     path: Path,
     files: LocustFiles,
-    run: LocustRun,
+    played: tuple[LocustRun, float | None],
     timeline: Timeline,
     stage: Prepared,
     after: CallCounts | None,
@@ -238,6 +251,7 @@ def _finish(
     warnings: list[str],
     left: list[str],
 ) -> LoadOutcome:
+    run, lag_p99_ms = played
     total, endpoints = read_final_stats(files.stats_json)
     load = checks.LoadWindow(timeline.t(run.started), timeline.t(run.stopped))
     offered = checks.offered_rate(profile.load.rate_per_user, _users_over_time(run.rows, total))
@@ -255,12 +269,15 @@ def _finish(
     run_faults = [
         f for f in timeline.faults() if f.start >= 0 and f.window in {w.name for w in profile.faults.windows}
     ]
+    first_fault = min((f.start for f in run_faults), default=None)
+    baseline = checks.baseline_window(load, first_fault)
+    calls: tuple[str, int] | None = None
     if facts is not None:
-        first_fault = min((f.start for f in run_faults), default=load.end)
         if profile.checks.shares is not None:
-            window = checks.LoadWindow(load.start, min(first_fault, load.end))
+            window = checks.LoadWindow(load.start, baseline.end)
             sections.append(checks.shares_section(timeline, facts, profile.checks.shares, window))
         if profile.checks.breaker is not None:
+            calls = (facts.caller, len(checks.attempts_in(timeline, facts, baseline.start, baseline.end)))
             for fault in run_faults:
                 if fault.instance in facts.instances:
                     sections.append(
@@ -279,14 +296,21 @@ def _finish(
         if earlier.profile != path.stem:
             warnings.append(f"the baseline is a run of {earlier.profile!r}, not of {path.stem!r}")
         sections.append(checks.regression_section(total, earlier.total, profile.regression, earlier.profile))
+    rates = (
+        checks.achieved_ratio(timeline, baseline, profile.load.rate_per_user)
+        if profile.load.rate_per_user is not None
+        else None
+    )
+    needed = checks.run_evidence(profile.evidence, lag_p99_ms=lag_p99_ms, rates=rates, calls=calls)
+    sections = [checks.needing(needed, section) for section in sections]
     failed = checks.failures(sections)
-    if left:
-        failed += [f"cleanup: {item}" for item in left]
+    inconclusive = checks.insufficient(sections)
+    verdict = Verdict.of(section.verdict for section in sections)
     results = LoadResults(
         profile=path.stem,
         profile_path=str(path),
         title=profile.title,
-        verdict=Verdict.FAILED if failed else Verdict.PASSED,
+        verdict=verdict,
         started=datetime.fromtimestamp(timeline.origin_wall.timestamp() + load.start, UTC),
         ended=datetime.fromtimestamp(timeline.origin_wall.timestamp() + load.end, UTC),
         target=f"{stage.plan.name} on {', '.join(stage.plan.hosts)}",
@@ -310,14 +334,15 @@ def _finish(
         evidence=evidence,
         sections=sections,
         failed=failed,
+        inconclusive=inconclusive,
         warnings=warnings,
         baseline=None if earlier is None else earlier.profile,
     )
     results_path = results.save(files.folder / "results.json")
     timeline.save(files.folder / "timeline.json")
     report_path = write_load_report(results, timeline, shares, files.folder / "report.html")
-    code = EXIT_ENVIRONMENT if left else EXIT_FAILED if failed else EXIT_OK
-    return LoadOutcome(code, results, results_path, report_path, failed, left)
+    code = ExitCode.ENVIRONMENT if left else verdict.exit_code
+    return LoadOutcome(code, results, results_path, report_path, failed, inconclusive, left)
 
 
 def _users_over_time(rows: list[HistoryRow], total: EndpointStats) -> list[tuple[float, int]]:

@@ -22,6 +22,7 @@ from harness.pyramid._levels import (
 )
 from harness.pyramid._patch import apply_bug, check_bugs, copy_source
 from harness.pyramid._results import BugResult, Catch, LevelVerdict, MutantsResult
+from harness.verdict import INCONCLUSIVE_MARK
 
 # The pyramid's own tests hold its catalogue to the source it runs on, so in a mutated copy they fail by
 # design (a bug's patch no longer applies there): they prove nothing about the bug and are left out.
@@ -109,7 +110,8 @@ def _run_bug(
 
 
 def judge(run: LevelRun) -> LevelVerdict:
-    """What one level's run (stopped at its first failure) says about the bug: caught when a test failed."""
+    """What one level's run (stopped at its first failure) says about the bug: caught when a test failed on
+    a deviation; a test that failed because its run was inconclusive, or crashed, catches nothing."""
     seconds = round(run.seconds, 1)
     if run.timed_out:
         return LevelVerdict(
@@ -120,7 +122,17 @@ def judge(run: LevelRun) -> LevelVerdict:
             message=f"stopped at its deadline; see {run.log}",
         )
     cases = read_junit(run.junit, level=run.level) if run.junit.exists() else []
-    failed = next((case for case in cases if case.outcome is Outcome.FAILED), None)
+    failures = [case for case in cases if case.outcome is Outcome.FAILED]
+    failed = next((case for case in failures if INCONCLUSIVE_MARK not in case.message), None)
+    if failed is None and failures:
+        return LevelVerdict(
+            level=run.level,
+            verdict=Catch.INCONCLUSIVE,
+            seconds=seconds,
+            exit_code=run.exit_code,
+            test=failures[0].node,
+            message=failures[0].message,
+        )
     if failed is not None:
         return LevelVerdict(
             level=run.level,

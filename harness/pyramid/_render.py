@@ -117,6 +117,7 @@ def _verdict(verdict: LevelVerdict | None) -> str:
         Catch.MISSED: "missed",
         Catch.TIMED_OUT: "timed out",
         Catch.ERROR: "error",
+        Catch.INCONCLUSIVE: "inconclusive",
     }
     return f"{label[verdict.verdict]} {verdict.seconds:.0f}s"
 

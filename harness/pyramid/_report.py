@@ -225,6 +225,7 @@ def _mutant_tables(result: MutantsResult) -> list[Table]:
         Catch.MISSED: "missed",
         Catch.TIMED_OUT: "timed out",
         Catch.ERROR: "error",
+        Catch.INCONCLUSIVE: "inconclusive",
     }
     by_level = Table(
         title="Seeded bugs by level (each level stops at its first failing test)",

@@ -130,6 +130,7 @@ class Catch(enum.StrEnum):
     MISSED = "missed"
     TIMED_OUT = "timed out"
     ERROR = "error"
+    INCONCLUSIVE = "inconclusive"  # a test failed only because the harness could not produce its evidence
 
 
 class LevelVerdict(_Model):

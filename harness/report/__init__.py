@@ -22,7 +22,6 @@ from harness.report._model import (
     ReportInput,
     ReportKind,
     Table,
-    Verdict,
 )
 
 __all__ = [
@@ -41,7 +40,6 @@ __all__ = [
     "ReportInput",
     "ReportKind",
     "Table",
-    "Verdict",
     "collect_metadata",
     "demo_report",
     "find_chromium",

@@ -24,9 +24,9 @@ from harness.report._model import (
     ProbeResult,
     ReportInput,
     ReportKind,
-    Verdict,
 )
 from harness.report._plots import Plot, timeline_plots
+from harness.verdict import Verdict
 
 # Inline scripts and styles only, nothing to connect to. The SVG plots need no 'unsafe-eval' (plotly's
 # WebGL traces would: the browser test sees the violation if one is ever added).
@@ -43,14 +43,18 @@ _EXPECTED: dict[ReportKind, frozenset[str]] = {
     ReportKind.PYRAMID: frozenset({"tables"}),
 }
 
+NOT_JUDGED = "not judged"
+_VERDICT_CSS = {Verdict.HELD: "held", Verdict.DEVIATED: "deviated", Verdict.INCONCLUSIVE: "inconclusive"}
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto;
        max-width: 1400px; padding: 1rem 2rem; color: #1d2433; }
 h1 { margin-bottom: .2rem; } h2 { border-bottom: 1px solid #d7dce5; padding-bottom: .2rem; margin-top: 2rem; }
 .badge { display: inline-block; padding: .1rem .6rem; border-radius: .8rem; font-size: .9rem;
          font-weight: 600; margin-right: .4rem; background: #e8ecf3; }
-.passed, .ok { color: #1a7f37; } .failed, .FAILED { color: #c62828; font-weight: 600; }
-.badge.passed { background: #dcf5e3; } .badge.failed { background: #fde2e2; }
+.passed, .ok, .held { color: #1a7f37; } .failed, .FAILED, .deviated { color: #c62828; font-weight: 600; }
+.inconclusive { color: #9a6700; font-weight: 600; }
+.badge.held { background: #dcf5e3; } .badge.deviated { background: #fde2e2; }
+.badge.inconclusive { background: #fff1c2; }
 table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .92rem; }
 th, td { border: 1px solid #d7dce5; padding: .3rem .6rem; text-align: left; vertical-align: top; }
 th { background: #f3f5f9; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -122,7 +126,7 @@ def render_report(report: ReportInput) -> str:
         f"<title>{e(report.title)}</title>",
         f"<style>{_STYLE}</style>",
         head_script,
-        f'</head><body data-kind="{e(report.kind)}" data-verdict="{e(report.verdict)}">',
+        f'</head><body data-kind="{e(report.kind)}" data-verdict="{e(report.verdict or NOT_JUDGED)}">',
         *[part for part in body if part],
         tail_script,
         "</body></html>",
@@ -147,14 +151,15 @@ def _plots(report: ReportInput, expected: frozenset[str]) -> list[Plot]:
 def _header(report: ReportInput) -> str:
     meta = report.metadata
     verdict = report.verdict
-    css = {Verdict.PASSED: "passed", Verdict.FAILED: "failed", Verdict.NOT_JUDGED: ""}[verdict]
+    css = "" if verdict is None else _VERDICT_CSS[verdict]
+    shown = (verdict or NOT_JUDGED).upper()
     seconds = (meta.ended - meta.started).total_seconds()
     seed = "none" if meta.seed is None else str(meta.seed)
     summary = f'<p class="summary">{e(report.summary)}</p>' if report.summary else ""
     return (
         f"<header><h1>{e(report.title)}</h1>"
         f'<p><span class="badge kind">{e(report.kind)}</span>'
-        f'<span class="badge verdict {css}" id="verdict">{e(verdict.value.upper())}</span></p>{summary}'
+        f'<span class="badge verdict {css}" id="verdict">{e(shown)}</span></p>{summary}'
         f'<p class="meta">seed {e(seed)} · harness {e(meta.harness_version)} · commit {e(meta.commit)} · '
         f"{e(_wall(meta.started))} to {e(_wall(meta.ended))} ({seconds:.1f} s)</p></header>"
     )
@@ -274,10 +279,13 @@ def _figure_table(index: int, section: FigureSection) -> str:
 def _figure_row(figure: Figure) -> str:
     measured = "none" if figure.measured is None else f"{figure.measured:g}{figure.unit}"
     bound = "" if figure.bound is None else f"{figure.comparison.value} {figure.bound:g}{figure.unit}"
-    verdict = "info" if figure.bound is None else ("ok" if figure.holds else "FAILED")
+    verdict = "info" if figure.bound is None else figure.mark
+    css = {"TOO THIN": "inconclusive", "FAILED": "FAILED"}.get(verdict, verdict)
+    evidence = " (evidence)" if figure.evidence else ""
     return (
-        f'<tr><td>{e(figure.name)}</td><td class="num">{e(measured)}</td><td class="num">{e(bound)}</td>'
-        f'<td class="verdict {verdict}">{verdict}</td><td>{e(figure.detail)}</td></tr>'
+        f'<tr><td>{e(figure.name)}{evidence}</td><td class="num">{e(measured)}</td>'
+        f'<td class="num">{e(bound)}</td><td class="verdict {css}">{verdict}</td>'
+        f"<td>{e(figure.detail)}</td></tr>"
     )
 
 

@@ -12,8 +12,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness.checks._figures import Figure
+from harness.checks._figures import Figure, judge
 from harness.timeline import Timeline
+from harness.verdict import Verdict
 
 ProbeValue = str | int | float | bool | None
 
@@ -23,12 +24,6 @@ class ReportKind(enum.StrEnum):
     LOAD = "load"
     PYRAMID = "pyramid"
     RUN = "run"
-
-
-class Verdict(enum.StrEnum):
-    PASSED = "passed"
-    FAILED = "failed"
-    NOT_JUDGED = "not judged"
 
 
 class _Model(BaseModel):
@@ -50,6 +45,11 @@ class FigureSection(_Model):
     @property
     def holds(self) -> bool:
         return all(f.holds for f in self.figures)
+
+    @property
+    def verdict(self) -> Verdict:
+        """Evidence first (``judge``): inconclusive when the harness could not produce what it needed."""
+        return judge(self.figures)
 
 
 class ProbeResult(_Model):
@@ -181,12 +181,15 @@ class ReportInput(_Model):
     links: list[Link] = Field(default_factory=list)
     notes: list[Note] = Field(default_factory=list)
 
+    verdict_given: Verdict | None = None
+    """The run's own verdict, when it judged more than the figures show (a chaos run's probes)."""
+
     @property
-    def verdict(self) -> Verdict:
-        """Failed if any figure or probe failed; not judged when there is nothing to judge."""
-        judged = [s.holds for s in self.sections if s.figures]
+    def verdict(self) -> Verdict | None:
+        """The run's verdict (given, or from the sections and hypothesis); None when nothing was judged."""
+        if self.verdict_given is not None:
+            return self.verdict_given
+        judged = [s.verdict for s in self.sections if s.figures]
         if self.hypothesis is not None:
-            judged.append(self.hypothesis.holds)
-        if not judged:
-            return Verdict.NOT_JUDGED
-        return Verdict.PASSED if all(judged) else Verdict.FAILED
+            judged.append(Verdict.HELD if self.hypothesis.holds else Verdict.DEVIATED)
+        return Verdict.of(judged) if judged else None

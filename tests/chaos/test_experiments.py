@@ -17,6 +17,7 @@ from harness.chaos import ChaosOutcome, run_chaos
 from harness.settings import BreakerSettings, ClientSettings, DiscoverySettings, RetrySettings
 from harness.stack import Stack, Topology
 from harness.stack._topology import RegistryTopology, ServiceTopology
+from harness.testing import require_conclusive
 
 CATALOGUE = Path(__file__).parents[2] / "chaos_experiments"
 FAST_REGISTRY = RegistryTopology(ttl=1.5, check_interval=0.5, check_timeout=0.5, check_failures=2)
@@ -56,6 +57,7 @@ def run(stack: Stack, name: str, report: Path, *, fail_fast: bool = False) -> Ch
     for expectation in journal["harness"]["expectations"]:
         print(f"  {expectation['probe']}: {expectation['output']!r} (tolerance {expectation['tolerance']!r})")
     print(f"exit {outcome.exit_code}: {outcome.verdict}")
+    require_conclusive(outcome.exit_code, outcome.verdict)
     return outcome
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from harness.load import LoadOutcome, run_load
 from harness.stack import Stack, load_topology
+from harness.testing import require_conclusive
 from tests._children import child_env
 
 PROFILES = Path(__file__).parents[2] / "load_profiles"
@@ -34,7 +35,8 @@ def run(profile: str, stack: Stack, report: Path, **options: object) -> LoadOutc
         print(section.title)
         for figure in section.figures:
             print(f"  {figure.line()}")
-    print(f"exit {outcome.exit_code}; failed: {outcome.failed}")
+    print(f"exit {outcome.exit_code}; failed: {outcome.failed}; inconclusive: {outcome.inconclusive}")
+    require_conclusive(outcome.exit_code, "; ".join(outcome.inconclusive))
     return outcome
 
 

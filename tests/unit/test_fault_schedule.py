@@ -14,6 +14,7 @@ from harness.events import EventLog
 from harness.faults import (
     FaultApplier,
     FaultKind,
+    FaultNotApplied,
     FaultSchedule,
     FaultSpec,
     FaultWindow,
@@ -22,6 +23,7 @@ from harness.faults import (
     random_schedule,
     read_ledger,
 )
+from harness.verdict import ExitCode
 
 INSTANCES = ("users-1", "users-2", "users-3", "notifications-1")
 
@@ -166,13 +168,19 @@ class TestRunner:
         runner.run()
         assert [c[1:] for c in recorder.calls] == [("apply", "a"), ("remove", "a")]
 
-    def test_a_fault_that_cannot_be_applied_is_reported_and_the_run_goes_on(self) -> None:
+    def test_a_fault_that_cannot_be_applied_ends_the_schedule_with_the_reason(self) -> None:
+        """The run that plays it must stop: its checks would judge a fault that never happened. What was
+        applied before is removed; nothing after it is applied."""
         time = VirtualTime()
-        recorder = Recorder(time, fail_on="a")
-        schedule = FaultSchedule(windows=(window("a", 0.0, 1.0), window("b", 1.0, 2.0, instance="users-1")))
+        recorder = Recorder(time, fail_on="b")
+        schedule = FaultSchedule(windows=(window("a", 0.0, 5.0), window("b", 1.0, 2.0, instance="users-1"),
+                                          window("c", 3.0, 4.0, instance="users-3")))  # fmt: skip
         events = EventLog("test")
         runner = ScheduleRunner(schedule, FaultApplier(recorder, events, clock=time.clock), wait=time.wait)
         runner.run()
-        assert [c[1:] for c in recorder.calls] == [("apply", "b"), ("remove", "b")]
-        assert runner.failures == ["a: latency latency=100 on users-2: instance gone"]
-        assert [e["window"] for e in events.of_type("fault.failed")] == ["a"]
+        assert [c[1:] for c in recorder.calls] == [("apply", "a"), ("remove", "a")]
+        assert runner.failures == ["b: latency latency=100 on users-1: instance gone"]
+        assert [e["window"] for e in events.of_type("fault.failed")] == ["b"]
+        assert isinstance(runner.error, FaultNotApplied)
+        assert str(runner.error).endswith("could not be applied, so the run stopped: instance gone")
+        assert runner.error.exit_code == ExitCode.ENVIRONMENT  # not a refusal of the proxy: not bad input

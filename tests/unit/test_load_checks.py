@@ -14,6 +14,7 @@ from harness.load._samples import LoadSampler
 from harness.load._stats import EndpointStats, HistoryRow
 from harness.resilience import BreakerConfig
 from harness.timeline import FaultSpan, Timeline
+from harness.verdict import Verdict
 
 ORIGIN = 1000.0
 INSTANCES = ("users-1", "users-2", "users-3")
@@ -131,13 +132,14 @@ class TestShares:
         assert "users-3 share, off its weight's share: 0.1667 (bound <= 0.05) FAILED by 0.1167" in line
 
     def test_too_few_attempts_prove_nothing(self) -> None:
+        """Too few attempts to judge shares by: inconclusive with the figure, never a deviation."""
         records = weighted(0, 0.25)
         section = checks.shares_section(timeline(records), facts(), SharesCheck(), checks.LoadWindow(0, 10))
-        assert not section.holds
-        assert (
-            "attempts by orchestrator-1 to users: 20 (bound >= 30) FAILED by 10"
-            in checks.failures([section])[0]
-        )
+        assert section.verdict is Verdict.INCONCLUSIVE
+        assert checks.failures([section]) == []
+        assert checks.insufficient([section]) == [
+            "attempts by orchestrator-1 to users: 20 (bound >= 30) TOO THIN; from 0.00 s to 10.00 s"
+        ]
 
 
 @pytest.mark.behaviour("load.breaker_under_fault")

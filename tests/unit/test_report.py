@@ -25,7 +25,6 @@ from harness.report import (
     ReportInput,
     ReportKind,
     Table,
-    Verdict,
     demo_report,
     git_commit,
     render_report,
@@ -33,6 +32,7 @@ from harness.report import (
 )
 from harness.report._series import bin_width, breaker_lanes, membership_lanes, outcomes, percentile
 from harness.timeline import Timeline
+from harness.verdict import Verdict
 
 ORIGIN = 100.0
 WALL = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC)
@@ -115,15 +115,32 @@ class TestPublicApi:
 @pytest.mark.behaviour("harness.report")
 class TestInput:
     def test_verdict_from_figures_and_hypothesis(self) -> None:
-        """Passed when every bounded figure and probe holds, failed on any miss, not judged on nothing."""
+        """Held when every bounded figure and probe holds, deviated on any miss, not judged on nothing."""
         held = ProbeResult(name="p99", value=12.0, held=True)
-        assert report().verdict is Verdict.NOT_JUDGED
-        assert report(sections=[FigureSection(title="s", figures=[figure(3)])]).verdict is Verdict.PASSED
-        assert report(sections=[FigureSection(title="s", figures=[figure(4)])]).verdict is Verdict.FAILED
-        assert report(sections=[FigureSection(title="s", figures=[figure(None)])]).verdict is Verdict.FAILED
+        assert report().verdict is None
+        assert report(sections=[FigureSection(title="s", figures=[figure(3)])]).verdict is Verdict.HELD
+        assert report(sections=[FigureSection(title="s", figures=[figure(4)])]).verdict is Verdict.DEVIATED
+        assert report(sections=[FigureSection(title="s", figures=[figure(None)])]).verdict is Verdict.DEVIATED
         cleanup_failed = Hypothesis(title="h", before=[held], after=[held],
                                     after_cleanup=[held.model_copy(update={"held": False})])  # fmt: skip
-        assert report(hypothesis=cleanup_failed).verdict is Verdict.FAILED
+        assert report(hypothesis=cleanup_failed).verdict is Verdict.DEVIATED
+
+    def test_thin_evidence_makes_a_section_inconclusive_not_deviated(self) -> None:
+        """A check that missed is not judged when the evidence beside it was too thin; a deviation
+        elsewhere, on sufficient evidence, still deviates the run."""
+        thin = Figure(name="calls", measured=3, bound=10, comparison=Comparison.AT_LEAST, evidence=True)
+        enough = thin.model_copy(update={"measured": 12})
+        inconclusive = FigureSection(title="a", figures=[thin, figure(4)])
+        deviated = FigureSection(title="b", figures=[enough, figure(4)])
+        assert inconclusive.verdict is Verdict.INCONCLUSIVE
+        assert deviated.verdict is Verdict.DEVIATED
+        assert report(sections=[inconclusive]).verdict is Verdict.INCONCLUSIVE
+        assert report(sections=[inconclusive, deviated]).verdict is Verdict.DEVIATED
+        page = render_report(report(sections=[inconclusive]))
+        assert 'data-verdict="inconclusive"' in page
+        assert '<span class="badge verdict inconclusive" id="verdict">INCONCLUSIVE</span>' in page
+        assert '<td class="verdict inconclusive">TOO THIN</td>' in page
+        assert thin.line() == "calls: 3 (bound >= 10) TOO THIN"
 
     def test_unknown_fields_and_unsafe_values_are_refused(self) -> None:
         """extra="forbid" at the boundary; javascript: links, ragged tables and reversed activities fail."""
@@ -230,7 +247,7 @@ class TestRendering:
         assert re.search(r"<th>seed</th><td>7</td>", page)
         assert "<th>harness version</th>" in page
         assert "<th>commit</th>" in page
-        assert 'data-verdict="passed"' in page
+        assert 'data-verdict="held"' in page
 
     def test_figure_tables_show_measured_bound_and_verdict(self) -> None:
         """Each figure is one row: measured, bound with its comparison, ok / FAILED / info."""
@@ -249,7 +266,7 @@ class TestRendering:
             ("probes", "2", "== 2", "ok", ""),
             ("seconds to OPEN", "0.51s", "", "info", ""),
         ]
-        assert 'data-verdict="failed"' in page
+        assert 'data-verdict="deviated"' in page
 
     def test_every_string_is_escaped(self) -> None:
         """Markup in any string of the run shows as text: in the tables and in what plotly draws."""

@@ -76,6 +76,7 @@ def test_exported_names() -> None:
         "FaultError",
         "FaultInjector",
         "FaultKind",
+        "FaultNotApplied",
         "FaultSchedule",
         "FaultSpec",
         "FaultTarget",

@@ -1,0 +1,74 @@
+"""SIGINT and SIGTERM as one interruption a run can clean up after, and the exit code each one means.
+
+A run installs ``stop_on_signals`` around its work: the first SIGINT or SIGTERM raises ``Interrupted`` (a
+KeyboardInterrupt, so Chaos Toolkit and Locust's supervision treat it as Ctrl-C) where the main thread
+is; the run removes its faults, stops what it started and exits 130 for SIGINT, 143 for SIGTERM
+(``harness.verdict.ExitCode``). The signal is remembered, so a run that learns of the interruption only
+from its engine (Chaos Toolkit's journal says "interrupted") still exits with the right code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+from harness.verdict import ExitCode
+
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was asked to stop by ``signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.interrupted_by(self.signum)
+
+
+class _Received:
+    """The first signal of the current run (None: none yet)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+
+_received = _Received()
+
+
+def received() -> int | None:
+    """The first SIGINT or SIGTERM received inside ``stop_on_signals``, if any."""
+    return _received.signum
+
+
+def interrupted_exit(default: int = signal.SIGINT) -> ExitCode:
+    """130 or 143 for the signal received (``default`` when the interruption came otherwise)."""
+    return ExitCode.interrupted_by(_received.signum or default)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise ``Interrupted`` in the main thread; the handlers in place
+    before are restored after it. Outside the main thread (no signals there) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _received.signum = None
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if _received.signum is None:
+            _received.signum = signum
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in HANDLED}
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
