@@ -33,10 +33,12 @@ class Interrupted(KeyboardInterrupt):
 
 
 class _Received:
-    """The first signal of the current run (None: none yet)."""
+    """The first signal of the current run (None: none yet), and the handler that records it while a run
+    is inside ``stop_on_signals``."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.handler: signal.Handlers | None | object = None
 
 
 _received = _Received()
@@ -67,8 +69,19 @@ def stop_on_signals() -> Iterator[None]:
         raise Interrupted(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in HANDLED}
+    _received.handler = handler
     try:
         yield
     finally:
+        _received.handler = None
         for sig, before in previous.items():
             signal.signal(sig, before)
+
+
+def reclaim() -> None:
+    """Put the run's handlers back where an engine replaced them (Chaos Toolkit turns SIGTERM into its own
+    interruption, which would lose which signal it was); nothing outside ``stop_on_signals``."""
+    handler = _received.handler
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        for sig in HANDLED:
+            signal.signal(sig, handler)  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ from chaoslib.hypothesis import run_steady_state_hypothesis, within_tolerance
 from chaoslib.run import EventHandlerRegistry, RunEventHandler
 
 from harness.checks import Figure
+from harness.signals import reclaim
 from harness.stack import load_topology
 from harness.verdict import Verdict
 
@@ -45,6 +46,9 @@ class HarnessRunHandler(RunEventHandler):  # type: ignore[misc]
 
     def __init__(self, session: ChaosSession) -> None:
         self.session = session
+
+    def started(self, experiment: dict[str, Any], journal: dict[str, Any]) -> None:
+        reclaim()  # Chaos Toolkit just put its own SIGTERM handler in; the run's knows 143 from 130
 
     def start_hypothesis_before(self, experiment: dict[str, Any]) -> None:
         self.session.progress("steady-state hypothesis (before)")

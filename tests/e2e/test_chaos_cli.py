@@ -183,9 +183,13 @@ def test_plain_chaos_run_starts_and_stops_its_own_stack(tmp_path: Path, fast_top
     assert not (workdir / "stack.json").exists()  # the stack it started is stopped
 
 
-@pytest.mark.behaviour("harness.chaos_cli")
-def test_ctrl_c_cleans_up_and_exits_130(tmp_path: Path, fast_topology: Path) -> None:
-    """SIGINT while a toxic is applied: the toxic is removed, the hypothesis is checked again, exit 130."""
+@pytest.mark.behaviour("harness.chaos_cli", "harness.exit_codes")
+@pytest.mark.parametrize(("sent", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["int", "term"])
+def test_a_signal_cleans_up_and_exits_with_its_code(
+    tmp_path: Path, fast_topology: Path, sent: signal.Signals, code: int
+) -> None:
+    """SIGINT or SIGTERM while a toxic is applied: the toxic is removed, the hypothesis is checked again,
+    exit 130 or 143."""
     out = tmp_path / "run.out"
     run = spawn(
         sys.executable,
@@ -201,8 +205,8 @@ def test_ctrl_c_cleans_up_and_exits_130(tmp_path: Path, fast_topology: Path) -> 
         out=out,
     )
     wait_for(out, "fault on: latency latency=300 on users-2", run)
-    run.send_signal(signal.SIGINT)
-    assert run.wait(timeout=60) == 130, out.read_text()
+    run.send_signal(sent)
+    assert run.wait(timeout=60) == code, out.read_text()
     journal = json.loads((tmp_path / "report" / "journal.json").read_text())
     assert journal["status"] == "interrupted"
     assert journal["harness"]["cleanup"]["removed"] == ["latency latency=300 on users-2"]
@@ -298,3 +302,20 @@ def test_chaos_discover_lists_the_extension(tmp_path: Path) -> None:
     discovery = json.loads((tmp_path / "discovery.json").read_text())
     names = {a["name"] for a in discovery["activities"]}
     assert {"add_toxic", "kill_instance", "start_traffic", "breaker_conforms", "traffic_share"} <= names
+
+
+@pytest.mark.behaviour("harness.chaos_cli", "harness.exit_codes")
+def test_a_fault_the_proxy_refuses_stops_the_run_with_its_reason(tmp_path: Path, fast_topology: Path) -> None:
+    """A toxic the proxy refuses (a negative latency) stops the run there, exit 2, with the proxy's own
+    reason; the probe after it is never judged, so the run is never "held" on a fault that never was."""
+    done = harness(
+        "chaos", "run", str(EXPERIMENTS / "refused-toxic.json"), "--topology", str(fast_topology),
+        "--report", str(tmp_path / "report"), timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "could not be applied, so the run stopped" in done.stderr
+    assert "latency" in done.stderr and "-3000" in done.stdout + done.stderr
+    journal = json.loads((tmp_path / "report" / "journal.json").read_text())
+    assert journal["status"] == "interrupted"
+    assert [e["probe"] for e in journal["harness"]["expectations"]] == []
+    assert journal["harness"]["cleanup"]["left"] == []
