@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.faults import FaultNotApplied
+from harness.load import run_load
 from harness.stack import Stack
+from harness.verdict import ExitCode
 
 from .conftest import PROFILES, harness
 
@@ -152,3 +155,22 @@ class TestRemoteAddressesAreRefused:
 
     def test_a_worker_asked_to_join_a_remote_master(self) -> None:
         refused(harness("load", "worker", "--master-host", "203.0.113.7"), "--master-host", "--allow-remote")
+
+
+@pytest.mark.behaviour("load.profiles", "harness.exit_codes")
+def test_a_fault_window_the_proxy_refuses_stops_the_run_with_its_reason(stack: Stack, tmp_path: Path) -> None:
+    """A window whose value the proxy refuses (a negative latency) stops Locust when it is due, exit 2 with
+    the proxy's own reason; no check that needed the fault is judged "held", and nothing is left applied."""
+    text = GOOD.replace("duration = 5", "duration = 8\nrate_per_user = 2") + (
+        '[[faults.windows]]\nname = "refused"\nstart = 1\nend = 4\n'
+        'fault = { kind = "latency", instance = "users-2", attributes = { latency = -3000 } }\n'
+    )
+    with pytest.raises(FaultNotApplied) as raised:
+        run_load(profile(tmp_path, text), report_dir=tmp_path / "report", stack=stack, progress=print)
+    assert raised.value.exit_code == ExitCode.USAGE
+    assert "refused (latency latency=-3000 on users-2) could not be applied, so the run stopped" in str(
+        raised.value
+    )
+    assert not (tmp_path / "report" / "results.json").exists()  # no verdict on a fault that never was
+    assert stack.toxiproxy is not None
+    assert all(not stack.toxiproxy.toxics(name) for name in stack.proxies)
