@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 from harness.verdict import ExitCode
@@ -38,7 +38,7 @@ class _Received:
 
     def __init__(self) -> None:
         self.signum: int | None = None
-        self.handler: signal.Handlers | None | object = None
+        self.handler: Callable[[int, FrameType | None], None] | None = None
 
 
 _received = _Received()
@@ -84,4 +84,4 @@ def reclaim() -> None:
     handler = _received.handler
     if handler is not None and threading.current_thread() is threading.main_thread():
         for sig in HANDLED:
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+            signal.signal(sig, handler)

@@ -259,6 +259,11 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         ("harness.chaos_cli", "harness chaos run (and plain chaos run): reports, cleanup, exit codes"),
         ("harness.saga_check", "harness check saga: orders under faults and kills keep every promise"),
         ("harness.exit_codes", "command errors are one line with the documented exit code"),
+        (
+            "harness.verdicts",
+            "a check judges its evidence first: too thin is inconclusive (exit 4), never deviated",
+        ),
+        ("harness.signals", "SIGINT or SIGTERM stops any run cleanly, faults removed, exit 130 or 143"),
         ("harness.report", "HTML reports are self-contained, open offline and show the timeline"),
         ("harness.timeline", "events of every process merge into one typed timeline"),
         ("harness.fault_schedule", "a random fault schedule is reproducible by its seed and applied on time"),

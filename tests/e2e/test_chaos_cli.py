@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests._children import reap
+
 from ._run import harness
 
 ROOT = Path(__file__).parents[2]
@@ -43,11 +45,23 @@ def fast_topology(tmp_path: Path) -> Path:
     return path
 
 
+_SPAWNED: list[subprocess.Popen[bytes]] = []  # by `spawn` in the running test; reaped when it ends
+
+
+@pytest.fixture(autouse=True)
+def _every_child_reaped() -> Iterator[None]:
+    """Whatever `spawn` started is waited for when the test ends, however it ends: a run that ignored its
+    signal or never showed the expected line is killed, not left running past the test, unwaited."""
+    yield
+    while _SPAWNED:
+        reap(_SPAWNED.pop())
+
+
 def spawn(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, out: Path
 ) -> subprocess.Popen[bytes]:
     with out.open("wb") as sink:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             list(args),
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -55,6 +69,8 @@ def spawn(
             cwd=cwd,
             env={**os.environ, **(env or {})},
         )
+    _SPAWNED.append(process)
+    return process
 
 
 def wait_for(path: Path, text: str, process: subprocess.Popen[bytes], within: float = 60.0) -> None:
@@ -90,10 +106,7 @@ def harness_up(workdir: Path, topology: Path) -> Iterator[dict[str, object]]:
         yield json.loads(state.read_text())
     finally:
         up.send_signal(signal.SIGTERM)
-        try:
-            up.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            up.kill()
+        reap(up, grace=30)
 
 
 def toxics(state: dict[str, object]) -> dict[str, list[str]]:
@@ -183,7 +196,7 @@ def test_plain_chaos_run_starts_and_stops_its_own_stack(tmp_path: Path, fast_top
     assert not (workdir / "stack.json").exists()  # the stack it started is stopped
 
 
-@pytest.mark.behaviour("harness.chaos_cli", "harness.exit_codes")
+@pytest.mark.behaviour("harness.chaos_cli", "harness.exit_codes", "harness.signals")
 @pytest.mark.parametrize(("sent", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["int", "term"])
 def test_a_signal_cleans_up_and_exits_with_its_code(
     tmp_path: Path, fast_topology: Path, sent: signal.Signals, code: int
@@ -304,7 +317,7 @@ def test_chaos_discover_lists_the_extension(tmp_path: Path) -> None:
     assert {"add_toxic", "kill_instance", "start_traffic", "breaker_conforms", "traffic_share"} <= names
 
 
-@pytest.mark.behaviour("harness.chaos_cli", "harness.exit_codes")
+@pytest.mark.behaviour("harness.chaos_cli", "harness.exit_codes", "harness.verdicts")
 def test_a_fault_the_proxy_refuses_stops_the_run_with_its_reason(tmp_path: Path, fast_topology: Path) -> None:
     """A toxic the proxy refuses (a negative latency) stops the run there, exit 2, with the proxy's own
     reason; the probe after it is never judged, so the run is never "held" on a fault that never was."""
@@ -314,7 +327,7 @@ def test_a_fault_the_proxy_refuses_stops_the_run_with_its_reason(tmp_path: Path,
     )  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
     assert "could not be applied, so the run stopped" in done.stderr
-    assert "latency" in done.stderr and "-3000" in done.stdout + done.stderr
+    assert "-3000" in done.stderr
     journal = json.loads((tmp_path / "report" / "journal.json").read_text())
     assert journal["status"] == "interrupted"
     assert [e["probe"] for e in journal["harness"]["expectations"]] == []

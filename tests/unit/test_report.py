@@ -125,6 +125,7 @@ class TestInput:
                                     after_cleanup=[held.model_copy(update={"held": False})])  # fmt: skip
         assert report(hypothesis=cleanup_failed).verdict is Verdict.DEVIATED
 
+    @pytest.mark.behaviour("harness.verdicts")
     def test_thin_evidence_makes_a_section_inconclusive_not_deviated(self) -> None:
         """A check that missed is not judged when the evidence beside it was too thin; a deviation
         elsewhere, on sufficient evidence, still deviates the run."""
