@@ -39,6 +39,16 @@ stage() {
   fi
 }
 
+# System packages two levels need (Chromium: the reports in a browser; stress-ng: a core taken in the
+# busy-machine tests), installed when missing on a machine where we may (root with apt-get).
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v stress-ng >/dev/null 2>&1 || missing+=(stress-ng)
+if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "::: installing ${missing[*]} (Debian packages the browser and busy-machine tests use)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 stage ruff ruff check .
 stage format ruff format --check .
 stage mypy mypy

@@ -26,7 +26,10 @@ HOG_SECONDS = 120  # stress-ng stops by itself after this, whatever happens to t
 def hog() -> Iterator[None]:
     """One core busy for the module's tests (stress-ng from Debian; `.ci/run` installs it)."""
     if shutil.which("stress-ng") is None:
-        pytest.fail("stress-ng is needed to take a core (apt-get install stress-ng)")
+        message = "stress-ng is needed to take a core (apt-get install stress-ng; ci/pipeline.sh does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}: CI must run the busy-machine tests")
+        pytest.skip(message)
     process = subprocess.Popen(
         ["stress-ng", "--cpu", "1", "--timeout", f"{HOG_SECONDS}s", "--quiet"],
         stdin=subprocess.DEVNULL,
