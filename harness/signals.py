@@ -5,6 +5,9 @@ KeyboardInterrupt, so Chaos Toolkit and Locust's supervision treat it as Ctrl-C)
 is; the run removes its faults, stops what it started and exits 130 for SIGINT, 143 for SIGTERM
 (``harness.verdict.ExitCode``). The signal is remembered, so a run that learns of the interruption only
 from its engine (Chaos Toolkit's journal says "interrupted") still exits with the right code.
+
+A second signal does not interrupt the cleanup (faults must still be removed, process groups still
+killed); it only cuts the grace the stopping processes get to nothing (``hurried``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class _Received:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.count = 0
         self.handler: Callable[[int, FrameType | None], None] | None = None
 
 
@@ -47,6 +51,11 @@ _received = _Received()
 def received() -> int | None:
     """The first SIGINT or SIGTERM received inside ``stop_on_signals``, if any."""
     return _received.signum
+
+
+def hurried() -> bool:
+    """A second SIGINT or SIGTERM came: stops give no more grace (they still kill and clean up)."""
+    return _received.count > 1
 
 
 def interrupted_exit(default: int = signal.SIGINT) -> ExitCode:
@@ -62,11 +71,14 @@ def stop_on_signals() -> Iterator[None]:
         yield
         return
     _received.signum = None
+    _received.count = 0
 
     def handler(signum: int, _frame: FrameType | None) -> None:
+        _received.count += 1
         if _received.signum is None:
             _received.signum = signum
-        raise Interrupted(signum)
+        if _received.count == 1:  # a later one must not break off the cleanup the first one started
+            raise Interrupted(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in HANDLED}
     _received.handler = handler

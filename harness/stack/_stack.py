@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import threading
 import time
@@ -30,6 +31,7 @@ from harness.errors import ConfigError, EnvironmentUnavailable
 from harness.events import EventLog
 from harness.faults import FaultError, ToxiproxyClient, ToxiproxyProcess
 from harness.net import is_loopback_url
+from harness.signals import hurried
 from harness.stack._agent import AgentTarget, RegistrationAgent
 from harness.stack._external import ExternalService
 from harness.stack._probe import wait_registered
@@ -48,6 +50,8 @@ from harness.stack._topology import OwnServiceTopology, Topology
 Progress = Callable[[str], None]
 Member = ServiceProcess | ExternalService
 """What the stack runs under a name: a process it started, or an external instance it only proxies."""
+STOP_GRACE = 5.0
+"""Seconds every process of a stopping stack gets, all together, to exit on SIGTERM before SIGKILL."""
 
 
 class Stack:
@@ -272,16 +276,24 @@ class Stack:
                                        check_timeout=registry.check_timeout).start(targets)  # fmt: skip
         self.progress(f"registration agent registers {len(targets)} instance(s) on their behalf")
 
-    def stop(self) -> None:
-        """Deregister the own instances, then SIGTERM every process, newest first (each reference instance
-        deregisters itself), SIGKILL what does not exit in time; external instances are left alone."""
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """Deregister the own instances, then SIGTERM every process at once (each reference instance
+        deregisters itself; a frozen one is continued so it can), one ``grace`` for them all (none after a
+        second Ctrl-C), then SIGKILL to the process group of each that is left; external instances are
+        left alone. Every process is waited for."""
         self._started = False
         if self.agent is not None:  # first, while the registry still answers
             self.agent.stop()
         if self.supervisor is not None:  # before the processes, so the fault proxy is not restarted
             self.supervisor.stop()
-        for process in reversed(list(self.processes.values())):
-            process.stop()
+        stopping = [p for p in reversed(self.processes.values()) if isinstance(p, ServiceProcess)]
+        for process in stopping:
+            _terminate(process)
+        deadline = time.monotonic() + grace
+        while any(p.is_running() for p in stopping) and time.monotonic() < deadline and not hurried():
+            time.sleep(0.02)
+        for member in self.processes.values():
+            member.stop(timeout=0.0)  # SIGKILL to what is left, and to its process group; reaped
         if self.spawner is not None:  # after its children: its thread's end would signal them
             self.spawner.stop()
         if self.toxiproxy is not None:
@@ -375,3 +387,12 @@ def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _terminate(process: ServiceProcess) -> None:
+    """SIGTERM to a running process, then SIGCONT: a frozen one (SIGSTOP) handles its SIGTERM too."""
+    pid = process.pid
+    if pid is not None and process.is_running():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)
