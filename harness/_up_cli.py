@@ -8,19 +8,15 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 import click
 
-from harness.errors import CheckFailed
+from harness.errors import CheckFailed, RunEnded
+from harness.signals import Interrupted, stop_on_signals
 from harness.stack import FaultProxyState, InstanceStatus, NoticeKind, Stack, load_topology, read_status
 from harness.stack._attention import Attention, healthy_in_registry, open_breakers, read_attention
 
 DEFAULT_WORKDIR = Path(".harness/run")
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def _table(stack: Stack) -> None:
@@ -151,37 +147,44 @@ def up(
     status_interval: float,
     allow_remote: bool,
 ) -> None:
-    """Start the stack on loopback, wait until it is ready, keep it running until Ctrl-C."""
+    """Start the stack on loopback, wait until it is ready, keep it running until Ctrl-C.
+
+    Exit 0 after --for; 130 (SIGINT) or 143 (SIGTERM) once every process is stopped; 2 for a bad
+    topology; 3 when the stack cannot start."""
     stack = Stack(load_topology(topology), workdir, progress=lambda line: click.echo(f"  {line}"),
                   allow_remote=allow_remote)  # fmt: skip
     click.echo(f"starting the stack in {stack.workdir}")
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        stack.start()
-        click.echo(f"\n{len(stack.processes)} processes ready in {stack.started_in:.2f}s\n")
-        _table(stack)
-        if orders:
-            _place(stack, orders)
-        click.echo("\nrunning; Ctrl-C stops everything\n")
-        reported = _Reported()
-        deadline = None if run_for is None else time.monotonic() + run_for
-        tty = sys.stdout.isatty()
-        while deadline is None or time.monotonic() < deadline:
-            line = _status_line(stack, reported)
-            click.echo(f"\r{line}" if tty else line, nl=not tty)
-            wait = status_interval if deadline is None else min(status_interval, deadline - time.monotonic())
-            time.sleep(max(0.0, wait))
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted")
-    finally:
-        # A second Ctrl-C or SIGTERM must not cut the stop short and leave processes behind.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        began = time.monotonic()
-        stack.stop()
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, interrupt)
-        click.echo(f"\nstopped {len(stack.processes)} processes in {time.monotonic() - began:.2f}s")
+    interrupted: Interrupted | None = None
+    with stop_on_signals():  # a second signal cuts the grace short, never the stop itself
+        try:
+            _run(stack, orders, run_for, status_interval)
+        except Interrupted as exc:
+            interrupted = exc
+            click.echo("\ninterrupted")
+        finally:
+            began = time.monotonic()
+            stack.stop()
+            click.echo(f"\nstopped {len(stack.processes)} processes in {time.monotonic() - began:.2f}s")
+    if interrupted is not None:
+        raise RunEnded(f"interrupted by {signal.Signals(interrupted.signum).name}", interrupted.exit_code)
+
+
+def _run(stack: Stack, orders: int, run_for: float | None, status_interval: float) -> None:
+    """Start, show, place the orders asked for, then a status line every interval until the time is up."""
+    stack.start()
+    click.echo(f"\n{len(stack.processes)} processes ready in {stack.started_in:.2f}s\n")
+    _table(stack)
+    if orders:
+        _place(stack, orders)
+    click.echo("\nrunning; Ctrl-C stops everything\n")
+    reported = _Reported()
+    deadline = None if run_for is None else time.monotonic() + run_for
+    tty = sys.stdout.isatty()
+    while deadline is None or time.monotonic() < deadline:
+        line = _status_line(stack, reported)
+        click.echo(f"\r{line}" if tty else line, nl=not tty)
+        wait = status_interval if deadline is None else min(status_interval, deadline - time.monotonic())
+        time.sleep(max(0.0, wait))
 
 
 def _place(stack: Stack, count: int) -> None:
