@@ -65,28 +65,24 @@ def chaos_run(
     inconclusive (a probe's evidence too thin: a busy machine, too few calls); 2 for a bad file, arguments
     or a fault value the proxy refused; 3 when cleanup could not restore the stack or the proxy could not
     be reached; 130 (SIGINT) or 143 (SIGTERM) when interrupted, after cleanup."""
+    from harness._cli_common import interruptible
     from harness.chaos import run_chaos
-    from harness.signals import Interrupted, stop_on_signals
 
     report_dir = report_dir or Path("chaos-report") / experiment.stem
     click.echo(f"chaos run {experiment}")
-    try:
-        with stop_on_signals():
-            outcome = run_chaos(
-                experiment,
-                report_dir=report_dir,
-                topology_path=topology,
-                workdir=workdir,
-                attach=attach,
-                seed=seed,
-                max_time=max_time,
-                allow_remote=allow_remote,
-                fail_fast=fail_fast,
-                progress=lambda line: click.echo(f"  [{_clock()}] {line}"),
-            )
-    except Interrupted as exc:
-        message = "interrupted before the experiment ran; everything started was stopped"
-        raise RunEnded(message, exc.exit_code) from None
+    with interruptible("everything started was stopped"):
+        outcome = run_chaos(
+            experiment,
+            report_dir=report_dir,
+            topology_path=topology,
+            workdir=workdir,
+            attach=attach,
+            seed=seed,
+            max_time=max_time,
+            allow_remote=allow_remote,
+            fail_fast=fail_fast,
+            progress=lambda line: click.echo(f"  [{_clock()}] {line}"),
+        )
     click.echo(f"\njournal:  {outcome.journal_path}\ntimeline: {outcome.timeline_path}")
     if outcome.report_path is not None:
         click.echo(f"report:   {outcome.report_path}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import signal
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
@@ -11,6 +13,7 @@ from click.core import ParameterSource
 
 from harness.errors import ConfigError, EnvironmentUnavailable, HarnessError, RunEnded
 from harness.net import is_loopback_host, is_loopback_url
+from harness.signals import Interrupted, stop_on_signals
 from harness.verdict import Verdict
 
 _Settings = TypeVar("_Settings", bound=pydantic.BaseModel)
@@ -45,6 +48,18 @@ def build_settings(model: type[_Settings], **values: Any) -> _Settings:
         where = ".".join(str(part) for part in first["loc"]).replace("_", "-")
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"invalid {where}: {message}" if where else f"invalid settings: {message}") from exc
+
+
+@contextmanager
+def interruptible(cleaned: str) -> Iterator[None]:
+    """SIGINT and SIGTERM inside the block stop the run (its own ``finally`` clauses clean up); the command
+    then ends with one line saying what was cleaned up and 130 or 143."""
+    try:
+        with stop_on_signals():
+            yield
+    except Interrupted as exc:
+        name = signal.Signals(exc.signum).name
+        raise RunEnded(f"interrupted by {name}; {cleaned}", exc.exit_code) from None
 
 
 VERDICT_COLOURS = {Verdict.HELD: "green", Verdict.DEVIATED: "red", Verdict.INCONCLUSIVE: "yellow"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from harness._cli_common import end_with_leftovers, end_with_verdict, ensure_loopback
+from harness._cli_common import end_with_leftovers, end_with_verdict, ensure_loopback, interruptible
 from harness.errors import ConfigError, RunEnded
 from harness.signals import Interrupted, stop_on_signals
 from harness.verdict import ExitCode
@@ -113,22 +113,19 @@ def load_run(
     )
     report_dir = report_dir or Path("load-report") / profile.stem
     click.echo(f"load run {profile}")
-    try:
-        with stop_on_signals():
-            outcome = run_load(
-                profile,
-                report_dir=report_dir,
-                topology_path=topology,
-                workdir=workdir,
-                attach=attach,
-                baseline=baseline,
-                distribution=distribution,
-                allow_remote=allow_remote,
-                locust_args=locust_args,
-                progress=lambda line: click.echo(f"  [{time.strftime('%H:%M:%S')}] {line}"),
-            )
-    except Interrupted as exc:
-        raise RunEnded("interrupted; Locust and every fault it had were stopped", exc.exit_code) from None
+    with interruptible("Locust, the stack and every fault were stopped"):
+        outcome = run_load(
+            profile,
+            report_dir=report_dir,
+            topology_path=topology,
+            workdir=workdir,
+            attach=attach,
+            baseline=baseline,
+            distribution=distribution,
+            allow_remote=allow_remote,
+            locust_args=locust_args,
+            progress=lambda line: click.echo(f"  [{time.strftime('%H:%M:%S')}] {line}"),
+        )
     results = outcome.results
     click.echo("")
     for section in results.sections:

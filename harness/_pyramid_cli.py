@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from harness._cli_common import build_settings
+from harness._cli_common import build_settings, interruptible
 from harness.errors import CheckFailed
 
 
@@ -107,19 +107,21 @@ def pyramid(
             MutantSettings, root=root, bugs=_names(bugs), levels=_names(levels), cheapest_only=cheapest,
             report_dir=report_dir, level_timeout=level_timeout,
         )  # fmt: skip
-        result = run_mutants(
-            settings,
-            command=command,
-            progress=click.echo,
-            checkpoint=lambda partial: write_result(partial, report_dir),
-        )
+        with interruptible(f"every level stopped; what was found so far is in {report_dir}"):
+            result = run_mutants(
+                settings,
+                command=command,
+                progress=click.echo,
+                checkpoint=lambda partial: write_result(partial, report_dir),
+            )
         lines, markdown = mutants_lines(result), mutants_markdown(result)
     else:
         matrix = build_settings(
             PyramidSettings, root=root, levels=_names(levels), from_dir=from_dir, report_dir=report_dir,
             level_timeout=level_timeout,
         )  # fmt: skip
-        result = run_pyramid(matrix, command=command, progress=click.echo)
+        with interruptible("every level stopped"):
+            result = run_pyramid(matrix, command=command, progress=click.echo)
         lines, markdown = matrix_lines(result), pyramid_markdown(result)
     saved = write_result(result, report_dir)
     report = write_pyramid_report(report_dir)

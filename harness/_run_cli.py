@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from harness._cli_common import VERDICT_COLOURS
+from harness._cli_common import VERDICT_COLOURS, interruptible
 from harness.errors import RunEnded
-from harness.signals import Interrupted, stop_on_signals
 from harness.verdict import ExitCode
 
 
@@ -43,11 +42,8 @@ def run(topology: Path | None, report_dir: Path, workdir: Path | None) -> None:
     def progress(line: str) -> None:
         click.echo(f"{time.monotonic() - began:6.1f}s {line}")
 
-    try:
-        with stop_on_signals():
-            outcome = run_main_job(report_dir, topology_path=topology, workdir=workdir, progress=progress)
-    except Interrupted as exc:
-        raise RunEnded("interrupted; the stack and every fault were stopped", exc.exit_code) from None
+    with interruptible("the stack and every fault were stopped"):
+        outcome = run_main_job(report_dir, topology_path=topology, workdir=workdir, progress=progress)
     click.echo(f"\nharness run: {outcome.seconds:.0f}s")
     for part in outcome.parts:
         mark = click.style(f"{part.verdict.upper():<12}", fg=VERDICT_COLOURS[part.verdict])

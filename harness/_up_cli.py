@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from collections import Counter
@@ -11,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from harness.errors import CheckFailed, RunEnded
-from harness.signals import Interrupted, stop_on_signals
+from harness._cli_common import interruptible
+from harness.errors import CheckFailed
 from harness.stack import FaultProxyState, InstanceStatus, NoticeKind, Stack, load_topology, read_status
 from harness.stack._attention import Attention, healthy_in_registry, open_breakers, read_attention
 
@@ -154,19 +153,13 @@ def up(
     stack = Stack(load_topology(topology), workdir, progress=lambda line: click.echo(f"  {line}"),
                   allow_remote=allow_remote)  # fmt: skip
     click.echo(f"starting the stack in {stack.workdir}")
-    interrupted: Interrupted | None = None
-    with stop_on_signals():  # a second signal cuts the grace short, never the stop itself
+    with interruptible("every process was stopped"):  # a second signal cuts the grace, never the stop
         try:
             _run(stack, orders, run_for, status_interval)
-        except Interrupted as exc:
-            interrupted = exc
-            click.echo("\ninterrupted")
         finally:
             began = time.monotonic()
             stack.stop()
             click.echo(f"\nstopped {len(stack.processes)} processes in {time.monotonic() - began:.2f}s")
-    if interrupted is not None:
-        raise RunEnded(f"interrupted by {signal.Signals(interrupted.signum).name}", interrupted.exit_code)
 
 
 def _run(stack: Stack, orders: int, run_for: float | None, status_interval: float) -> None:

@@ -8,6 +8,7 @@ bounded: at its deadline pytest gets SIGINT (its fixtures stop their stacks), th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -24,7 +25,7 @@ from harness.errors import ConfigError
 # The pyramid's order, bottom up; a new level folder is shown after these, by name.
 KNOWN_LEVELS: tuple[str, ...] = ("unit", "integration", "contract", "fuzz", "chaos", "load", "e2e")
 DEFAULT_LEVEL_TIMEOUT = 1800.0
-_INTERRUPT_GRACE = 30.0
+_INTERRUPT_GRACE = 5.0  # a level interrupted gets this long to tear down, then SIGKILL
 _POLL = 0.5
 _PERCENT = re.compile(rb"\[\s*(\d{1,3})%\]")
 
@@ -175,14 +176,18 @@ def _report_progress(level: str, log: Path, reported: int, progress: Progress | 
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT to the level's process group (pytest runs its teardowns), then SIGKILL if it lingers."""
+    """SIGINT to the level's process group (pytest runs its teardowns), then SIGKILL if it lingers or this
+    wait is itself interrupted; the level's pytest is waited for on every path."""
     if process.poll() is not None:
         return
     try:
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=_INTERRUPT_GRACE)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        process.wait()
+        try:
+            os.killpg(process.pid, signal.SIGINT)
+            process.wait(timeout=_INTERRUPT_GRACE)
+        finally:  # not unreaped yet, so the group id is still the level's own
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        pass
