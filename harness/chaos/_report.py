@@ -25,6 +25,7 @@ from harness.report import (
     write_report,
 )
 from harness.timeline import Timeline
+from harness.verdict import Verdict
 
 MEASURED = (
     "Every figure over time is read from the run's timeline: the events each process wrote (a caller's "
@@ -49,6 +50,8 @@ def write_chaos_report(
             command=shlex.join(sys.argv), started=started, ended=max(ended, started), seed=harness.get("seed")
         ),
         summary=verdict or str(experiment.get("description", "")),
+        verdict_given=Verdict(harness["verdict"]) if harness.get("verdict") else None,
+        judged=not harness.get("stopped"),
         timeline=timeline,
         sections=[_conformance(c) for c in harness.get("conformance", [])],
         hypothesis=_hypothesis(journal, experiment),
@@ -128,14 +131,15 @@ def _expectations(expectations: list[dict[str, Any]]) -> list[Table]:
             e["probe"],
             _short(e["output"]),
             json.dumps(e["tolerance"], default=str),
-            "held" if e["held"] else "FAILED",
+            e.get("verdict", "held" if e["held"] else "deviated"),
+            e.get("reason", "") or "; ".join(e.get("evidence", [])),
         ]
         for e in expectations
     ]
     return [
         Table(
-            title="Method probes judged by the harness",
-            columns=["probe", "output", "tolerance", "verdict"],
+            title="Method probes judged by the harness (after the evidence each declared)",
+            columns=["probe", "output", "tolerance", "verdict", "why"],
             rows=rows,
         )
     ]

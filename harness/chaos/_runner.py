@@ -202,10 +202,6 @@ def _finish(
     harness = journal.setdefault("harness", {"schema_version": 1})
     left = list(harness.get("cleanup", {}).get("left", [])) + cleanup.left
     harness["timed_out"] = timed_out
-    journal_path = report_dir / "journal.json"
-    journal_path.write_text(json.dumps(journal, indent=2, default=str), encoding="utf-8")
-    timeline_path = report_dir / "timeline.json"
-    timeline.save(timeline_path)
     status = journal.get("status")
     judged = Verdict(harness["verdict"]) if "verdict" in harness else None
     if left:
@@ -224,6 +220,12 @@ def _finish(
         code, verdict = ExitCode.INCONCLUSIVE, _why(journal, Verdict.INCONCLUSIVE)
     else:
         code, verdict = ExitCode.HELD, "the steady state held before, after, and after cleanup"
+    if code not in (ExitCode.HELD, ExitCode.DEVIATED, ExitCode.INCONCLUSIVE):
+        harness["stopped"] = verdict  # ended before its verdict: the report says "not judged", and why
+    journal_path = report_dir / "journal.json"
+    journal_path.write_text(json.dumps(journal, indent=2, default=str), encoding="utf-8")
+    timeline_path = report_dir / "timeline.json"
+    timeline.save(timeline_path)
     report_path = write_chaos_report(journal, timeline, experiment, report_dir / "report.html", verdict)
     return ChaosOutcome(code, verdict, journal_path, timeline_path, report_path, left)
 

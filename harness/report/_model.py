@@ -183,10 +183,14 @@ class ReportInput(_Model):
 
     verdict_given: Verdict | None = None
     """The run's own verdict, when it judged more than the figures show (a chaos run's probes)."""
+    judged: bool = True
+    """False for a run that stopped before its verdict (interrupted, a fault not applied): not judged."""
 
     @property
     def verdict(self) -> Verdict | None:
         """The run's verdict (given, or from the sections and hypothesis); None when nothing was judged."""
+        if not self.judged:
+            return None
         if self.verdict_given is not None:
             return self.verdict_given
         judged = [s.verdict for s in self.sections if s.figures]
