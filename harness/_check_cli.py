@@ -58,6 +58,12 @@ def check() -> None:
     help="Random toxic and partition windows on users and notifications (default: 1 per 2 s).",
 )
 @click.option(
+    "--cut-windows",
+    type=click.IntRange(0, 10_000),
+    help="Windows of toxics that cut requests or answers mid-message, or lose a request's first bytes "
+    "(default: 1 per 4 s).",
+)
+@click.option(
     "--max-needs-attention",
     default=0,
     show_default=True,
@@ -76,12 +82,13 @@ def check() -> None:
     help="Where schedule.json, history.jsonl and result.json go (default: WORKDIR/report).",
 )
 def check_saga(workdir: Path | None, report_dir: Path | None, **options: object) -> None:
-    """Place orders under random toxics and orchestrator kills, then check history and databases.
+    """Place orders under random toxics, cut messages and orchestrator kills, then check history and
+    databases.
 
     Counted, each against a bound of 0: stuck sagas, orders acknowledged but missing, acknowledged
     outcomes lost, double reservations, credit not conserved, duplicate notifications, customers
     notified of an order later compensated, and more. Exit 1 when any count exceeds its bound."""
-    from harness._cli_common import build_settings
+    from harness._cli_common import build_settings, interruptible
     from harness.checks._saga_run import SagaCheckConfig, run_saga_check
 
     config = build_settings(SagaCheckConfig, **options)
@@ -90,9 +97,10 @@ def check_saga(workdir: Path | None, report_dir: Path | None, **options: object)
     click.echo(
         f"saga check: {config.orders} orders, {config.kills} kills, seed {config.seed}; stack in {workdir}"
     )
-    result = run_saga_check(
-        config, workdir=workdir, report_dir=report_dir, progress=lambda line: click.echo(f"  {line}")
-    )
+    with interruptible("the stack and every fault were stopped"):
+        result = run_saga_check(
+            config, workdir=workdir, report_dir=report_dir, progress=lambda line: click.echo(f"  {line}")
+        )
     click.echo(
         f"\n{sum(result.calls.values())} orders placed in {result.wall_seconds:.1f}s "
         f"({', '.join(f'{n} {k}' for k, n in sorted(result.calls.items()))}); "

@@ -294,10 +294,11 @@ def serve_notifications(**flags: Any) -> None:
     help="Seconds POST /orders waits for the saga's outcome before answering 202.",
 )
 @knob(
-    "--step-attempts",
-    ORCHESTRATOR.step_attempts,
-    type=click.IntRange(min=1),
-    help="Starts of a step that may not compensate before its saga needs attention.",
+    "--step-deadline",
+    ORCHESTRATOR.step_deadline,
+    type=click.FloatRange(min=0.01),
+    help="Seconds a step may go without a clear answer: before the pivot the saga then compensates; at "
+    "and after it the step is retried until done.",
 )
 @knob(
     "--call-timeout",

@@ -247,6 +247,12 @@ class NotificationsOptions(_Options):
     pass
 
 
+STEP_ATTEMPTS_REPLACED = (
+    "replaced by step_deadline (seconds): a failure to deliver is retried until the step's deadline "
+    "before the pivot (then compensated) and until done after it; set step_deadline instead"
+)
+
+
 class OrchestratorOptions(_Options):
     recovery_interval: float = Field(
         default=1.0, gt=0, allow_inf_nan=False, description="Seconds between re-drives of unfinished sagas."
@@ -254,11 +260,21 @@ class OrchestratorOptions(_Options):
     saga_deadline: float = Field(
         default=10.0, gt=0, allow_inf_nan=False, description="How long POST /orders waits for the outcome."
     )
-    step_attempts: int = Field(
-        default=30,
-        ge=1,
-        description="Starts of a step that may not compensate before the saga stops as NEEDS_ATTENTION.",
+    step_deadline: float = Field(
+        default=30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds a step may go without a clear answer: before the pivot the saga then "
+        "compensates; at and after the pivot the step is logged overdue and retried until done.",
     )
+    # Replaced by step_deadline (a saga no longer stops after a count of failures to deliver). Kept as a
+    # field only so that giving it says so; never dumped, so no instance file carries it.
+    step_attempts: int | None = Field(default=None, exclude=True, description=STEP_ATTEMPTS_REPLACED)
+
+    @field_validator("step_attempts", mode="before")
+    @classmethod
+    def _step_attempts_replaced(cls, value: object) -> None:
+        raise ValueError(STEP_ATTEMPTS_REPLACED)
 
 
 SERVICE_OPTIONS: Mapping[str, type[_Options]] = {

@@ -2,7 +2,8 @@
 
 A fresh stack; many customers with seeded credit; ``orders`` concurrent ``POST /orders`` at a steady
 rate, each recorded as the client saw it; meanwhile a seeded fault schedule puts random toxics and
-partitions on the participants' proxies and SIGKILLs the orchestrator ``kills`` times (restarting it).
+partitions on the participants' proxies, toxics that cut requests and answers mid-message, and SIGKILLs
+the orchestrator ``kills`` times (restarting it).
 Then the faults end, every saga is given time to finish, every key is replayed once, the stack stops,
 and the checker reads the three services' databases and the client history: every anomaly is counted.
 """
@@ -10,24 +11,37 @@ and the checker reads the three services' databases and the client history: ever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import sqlite3
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.checks._history import CallOutcome, OrderCall, check_history
 from harness.checks._saga import FINAL, Anomaly, AnomalyKind, OrderRecord, find_anomalies
-from harness.checks._saga_sources import read_saga_databases
+from harness.checks._saga_sources import outbox_pending, read_saga_databases
 from harness.errors import ConfigError, EnvironmentUnavailable
 from harness.events import EventLog
-from harness.faults import FaultApplier, RandomFaults, ScheduleRunner, random_schedule
+from harness.faults import (
+    FaultApplier,
+    FaultKind,
+    FaultSchedule,
+    FaultSpec,
+    FaultWindow,
+    RandomFaults,
+    ScheduleRunner,
+    Stream,
+    random_schedule,
+)
 from harness.stack import Stack, Topology, fast_topology
 from harness.stack._faults import StackInjector
 
@@ -51,6 +65,9 @@ class SagaCheckConfig(BaseModel):
     rate: float = Field(default=20.0, gt=0, le=1000, description="orders started per second")
     concurrency: int = Field(default=32, ge=1, le=1000)
     fault_windows: int | None = Field(default=None, ge=0, le=10_000, description="default: 1 per 2 s")
+    cut_windows: int | None = Field(
+        default=None, ge=0, le=10_000, description="windows that cut messages mid-way; default: 1 per 4 s"
+    )
     request_timeout: float = Field(default=15.0, gt=0)
     settle_timeout: float = Field(default=120.0, gt=0)
     max_needs_attention: int = Field(default=0, ge=0)
@@ -128,38 +145,43 @@ def run_saga_check(
         if stack.toxiproxy is None:
             raise ConfigError("the saga check injects faults through the fault proxies; turn proxies on")
         participants = [name for kind in ("users", "notifications") for name in _names(stack, kind)]
-        schedule = random_schedule(
+        drawn = random_schedule(
             config.seed,
             config.duration,
             RandomFaults(instances=participants, windows=_windows(config)),
             kills=config.kills,
             kill_instance="orchestrator-1",
         )
+        cuts = cut_windows(config.seed, config.duration, participants, _cuts(config), clear_of=drawn.windows)
+        windows = sorted((*drawn.windows, *cuts), key=lambda w: (w.start, w.name))
+        schedule = FaultSchedule(seed=drawn.seed, windows=tuple(windows))
         schedule.save(report_dir / "schedule.json")
-        progress(f"{len(schedule.windows)} fault windows over {config.duration:.1f}s "
-                 f"({config.kills} orchestrator kills), seed {config.seed}")  # fmt: skip
+        progress(f"{len(schedule.windows)} fault windows over {config.duration:.1f}s ({len(cuts)} cutting "
+                 f"messages mid-way, {config.kills} orchestrator kills), seed {config.seed}")  # fmt: skip
         users_url = stack.instances("users")[0].url
         orchestrator_url = stack.url("orchestrator-1")
         customers = _create_customers(users_url, config.customer_count, rng)
+        # The customers' welcome notifications go out first: a fault must meet only the orders' calls.
+        _drained(stack.database("users"), timeout=30.0)
         plan = [(uuid.UUID(int=rng.getrandbits(128)).hex, rng.choice(customers), rng.randint(10, 300))
                 for _ in range(config.orders)]  # fmt: skip
         events = EventLog("harness", stack.event_log("harness-check"))
         applier = FaultApplier(StackInjector(stack), events, ledger=workdir / "faults.json")
         runner = ScheduleRunner(schedule, applier)
         tally = _Tally()
-        client = threading.Thread(
-            target=lambda: asyncio.run(
-                _place(plan, orchestrator_url, config, calls, tally, began, runner, progress)
-            ),
+        client = _Cancellable(
+            lambda: _place(plan, orchestrator_url, config, calls, tally, began, runner, progress),
             name="saga-check-client",
-        )
-        client.start()
+        ).start()
         try:
             runner.run()  # in this thread: the orchestrator's restarts are children of a lasting thread
+        except BaseException:  # Ctrl-C or SIGTERM: no order is placed after it; the stack stops after this
+            client.cancel()
+            raise
         finally:
             runner.stop()
             client.join(config.duration + config.request_timeout * 2 + 30)
-        events.close()
+            events.close()
         if client.is_alive():
             raise EnvironmentUnavailable("the order client did not finish in time")
         if not stack.processes["orchestrator-1"].is_running():
@@ -188,6 +210,82 @@ def _windows(config: SagaCheckConfig) -> int:
     if config.fault_windows is not None:
         return config.fault_windows
     return max(2, round(config.duration / 2))
+
+
+def _cuts(config: SagaCheckConfig) -> int:
+    if config.cut_windows is not None:
+        return config.cut_windows
+    return max(1, round(config.duration / 4))
+
+
+_CUTS = (
+    (FaultKind.LIMIT_DATA, Stream.UPSTREAM),  # a request cut: the connection closes after N bytes of it
+    (FaultKind.LIMIT_DATA, Stream.DOWNSTREAM),  # an answer cut: the call landed, its answer did not
+    (FaultKind.RESET_PEER, Stream.UPSTREAM),  # a request's first bytes lost, the rest let through at the end
+)
+
+
+def cut_windows(
+    seed: int, duration: float, instances: list[str], count: int, *, clear_of: Sequence[FaultWindow] = ()
+) -> list[FaultWindow]:
+    """Seeded windows of toxics that break HTTP messages mid-way on ``instances``' proxies, each placed
+    clear of the ``clear_of`` windows on its instance and of every kill where a few draws allow (a cut
+    behind a partition, or while the orchestrator is down, would meet no call).
+
+    ``limit_data`` closes a connection after 1 to 1,200 bytes in one direction (counted per connection, so
+    the first request on it may pass and a later one is cut, in its headers or its body). A garbling cut
+    is two windows with the same times, applied in name order: a ``slicer`` upstream (pieces of 2 to 16
+    bytes), then a ``reset_peer`` upstream held for the window, which swallows the first piece a connection
+    sends and holds the rest; when the window ends (within 0.2 to 1 s) the rest goes through, and the
+    server's HTTP layer answers the callers still waiting with a plain-text 400 (a protocol-level answer,
+    not a refusal). No window is drawn for an empty instance list."""
+    rng = random.Random(f"saga-check-cuts-{seed}")
+    windows: list[FaultWindow] = []
+    for index in range(count if instances else 0):
+        kind, stream = rng.choice(_CUTS)
+        # A garbling window is shorter than an attempt's timeout (2 s towards the participants), so the
+        # calls it holds are still waiting when it ends, and meet the 400.
+        length = rng.uniform(0.5, 3.0) if kind is FaultKind.LIMIT_DATA else rng.uniform(0.2, 1.0)
+        for _ in range(_PLACING_DRAWS):
+            instance = rng.choice(instances)
+            start = rng.uniform(0.0, max(0.0, duration - length))
+            if not any(_meets(w, instance, start, start + length) for w in (*clear_of, *windows)):
+                break
+        times = {"start": round(start, 3), "end": round(start + length, 3)}
+        if kind is FaultKind.LIMIT_DATA:
+            spec = FaultSpec(kind=kind, instance=instance, attributes={"bytes": rng.randint(1, 1200)},
+                             stream=stream)  # fmt: skip
+            windows.append(FaultWindow(name=f"c{index:03d}-{kind.value}-{stream.value}", fault=spec, **times))
+            continue
+        # Small pieces: the first is part of the request line, and uvicorn's 400 mostly gets back whole.
+        pieces = {"average_size": rng.randint(2, 16), "size_variation": 0, "delay": 0}
+        slicer = FaultSpec(kind=FaultKind.SLICER, instance=instance, attributes=pieces, stream=stream)
+        # reset_peer's timeout outlasts the window: removing the toxic is what lets the held bytes through.
+        lose = FaultSpec(kind=kind, instance=instance, attributes={"timeout": 3_600_000}, stream=stream)
+        windows.append(FaultWindow(name=f"c{index:03d}a-slicer-{stream.value}", fault=slicer, **times))
+        windows.append(FaultWindow(name=f"c{index:03d}b-{kind.value}-{stream.value}", fault=lose, **times))
+    return windows
+
+
+_PLACING_DRAWS = 20
+
+
+def _meets(window: FaultWindow, instance: str, start: float, end: float) -> bool:
+    """Does ``window`` overlap [start, end) on ``instance``, or anywhere when it is a kill?"""
+    there = window.fault.instance == instance or window.fault.kind is FaultKind.KILL
+    return there and window.start < end and start < window.until
+
+
+def _drained(users_db: Path, timeout: float) -> None:
+    """Until the users' outbox has nothing left to deliver, or ``timeout`` (the checker counts the rest)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if outbox_pending(users_db) == 0:
+                return
+        except sqlite3.Error:  # busy or not created yet: look again
+            pass
+        time.sleep(0.1)
 
 
 def _create_customers(users_url: str, count: int, rng: random.Random) -> list[str]:
@@ -242,6 +340,40 @@ async def _place(
             tasks.append(asyncio.create_task(one(key, user, amount)))
         await asyncio.gather(*tasks)
         reporter.cancel()
+
+
+class _Cancellable:
+    """A coroutine run in a thread of its own, with its own event loop, that another thread can cancel."""
+
+    def __init__(self, make: Callable[[], Coroutine[Any, Any, None]], *, name: str) -> None:
+        self._make = make
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._running = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name=name)
+
+    def start(self) -> _Cancellable:
+        self._thread.start()
+        self._running.wait(5.0)
+        return self
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.ensure_future(self._make())
+        self._running.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def cancel(self) -> None:
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(task.cancel)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
 
 
 async def _replay(

@@ -91,6 +91,14 @@ def read_saga_databases(orchestrator_db: Path, users_db: Path, notifications_db:
     return snapshot
 
 
+def outbox_pending(users_db: Path) -> int:
+    """Events the users' outbox has not delivered yet (welcome notifications), from its file."""
+    with _read_only(users_db) as db:
+        if not _has_table(db, "outbox"):
+            return 0
+        return int(db.execute("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0])
+
+
 @contextmanager
 def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
     if not path.exists():

@@ -145,8 +145,8 @@ SEEDED_BUGS: tuple[SeededBug, ...] = (
         "saga.compensates_after_pivot",
         "a saga that compensates after its pivot: a failed notification undoes a confirmed order",
         ("saga.pivot_rule",),
-        (Patch(_SAGA, f"{_8}if spec.kind is StepKind.COMPENSABLE or (\n",
-               f"{_8}if spec.kind is not StepKind.PIVOT or (\n"),),
+        (Patch(_SAGA, f"{_8}may_compensate = spec.kind is StepKind.COMPENSABLE or (\n",
+               f"{_8}may_compensate = spec.kind is not StepKind.PIVOT or (\n"),),
     ),
     SeededBug(
         "outbox.loses_event_on_crash",

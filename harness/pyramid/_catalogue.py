@@ -130,7 +130,8 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         ("saga.pivot_rule", "after the pivot only forward recovery: no compensated order was ever notified"),
         (
             "saga.bounded_retries",
-            "a saga that cannot move on needs attention; never retried forever",
+            "a failure to deliver is retried with backoff, bounded by the step's deadline before the pivot; "
+            "only a refusal its contract defines makes a saga need attention",
         ),
         (
             "saga.crash_recovery",

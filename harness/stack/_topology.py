@@ -13,7 +13,7 @@ weight = [1, 1, 2]                    # per instance, or one number for all
 balancer = "weighted_round_robin"
 breaker = false                        # or a table: { window_size = 10, minimum_calls = 5, ... }
 [services.orchestrator.options]        # the service's own knobs
-step_attempts = 30
+step_deadline = 30.0
 [services.inventory]                   # a service of your own: started per instance, proxied, registered
 command = ["{python}", "inventory.py", "--port", "{port}"]
 health = "/healthz"
@@ -128,11 +128,11 @@ class ServiceTopology(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             key = ".".join(str(part) for part in first["loc"])
-            message = first["msg"]
+            message = first["msg"].removeprefix("Value error, ")
             if first["type"] == "extra_forbidden":
-                message = (
-                    f"unknown option; {kind} has: {', '.join(SERVICE_OPTIONS[kind].model_fields) or 'none'}"
-                )
+                # A field never dumped (exclude) is one kept only to refuse a replaced option by name.
+                known = [name for name, f in SERVICE_OPTIONS[kind].model_fields.items() if not f.exclude]
+                message = f"unknown option; {kind} has: {', '.join(known) or 'none'}"
             raise _key_error(f"{where}.options.{key}", message) from exc
 
     def client(self, kind: str, target: str) -> ClientSettings:

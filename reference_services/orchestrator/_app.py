@@ -1,7 +1,9 @@
 """The saga orchestrator service: POST /orders runs the order saga; a recovery loop finishes the rest.
 
-On start, and then every ``recovery_interval``, every saga that is neither COMPLETED nor COMPENSATED and
-not being driven right now is driven again, so a crash or a participant outage never leaves one stuck.
+Each saga is driven by one task until it is final, resting a backoff between passes that had to wait (a
+participant that did not answer clearly). On start, and then every ``recovery_interval``, every saga that
+is not final and has no task (after a crash, or a task that failed) gets one, so a crash or a participant
+outage never leaves one stuck.
 """
 
 from __future__ import annotations
@@ -57,9 +59,8 @@ class _Sagas:
 
     async def _drive(self, order_id: str) -> None:
         try:
-            order = await self.driver.drive(order_id)
-            if order.state.final:
-                self.finished.labels(order.state.value).inc()
+            order = await self.driver.run(order_id)
+            self.finished.labels(order.state.value).inc()
         except Exception as exc:  # the saga log holds where it stopped; the recovery loop tries again
             self.driver.events.emit("saga.drive_failed", order_id=order_id, error=repr(exc))
         finally:
@@ -105,7 +106,8 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     )
     stalled = Gauge(
         "saga_needs_attention",
-        "Sagas that stopped within their bounds and wait for an operator (as of the last recovery round).",
+        "Sagas a participant refused where nothing may be undone; they wait for an operator (as of the last "
+        "recovery round).",
         registry=metrics,
     )
     holder: dict[str, _Sagas] = {}
@@ -119,7 +121,7 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
                 joined_peers[:] = [peers]
                 # Configured by settings.clients (the topology) over the defaults in harness.settings.
                 participants = HttpParticipants(peers.client("users"), peers.client("notifications"))
-                driver = SagaDriver(log, participants, events, max_attempts=settings.step_attempts)
+                driver = SagaDriver(log, participants, events, step_deadline=settings.step_deadline)
                 sagas = holder["sagas"] = _Sagas(driver, finished, unfinished, stalled)
                 recovery = asyncio.create_task(
                     sagas.recover_forever(settings.recovery_interval, stopping_event(app)),
@@ -180,7 +182,7 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
 
     @router.post("/orders/{order_id}/resume", responses={**not_found, 202: {"model": OrderView}})
     async def resume_order(order_id: OrderId, response: Response) -> OrderView:
-        """Send a NEEDS_ATTENTION saga on from where it stalled, with fresh attempt bounds (idempotent).
+        """Send a NEEDS_ATTENTION saga on from where it stalled, with a fresh step deadline (idempotent).
 
         For an operator who fixed the cause (a participant back, a conflicting record removed). A saga
         in any other state is returned as it is; 202 when it is still running after the saga deadline."""

@@ -21,7 +21,7 @@ from reference_services.common import Database, write_transaction
 
 from ._steps import SAGA, SagaState, StepStatus
 
-__all__ = ["IdempotencyConflict", "Order", "SagaLog", "SagaState", "StepRecord"]
+__all__ = ["IdempotencyConflict", "Order", "SagaLog", "SagaState", "StepRecord", "StepTries"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,15 @@ class StepRecord:
     status: str
     detail: str
     at: str
+
+
+@dataclass(frozen=True)
+class StepTries:
+    """How one step has gone since the saga was created or last resumed (what its deadline reads)."""
+
+    attempts: int  # times it was started
+    first_started: datetime | None  # when it was first started; None: never
+    overdue: bool  # an ``overdue`` row was written for it
 
 
 class IdempotencyConflict(Exception):
@@ -129,14 +138,18 @@ class SagaLog:
         return await self._db.run(_stall, order_id, step, stalled_in, reason)
 
     async def resume(self, order_id: str) -> Order | None:
-        """Send a NEEDS_ATTENTION saga back to where it stalled, with fresh attempt bounds; None if unknown.
+        """Send a NEEDS_ATTENTION saga back to where it stalled, with fresh step deadlines; None if unknown.
 
         A saga in any other state is returned as it is (resuming is idempotent)."""
         return await self._db.run(_resume, order_id)
 
+    async def tries(self, order_id: str, step: str) -> StepTries:
+        """How ``step`` has gone since the saga was created or last resumed."""
+        return await self._db.run(_tries, order_id, step)
+
     async def attempts(self, order_id: str, step: str) -> int:
         """How often ``step`` was started since the saga was created or last resumed."""
-        return await self._db.run(_attempts, order_id, step)
+        return (await self.tries(order_id, step)).attempts
 
     async def get(self, order_id: str) -> Order | None:
         return await self._db.run(_get, order_id)
@@ -247,15 +260,17 @@ def _resume(db: sqlite3.Connection, order_id: str) -> Order | None:
         return _must_get(db, order_id)
 
 
-def _attempts(db: sqlite3.Connection, order_id: str, step: str) -> int:
+def _tries(db: sqlite3.Connection, order_id: str, step: str) -> StepTries:
     row = db.execute(
-        "SELECT COUNT(*) FROM saga_log WHERE order_id = :id AND step = :step AND status = :started "
+        "SELECT SUM(status = :started), MIN(CASE WHEN status = :started THEN at END), "
+        "COALESCE(MAX(status = :overdue), 0) FROM saga_log WHERE order_id = :id AND step = :step "
         "AND seq > (SELECT COALESCE(MAX(seq), 0) FROM saga_log WHERE order_id = :id AND step = :saga "
         "AND status = :resumed)",
-        {"id": order_id, "step": step, "started": StepStatus.STARTED, "saga": SAGA,
-         "resumed": StepStatus.RESUMED},
+        {"id": order_id, "step": step, "started": StepStatus.STARTED, "overdue": StepStatus.OVERDUE,
+         "saga": SAGA, "resumed": StepStatus.RESUMED},
     ).fetchone()  # fmt: skip
-    return int(row[0])
+    first = datetime.fromisoformat(row[1]) if row[1] is not None else None
+    return StepTries(attempts=int(row[0] or 0), first_started=first, overdue=bool(row[2]))
 
 
 def _append(

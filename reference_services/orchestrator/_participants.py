@@ -1,12 +1,18 @@
 """The saga's calls to users and notifications, through ServiceClient, mapped to step outcomes.
 
-Only a clear business answer (400, 404, 409, 422) counts as REJECTED; anything without a clear answer
-(transport errors, 5xx, an open breaker everywhere) is UNKNOWN, because the call may have landed.
+A clear no (REJECTED) is only a refusal the participant's contract defines: a 400, 404, 409 or 422 whose
+body is the services' documented JSON error, ``{"error": <snake_case code>, "message": <sentence>}``.
+Anything else without a success is a failure to deliver (UNKNOWN), because the call may have landed or
+may never have been read: a transport error, a cut or unparseable answer, a 4xx from the server's HTTP
+layer (uvicorn answers a request whose bytes a fault cut or garbled with a plain-text 400), a 5xx, an
+open breaker everywhere. Only the status line and a body of that shape are trusted, never the status
+alone.
 """
 
 from __future__ import annotations
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.discovery import ServiceClient
 from harness.errors import CallError
@@ -14,7 +20,44 @@ from harness.errors import CallError
 from ._log import Order
 from ._saga import Outcome, StepResult
 
-REJECTIONS = frozenset({400, 404, 409, 422})
+REFUSAL_STATUSES = frozenset({400, 404, 409, 422})
+"""The statuses a participant's contract refuses a step with (always with a ``ContractRefusal`` body)."""
+
+
+class ContractRefusal(BaseModel):
+    """The documented error body of the reference services (``reference_services.common.ErrorBody``).
+
+    Extra fields are ignored, not refused: a service may add facts to a refusal (the users' 409
+    ``insufficient_credit`` adds ``available``), and validation ``details`` are not needed here."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    error: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)
+    message: str = Field(min_length=1)
+
+
+def contract_refusal(response: httpx.Response) -> ContractRefusal | None:
+    """The refusal ``response`` carries when it is one the contract defines; None for anything else."""
+    if response.status_code not in REFUSAL_STATUSES:
+        return None
+    media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        return None
+    try:
+        return ContractRefusal.model_validate_json(response.content)
+    except ValidationError:
+        return None
+
+
+def step_result(response: httpx.Response) -> StepResult:
+    """OK for a 2xx, REJECTED for a contract-defined refusal, UNKNOWN for every other answer."""
+    detail = f"{response.status_code} {response.text[:200]}"
+    if response.is_success:
+        return StepResult(Outcome.OK, detail, response.status_code)
+    if contract_refusal(response) is not None:
+        return StepResult(Outcome.REJECTED, detail, response.status_code)
+    return StepResult(Outcome.UNKNOWN, f"{detail} (no refusal the contract defines: not delivered)",
+                      response.status_code)  # fmt: skip
 
 
 class HttpParticipants:
@@ -69,15 +112,4 @@ class HttpParticipants:
             response = await client.post(path, json=body, headers={"Idempotency-Key": key})
         except CallError as exc:
             return StepResult(Outcome.UNKNOWN, f"{type(exc).__name__}: {exc}")
-        return _result(response)
-
-
-def _result(response: httpx.Response) -> StepResult:
-    detail = f"{response.status_code} {response.text[:200]}"
-    if response.is_success:
-        outcome = Outcome.OK
-    elif response.status_code in REJECTIONS:
-        outcome = Outcome.REJECTED
-    else:
-        outcome = Outcome.UNKNOWN
-    return StepResult(outcome, detail, response.status_code)
+        return step_result(response)

@@ -23,7 +23,7 @@ class SagaState(enum.StrEnum):
     COMPLETED = "COMPLETED"
     COMPENSATING = "COMPENSATING"
     COMPENSATED = "COMPENSATED"
-    NEEDS_ATTENTION = "NEEDS_ATTENTION"  # could not move on within its bounds: an operator decides
+    NEEDS_ATTENTION = "NEEDS_ATTENTION"  # refused where nothing may be undone: an operator decides
 
     @property
     def terminal(self) -> bool:
@@ -50,9 +50,9 @@ class Step(enum.StrEnum):
 class StepKind(enum.Enum):
     """How a step fails: what the saga may do when a step has no clear success."""
 
-    COMPENSABLE = "compensable"  # before the pivot: any failure compensates what was started
-    PIVOT = "pivot"  # a clear no compensates; no clear answer is retried, since it may have happened
-    RETRIABLE = "retriable"  # after the pivot: only forward, retried within a bound
+    COMPENSABLE = "compensable"  # before the pivot: a clear no, or no clear yes in its deadline, compensates
+    PIVOT = "pivot"  # a clear no compensates; no clear answer is retried until done: it may have happened
+    RETRIABLE = "retriable"  # after the pivot: only forward, retried until done
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,8 @@ class StepStatus(enum.StrEnum):
     STARTED = "started"  # written before the call: it may or may not have happened
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    STALLED = "stalled"  # the step gave up within its bounds: the saga needs attention
+    OVERDUE = "overdue"  # past its deadline without a clear answer, and still retried (it may not undo)
+    STALLED = "stalled"  # refused where no compensation is allowed: the saga needs attention
 
 
 SAGA = "saga"  # the step name of rows about the saga as a whole

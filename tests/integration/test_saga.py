@@ -15,9 +15,26 @@ import httpx
 import pytest
 
 from harness.checks import check_saga_invariants, collect_saga_snapshot
-from harness.stack import Stack, fast_topology
+from harness.faults import ToxiproxyClient
+from harness.settings import ClientSettings
+from harness.stack import Stack, Topology, fast_topology
+from harness.stack._topology import ServiceTopology
 
 FAST = fast_topology()
+# One instance of each, and an attempt towards notifications long enough to outlast a held request.
+CUT = Topology(
+    registry=FAST.registry,
+    services={
+        "users": ServiceTopology(instances=1, heartbeat_interval=0.5),
+        "notifications": ServiceTopology(instances=1, heartbeat_interval=0.5),
+        "orchestrator": ServiceTopology(instances=1, heartbeat_interval=0.5,
+                                        clients={"notifications": ClientSettings(attempt_timeout=10.0,
+                                                                                 deadline=30.0)}),
+    },
+    toxiproxy_seed=7,
+)  # fmt: skip
+FINAL = frozenset({"COMPLETED", "COMPENSATED", "NEEDS_ATTENTION"})
+UVICORN_400 = "400 Invalid HTTP request received."  # what the server's HTTP layer says to garbled bytes
 
 
 @pytest.fixture(scope="module")
@@ -208,8 +225,130 @@ class TestFailures:
         assert invariant_violations(own_stack) == []
 
 
+@pytest.fixture(scope="class")
+def cut_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack of its own whose notifications proxy gets toxics that cut or garble the saga's calls."""
+    with Stack(CUT, tmp_path_factory.mktemp("cut")) as running:
+        yield running
+
+
+@pytest.mark.behaviour("saga.pivot_rule", "saga.bounded_retries")
+class TestBrokenConnectionsAfterThePivot:
+    """A request or answer a toxic cut is a failure to deliver, never a refusal: the saga finishes."""
+
+    def test_a_garbled_request_answered_400_by_the_http_layer_is_retried_and_completes(
+        self, cut_stack: Stack
+    ) -> None:
+        """The stuck case: a toxic loses the first bytes of the notify request, so uvicorn answers the
+        rest with its plain-text 400. The status-only rule took that 400 for a clear no and left the saga
+        NEEDS_ATTENTION in NOTIFYING ("notify rejected: 400 Invalid HTTP request received."); it is a
+        failure to deliver, retried once the toxic goes, and the order completes."""
+        stack, proxy = cut_stack, toxiproxy(cut_stack)
+        user = settled_user(stack)
+        before = proxy_bytes_received(stack, "notifications-1")
+        # Slices of at most 8 bytes; the reset_peer toxic swallows the first one (the request's first
+        # bytes) and holds the rest until it is removed, which lets the rest through: garbage for uvicorn.
+        proxy.add_toxic("notifications-1", "slicer", stream="upstream", name="slices",
+                        attributes={"average_size": 8, "size_variation": 0, "delay": 0})  # fmt: skip
+        proxy.add_toxic("notifications-1", "reset_peer", stream="upstream", name="lose-first-bytes",
+                        attributes={"timeout": 600_000})  # fmt: skip
+        try:
+            with contextlib.suppress(httpx.TimeoutException):  # the saga goes on without the client
+                place(stack, user, 100, timeout=0.5)
+            order_reaching(stack, user, "NOTIFYING")
+            deadline = time.monotonic() + 20.0
+            while proxy_bytes_received(stack, "notifications-1") <= before + 8:  # more than the lost slice
+                assert time.monotonic() < deadline, "the notify request never reached the proxy"
+                time.sleep(0.01)
+        finally:
+            proxy.remove_toxic("notifications-1", "lose-first-bytes")
+            proxy.remove_toxic("notifications-1", "slices")
+        order = order_reaching(stack, user, "COMPLETED")
+        done = [(s["step"], s["status"], s["detail"].get("detail", "")) for s in order["steps"]]
+        answered = [detail for step, status, detail in done if (step, status) == ("notify", "failed")]
+        assert answered, "the notify call was never garbled: nothing was reproduced"
+        assert answered[0].startswith(UVICORN_400)  # the old rule: 400 is a clear no -> NEEDS_ATTENTION
+        assert not [
+            row for row in done if row[1] == "stalled" or row[0] in ("cancel_order", "release_credit")
+        ]
+        assert_one_notification_and_credit_held(stack, user, order)
+
+    @pytest.mark.parametrize(
+        ("stream", "cut_after"),
+        [pytest.param("upstream", 400, id="request-cut-mid-body"),
+         pytest.param("downstream", 200, id="answer-cut-mid-body")],
+    )  # fmt: skip
+    def test_a_connection_closed_mid_message_is_retried_and_completes(
+        self, cut_stack: Stack, stream: str, cut_after: int
+    ) -> None:
+        """limit_data closes the connection after part of the notify request (the request never counts)
+        or of its answer (the notification was stored: the retry is deduplicated); both are failures to
+        deliver, retried until the toxic goes, and the order completes with one notification."""
+        stack, proxy = cut_stack, toxiproxy(cut_stack)
+        user = settled_user(stack)
+        proxy.add_toxic(
+            "notifications-1", "limit_data", stream=stream, name="cut", attributes={"bytes": cut_after}
+        )
+        try:
+            with contextlib.suppress(httpx.TimeoutException):
+                place(stack, user, 100, timeout=0.5)
+            failed = order_with_step(stack, user, "notify", "failed")
+            assert failed["state"] == "NOTIFYING"
+        finally:
+            proxy.remove_toxic("notifications-1", "cut")
+        order = order_reaching(stack, user, "COMPLETED")
+        assert not [s for s in order["steps"] if s["status"] == "stalled"]
+        assert_one_notification_and_credit_held(stack, user, order)
+
+
+def toxiproxy(stack: Stack) -> ToxiproxyClient:
+    assert stack.toxiproxy is not None
+    return stack.toxiproxy
+
+
+def settled_user(stack: Stack) -> str:
+    """A new user whose welcome notification is delivered, so no other call crosses the proxy."""
+    user = create_user(stack, credit=1000)
+    url = f"{stack.instances('notifications')[0].url}/notifications"
+    deadline = time.monotonic() + 20.0
+    while not httpx.get(url, params={"user_id": user}).json()["notifications"]:
+        assert time.monotonic() < deadline, f"the welcome notification of {user} was not delivered"
+        time.sleep(0.05)
+    return user
+
+
+def proxy_bytes_received(stack: Stack, proxy: str) -> float:
+    """Bytes the fault proxy has read from the callers of ``proxy`` (its upstream byte counter)."""
+    text = httpx.get(f"{stack.processes['toxiproxy'].url}/metrics").text
+    labels = ("toxiproxy_proxy_received_bytes_total{", 'direction="upstream"', f'proxy="{proxy}"')
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if all(x in line for x in labels))
+
+
+def order_with_step(stack: Stack, user: str, step: str, status: str, within: float = 30.0) -> dict[str, Any]:
+    """The user's one order once its log has a ``step`` row with ``status``."""
+    url = stack.url("orchestrator-1")
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        orders = httpx.get(f"{url}/orders", params={"user_id": user}).json()["orders"]
+        if orders:
+            order: dict[str, Any] = httpx.get(f"{url}/orders/{orders[0]['order_id']}").json()
+            if any((s["step"], s["status"]) == (step, status) for s in order["steps"]):
+                return order
+        time.sleep(0.05)
+    raise AssertionError(f"the order of {user} had no {step} {status} row within {within:g}s")
+
+
+def assert_one_notification_and_credit_held(stack: Stack, user: str, order: dict[str, Any]) -> None:
+    notes = httpx.get(f"{stack.instances('notifications')[0].url}/notifications", params={"user_id": user})
+    ids = [n["notification_id"] for n in notes.json()["notifications"] if n["type"] == "order.completed"]
+    assert ids == [f"order-{order['order_id']}-completed"]
+    assert httpx.get(f"{stack.instances('users')[0].url}/users/{user}").json()["reserved"] == order["amount"]
+    assert invariant_violations(stack) == []
+
+
 def order_reaching(stack: Stack, user: str, state: str, within: float = 20.0) -> dict[str, Any]:
-    """The user's one order with its steps, once it is in ``state``; fails after ``within`` seconds."""
+    """The user's one order with its steps, once it is in ``state``; fails after ``within`` seconds, or
+    at once when the order is final in another state (nothing moves it on by itself)."""
     url = stack.url("orchestrator-1")
     deadline = time.monotonic() + within
     seen = None
@@ -219,6 +358,8 @@ def order_reaching(stack: Stack, user: str, state: str, within: float = 20.0) ->
         if seen == state:
             found: dict[str, Any] = httpx.get(f"{url}/orders/{orders[0]['order_id']}").json()
             return found
+        if seen in FINAL:
+            raise AssertionError(f"the order of {user} ended {seen}, not {state}: {orders[0]['reason']}")
         time.sleep(0.05)
     raise AssertionError(f"the order of {user} did not reach {state} within {within:g}s (last: {seen})")
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.events import EventLog
+from harness.resilience import RetryPolicy
 from reference_services.orchestrator._log import IdempotencyConflict, Order, SagaLog, SagaState
-from reference_services.orchestrator._saga import Outcome, SagaDriver, StepResult
+from reference_services.orchestrator._saga import DEFAULT_STEP_DEADLINE, Outcome, SagaDriver, StepResult
+
+DEADLINE = DEFAULT_STEP_DEADLINE
 
 
 class Crash(BaseException):
@@ -102,9 +107,33 @@ def participants() -> FakeParticipants:
     return FakeParticipants()
 
 
+class Clock:
+    """UTC now plus an offset the test moves on (the saga log stamps its rows with the real time)."""
+
+    def __init__(self, ahead: float = 0.0) -> None:
+        self.ahead = ahead
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.ahead)
+
+    async def sleep(self, seconds: float) -> None:
+        self.ahead += seconds
+
+
 @pytest.fixture
-def driver(log: SagaLog, participants: FakeParticipants) -> SagaDriver:
-    return SagaDriver(log, participants, EventLog("test"))
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def driver(log: SagaLog, participants: FakeParticipants, clock: Clock) -> SagaDriver:
+    return SagaDriver(log, participants, EventLog("test"), clock=clock, sleep=clock.sleep)
+
+
+@pytest.fixture
+def late(log: SagaLog, participants: FakeParticipants) -> SagaDriver:
+    """A driver whose clock is a whole step deadline ahead: any failure to deliver is past its deadline."""
+    return SagaDriver(log, participants, EventLog("test"), clock=Clock(ahead=DEADLINE))
 
 
 async def new_order(log: SagaLog, key: str = "k1", amount: int = 10) -> Order:
@@ -141,10 +170,13 @@ class TestForward:
         assert participants.reservations == {order.reservation_id: "confirmed"}
         assert participants.notified == {order.notification_id}
 
+    @pytest.mark.parametrize("driver_name", ["driver", "late"])
     async def test_a_notify_without_answer_is_retried_and_never_compensated(
-        self, log: SagaLog, driver: SagaDriver, participants: FakeParticipants
+        self, log: SagaLog, participants: FakeParticipants, driver_name: str, request: pytest.FixtureRequest
     ) -> None:
-        """After the pivot a notify that may have landed waits for the next drive; nothing is undone."""
+        """After the pivot a notify that may have landed waits for the next drive, within its deadline and
+        past it; nothing is undone."""
+        driver: SagaDriver = request.getfixturevalue(driver_name)
         participants.script["notify"] = [Outcome.UNKNOWN, Outcome.UNKNOWN]
         order = await new_order(log)
         assert (await driver.drive(order.order_id)).state is SagaState.NOTIFYING
@@ -153,10 +185,13 @@ class TestForward:
         assert participants.calls["release_credit"] == 0
         assert participants.reservations == {order.reservation_id: "confirmed"}
 
+    @pytest.mark.parametrize("driver_name", ["driver", "late"])
     async def test_a_confirm_without_answer_waits_and_never_releases(
-        self, log: SagaLog, driver: SagaDriver, participants: FakeParticipants
+        self, log: SagaLog, participants: FakeParticipants, driver_name: str, request: pytest.FixtureRequest
     ) -> None:
-        """The pivot may have happened: retry it, never compensate, and notify only once it is confirmed."""
+        """The pivot may have happened: retry it, never compensate (not even past its deadline), and
+        notify only once it is confirmed."""
+        driver: SagaDriver = request.getfixturevalue(driver_name)
         participants.script["confirm_credit"] = [Outcome.UNKNOWN]
         order = await new_order(log)
         assert (await driver.drive(order.order_id)).state is SagaState.CONFIRMING_CREDIT
@@ -181,30 +216,83 @@ class TestForward:
 
 
 @pytest.mark.behaviour("saga.bounded_retries")
-class TestBoundedRetries:
+class TestStepDeadlines:
+    """A failure to deliver is retried by deadline, not by count; only a refusal stops a saga."""
+
     @pytest.mark.parametrize(
-        ("step", "stalled_in"),
+        ("step", "waits_in"),
         [pytest.param("confirm_credit", SagaState.CONFIRMING_CREDIT, id="pivot"),
          pytest.param("notify", SagaState.NOTIFYING, id="after-pivot")],
     )  # fmt: skip
-    async def test_no_answer_within_the_bound_needs_attention(
-        self, log: SagaLog, participants: FakeParticipants, step: str, stalled_in: SagaState
+    async def test_no_answer_past_the_deadline_is_retried_until_done_and_logged_overdue(
+        self,
+        log: SagaLog,
+        driver: SagaDriver,
+        participants: FakeParticipants,
+        clock: Clock,
+        step: str,
+        waits_in: SagaState,
     ) -> None:
-        """max_attempts starts without a clear answer: NEEDS_ATTENTION, where it stalled, never undone."""
-        driver = SagaDriver(log, participants, EventLog("test"), max_attempts=3)
+        """Ten unknown outcomes over 100 s (deadline 30 s): still waiting where it was, one ``overdue``
+        row, never NEEDS_ATTENTION, never undone; the eleventh call completes the saga."""
         participants.script[step] = [Outcome.UNKNOWN] * 10
         order = await new_order(log)
-        states = [(await driver.drive(order.order_id)).state for _ in range(4)]
-        assert states == [stalled_in, stalled_in, SagaState.NEEDS_ATTENTION, SagaState.NEEDS_ATTENTION]
-        stalled = await log.get(order.order_id)
-        assert stalled is not None
-        assert stalled.stalled_in is stalled_in
-        assert stalled.reason is not None
-        assert "no clear answer in 3 attempts" in stalled.reason
-        assert participants.calls[step] == 3
+        states = []
+        for _ in range(10):
+            states.append((await driver.drive(order.order_id)).state)
+            clock.ahead += 10.0
+        assert states == [waits_in] * 10
+        tried = ["started", "failed"]
+        assert await history(log, order, step) == tried * 3 + [*tried, "overdue"] + tried * 6
+        assert (await driver.drive(order.order_id)).state is SagaState.COMPLETED
+        assert participants.calls[step] == 11
         assert participants.calls["release_credit"] == 0
-        assert await log.unfinished() == []
-        assert [e["order_id"] for e in driver.events.of_type("saga.needs_attention")] == [order.order_id]
+        assert driver.events.of_type("saga.needs_attention") == []
+        overdue = [e for e in driver.events.of_type("saga.step") if e["status"] == "overdue"]
+        assert [(e["step"], e["state"]) for e in overdue] == [(step, waits_in.value)]
+        assert "still retrying" in overdue[0]["detail"]
+
+    async def test_a_reserve_without_answer_is_retried_within_its_deadline(
+        self, log: SagaLog, driver: SagaDriver, participants: FakeParticipants, clock: Clock
+    ) -> None:
+        """Before the pivot a failure to deliver is not undone at once: retried while the deadline lasts."""
+        participants.script["reserve_credit"] = [Outcome.UNKNOWN, Outcome.UNKNOWN]
+        order = await new_order(log)
+        assert (await driver.drive(order.order_id)).state is SagaState.RESERVING_CREDIT
+        clock.ahead += DEADLINE - 1.0
+        assert (await driver.drive(order.order_id)).state is SagaState.RESERVING_CREDIT
+        assert (await driver.drive(order.order_id)).state is SagaState.COMPLETED
+        assert participants.calls["release_credit"] == 0
+        assert participants.reservations == {order.reservation_id: "confirmed"}
+
+    async def test_a_reserve_without_answer_past_its_deadline_compensates(
+        self, log: SagaLog, driver: SagaDriver, participants: FakeParticipants, clock: Clock
+    ) -> None:
+        """The deadline counts from the first start, across drives: past it, release and end COMPENSATED."""
+        participants.script["reserve_credit"] = [Outcome.UNKNOWN, Lost]
+        order = await new_order(log)
+        assert (await driver.drive(order.order_id)).state is SagaState.RESERVING_CREDIT
+        clock.ahead += DEADLINE
+        done = await driver.drive(order.order_id)
+        assert done.state is SagaState.COMPENSATED
+        assert done.reason is not None
+        assert done.reason.startswith("reserve_credit unknown")
+        assert f"within the step deadline of {DEADLINE:g}s" in done.reason
+        assert participants.reservations == {order.reservation_id: "released"}  # the lost one undone
+        assert participants.notified == set()
+
+    async def test_a_release_without_answer_is_retried_until_done(
+        self, log: SagaLog, driver: SagaDriver, participants: FakeParticipants, clock: Clock
+    ) -> None:
+        """A compensation may not be given up either: past its deadline it is overdue, then done."""
+        participants.script["confirm_credit"] = [Outcome.REJECTED]
+        participants.script["release_credit"] = [Outcome.UNKNOWN] * 3
+        order = await new_order(log)
+        for _ in range(3):
+            assert (await driver.drive(order.order_id)).state is SagaState.COMPENSATING
+            clock.ahead += DEADLINE
+        assert (await driver.drive(order.order_id)).state is SagaState.COMPENSATED
+        assert (await history(log, order, "release_credit")).count("overdue") == 1
 
     async def test_a_notify_refused_needs_attention_at_once(
         self, log: SagaLog, driver: SagaDriver, participants: FakeParticipants
@@ -215,26 +303,68 @@ class TestBoundedRetries:
         done = await driver.drive(order.order_id)
         assert done.state is SagaState.NEEDS_ATTENTION
         assert done.stalled_in is SagaState.NOTIFYING
+        assert done.reason is not None
+        assert "a clear no" in done.reason
         assert participants.calls["notify"] == 1
         assert participants.reservations == {order.reservation_id: "confirmed"}
+        assert await log.unfinished() == []
+        assert [e["order_id"] for e in driver.events.of_type("saga.needs_attention")] == [order.order_id]
 
-    async def test_a_resumed_saga_gets_fresh_attempts_and_finishes(
-        self, log: SagaLog, participants: FakeParticipants
+    async def test_a_resumed_saga_gets_a_fresh_deadline_and_finishes(
+        self, log: SagaLog, driver: SagaDriver, participants: FakeParticipants, clock: Clock
     ) -> None:
         """An operator resumes a stalled saga: it starts again where it stalled and completes."""
-        driver = SagaDriver(log, participants, EventLog("test"), max_attempts=2)
-        participants.script["notify"] = [Outcome.UNKNOWN] * 2
+        participants.script["notify"] = [Outcome.UNKNOWN, Outcome.REJECTED]
         order = await new_order(log)
         await driver.drive(order.order_id)
+        clock.ahead += DEADLINE
         assert (await driver.drive(order.order_id)).state is SagaState.NEEDS_ATTENTION
         resumed = await log.resume(order.order_id)
         assert resumed is not None
         assert resumed.state is SagaState.NOTIFYING
-        assert await log.attempts(order.order_id, "notify") == 0
+        tries = await log.tries(order.order_id, "notify")
+        assert (tries.attempts, tries.first_started, tries.overdue) == (0, None, False)
         assert (await driver.drive(order.order_id)).state is SagaState.COMPLETED
         assert await log.resume(order.order_id) == await log.get(
             order.order_id
         )  # resuming a finished saga: no-op
+
+    def test_a_deadline_must_be_positive(self, log: SagaLog, participants: FakeParticipants) -> None:
+        with pytest.raises(ValueError, match="step_deadline must be a positive number of seconds"):
+            SagaDriver(log, participants, EventLog("test"), step_deadline=0)
+
+
+@pytest.mark.behaviour("saga.bounded_retries", "saga.pivot_rule")
+class TestRun:
+    async def test_run_backs_off_between_passes_until_the_saga_is_final(
+        self, log: SagaLog, participants: FakeParticipants
+    ) -> None:
+        """Six unknown notifies: six rests, each a full-jitter draw under a doubling cap, then COMPLETED."""
+        clock = Clock()
+        rests: list[float] = []
+
+        async def rest(seconds: float) -> None:
+            rests.append(seconds)
+            await clock.sleep(seconds)
+
+        backoff = RetryPolicy(base_delay=0.5, max_delay=4.0)
+        driver = SagaDriver(log, participants, EventLog("test"), backoff=backoff, clock=clock, sleep=rest,
+                            rng=random.Random(3))  # fmt: skip
+        participants.script["notify"] = [Outcome.UNKNOWN] * 6
+        order = await new_order(log)
+        done = await driver.run(order.order_id)
+        assert done.state is SagaState.COMPLETED
+        assert len(rests) == 6
+        caps = [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+        assert all(0.0 <= wait <= cap for wait, cap in zip(rests, caps, strict=True))
+        assert participants.calls["notify"] == 7
+
+    async def test_run_returns_at_once_on_a_refusal(
+        self, log: SagaLog, driver: SagaDriver, participants: FakeParticipants
+    ) -> None:
+        participants.script["notify"] = [Outcome.REJECTED]
+        order = await new_order(log)
+        assert (await driver.run(order.order_id)).state is SagaState.NEEDS_ATTENTION
 
 
 @pytest.mark.behaviour("saga.compensation")
@@ -242,12 +372,13 @@ class TestCompensation:
     @pytest.mark.parametrize("outcome", [pytest.param(Outcome.REJECTED, id="rejected"),
                                          pytest.param(Outcome.UNKNOWN, id="unknown")])  # fmt: skip
     async def test_failed_reserve_releases_and_compensates(
-        self, log: SagaLog, driver: SagaDriver, participants: FakeParticipants, outcome: Outcome
+        self, log: SagaLog, late: SagaDriver, participants: FakeParticipants, outcome: Outcome
     ) -> None:
-        """No clear yes from users: release (it may have landed) and end COMPENSATED, nobody notified."""
+        """No clear yes from users (a refusal, or no answer past the deadline): release (it may have
+        landed) and end COMPENSATED, nobody notified."""
         participants.script["reserve_credit"] = [outcome]
         order = await new_order(log)
-        done = await driver.drive(order.order_id)
+        done = await late.drive(order.order_id)
         assert done.state is SagaState.COMPENSATED
         assert done.reason is not None
         assert done.reason.startswith(f"reserve_credit {outcome.value}")
@@ -267,13 +398,13 @@ class TestCompensation:
         assert await history(log, order, "cancel_order") == ["started", "succeeded"]
 
     async def test_a_release_refused_needs_attention(
-        self, log: SagaLog, driver: SagaDriver, participants: FakeParticipants
+        self, log: SagaLog, late: SagaDriver, participants: FakeParticipants
     ) -> None:
         """A compensation the participant refuses cannot finish by retrying: NEEDS_ATTENTION."""
         participants.script["reserve_credit"] = [Outcome.UNKNOWN]
         participants.script["release_credit"] = [Outcome.REJECTED]
         order = await new_order(log)
-        done = await driver.drive(order.order_id)
+        done = await late.drive(order.order_id)
         assert done.state is SagaState.NEEDS_ATTENTION
         assert done.stalled_in is SagaState.COMPENSATING
 
@@ -293,8 +424,8 @@ class TestPivotProperty:
     )  # fmt: skip
     def test_no_compensated_order_was_ever_notified(self, script: dict[str, Script]) -> None:
         """Whatever each call answers, and wherever the process dies: a saga ends COMPLETED (confirmed
-        and notified), COMPENSATED (released, never notified) or NEEDS_ATTENTION (never undone after the
-        pivot), and once final it stays so."""
+        and notified), COMPENSATED (released, never notified) or NEEDS_ATTENTION (only on a refusal,
+        never undone after the pivot), and once final it stays so."""
         participants = FakeParticipants()
         participants.script = {step: list(outcomes) for step, outcomes in script.items()}
         with tempfile.TemporaryDirectory() as folder:
@@ -310,18 +441,23 @@ class TestPivotProperty:
             assert reservation in (None, "released")
         else:
             assert final.state is SagaState.NEEDS_ATTENTION
+            assert final.reason is not None
+            assert "a clear no" in final.reason  # a failure to deliver never stops a saga
             if final.stalled_in in (SagaState.CONFIRMING_CREDIT, SagaState.NOTIFYING):
                 assert reservation != "released"  # past the pivot nothing is undone
 
 
 async def drive_until_final(path: Path, participants: FakeParticipants) -> Order:
-    """Drive like the recovery loop does, a new driver after every crash, until the saga is final."""
+    """Drive like the recovery loop does, a new driver after every crash, 20 s apart (two unknown answers
+    before the pivot pass its deadline), until the saga is final."""
     log = await SagaLog(path).open()
+    clock = Clock()
     try:
         order = await new_order(log)
         for _ in range(50):
+            clock.ahead += 20.0
             try:
-                current = await SagaDriver(log, participants, EventLog("test"), max_attempts=3).drive(
+                current = await SagaDriver(log, participants, EventLog("test"), clock=clock).drive(
                     order.order_id
                 )
             except Crash:

@@ -82,7 +82,7 @@ failure_rate_threshold = 0.5
 open_duration = 0.5
 half_open_calls = 1
 [services.orchestrator.options]
-step_attempts = 7
+step_deadline = 7.5
 recovery_interval = 0.5
 [registry]
 health_checks = false
@@ -151,7 +151,9 @@ class TestInstanceConfig:
         assert [c.weight for c in configs] == [1, 1, 2]
         assert {c.health_check for c in configs} == {False}
         orchestrator = topology.instance_config("orchestrator", "orchestrator-1")
-        assert (orchestrator.options["step_attempts"], orchestrator.options["recovery_interval"]) == (7, 0.5)
+        options = orchestrator.options
+        assert (options["step_deadline"], options["recovery_interval"]) == (7.5, 0.5)
+        assert "step_attempts" not in options  # the replaced option is never written to an instance file
 
     def test_one_weight_applies_to_every_instance(self, tmp_path: Path) -> None:
         """weight = 3 (a number) is every instance's weight."""
@@ -164,7 +166,7 @@ class TestInstanceConfig:
         path = topology.instance_config("orchestrator", "orchestrator-1").write(tmp_path / "o.json")
         values = InstanceConfig.read(path).settings_values()
         settings = OrchestratorSettings(database=tmp_path / "db", advertise_port=9000, **values)
-        assert (settings.step_attempts, settings.recovery_interval) == (7, 0.5)
+        assert (settings.step_deadline, settings.recovery_interval) == (7.5, 0.5)
         assert settings.client("users") == topology.client("orchestrator", "users")
         assert registration(settings, "orchestrator").health_url is None
 
@@ -248,12 +250,15 @@ class TestRefusals:
                          "number", id="text-for-a-number"),
             pytest.param("[services.orchestrator.clients.users]\ndiscovery = { refresh_interval = 0 }",
                          "services.orchestrator.clients.users: refresh_interval = 0", id="watch-never"),
-            pytest.param("[services.orchestrator.options]\nstep_attempt = 3",
-                         "services.orchestrator.options.step_attempt: unknown option; orchestrator has: "
-                         "recovery_interval, saga_deadline, step_attempts", id="unknown-option"),
-            pytest.param("[services.orchestrator.options]\nstep_attempts = 0",
-                         "services.orchestrator.options.step_attempts: Input should be greater",
+            pytest.param("[services.orchestrator.options]\nstep_deadlin = 3",
+                         "services.orchestrator.options.step_deadlin: unknown option; orchestrator has: "
+                         "recovery_interval, saga_deadline, step_deadline$", id="unknown-option"),
+            pytest.param("[services.orchestrator.options]\nstep_deadline = 0",
+                         "services.orchestrator.options.step_deadline: Input should be greater",
                          id="bad-option"),
+            pytest.param("[services.orchestrator.options]\nstep_attempts = 30",
+                         r"services.orchestrator.options.step_attempts: replaced by step_deadline \(seconds\)"
+                         ": a failure to deliver", id="replaced-option"),
             pytest.param("[registry]\nhealth_checks = false\nchecks_through_proxy = true",
                          "registry.checks_through_proxy: needs health_checks", id="checks-without-checks"),
         ],
