@@ -13,6 +13,7 @@ from ._provider_states import (
     exempt_paths,
     provider_states_router,
 )
+from ._refusals import ContractRefusal, contract_refusal
 from ._server import run_app, stopping_event
 from ._settings import NAME_PATTERN, ServiceSettings
 from ._sqlite import Database, StorageBusy, read_transaction, write_transaction
@@ -23,6 +24,7 @@ __all__ = [
     "PROVIDER_STATES_PATH",
     "ApiError",
     "BodyTooLarge",
+    "ContractRefusal",
     "Database",
     "ErrorBody",
     "ErrorDetail",
@@ -35,6 +37,7 @@ __all__ = [
     "ServiceSettings",
     "StateChange",
     "StorageBusy",
+    "contract_refusal",
     "create_service_app",
     "error_response",
     "exempt_paths",

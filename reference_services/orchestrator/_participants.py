@@ -12,10 +12,10 @@ alone.
 from __future__ import annotations
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.discovery import ServiceClient
 from harness.errors import CallError
+from reference_services.common import contract_refusal
 
 from ._log import Order
 from ._saga import Outcome, StepResult
@@ -24,37 +24,12 @@ REFUSAL_STATUSES = frozenset({400, 404, 409, 422})
 """The statuses a participant's contract refuses a step with (always with a ``ContractRefusal`` body)."""
 
 
-class ContractRefusal(BaseModel):
-    """The documented error body of the reference services (``reference_services.common.ErrorBody``).
-
-    Extra fields are ignored, not refused: a service may add facts to a refusal (the users' 409
-    ``insufficient_credit`` adds ``available``), and validation ``details`` are not needed here."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    error: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)
-    message: str = Field(min_length=1)
-
-
-def contract_refusal(response: httpx.Response) -> ContractRefusal | None:
-    """The refusal ``response`` carries when it is one the contract defines; None for anything else."""
-    if response.status_code not in REFUSAL_STATUSES:
-        return None
-    media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media_type != "application/json":
-        return None
-    try:
-        return ContractRefusal.model_validate_json(response.content)
-    except ValidationError:
-        return None
-
-
 def step_result(response: httpx.Response) -> StepResult:
     """OK for a 2xx, REJECTED for a contract-defined refusal, UNKNOWN for every other answer."""
     detail = f"{response.status_code} {response.text[:200]}"
     if response.is_success:
         return StepResult(Outcome.OK, detail, response.status_code)
-    if contract_refusal(response) is not None:
+    if response.status_code in REFUSAL_STATUSES and contract_refusal(response) is not None:
         return StepResult(Outcome.REJECTED, detail, response.status_code)
     return StepResult(Outcome.UNKNOWN, f"{detail} (no refusal the contract defines: not delivered)",
                       response.status_code)  # fmt: skip

@@ -1,10 +1,12 @@
 """The outbox relay: a background task that delivers outbox events to the notification service.
 
 At least once: a row is marked delivered only after a 2xx answer, and a row without a clear answer
-(transport error, 5xx, 408, 429) waits its backoff and goes again; the notification service deduplicates
-by event id, so resending is always safe. A clear refusal (any other 4xx), or a row the relay cannot
-send at all, would fail the same way forever: it becomes a dead letter, visible in the metrics, the
-events and ``GET /outbox/dead-letters``, instead of being retried forever.
+(transport error, 5xx, 408, 429, a 4xx without the documented JSON error body: uvicorn's plain-text 400
+for a request a fault cut) waits its backoff and goes again; the notification service deduplicates by
+event id, so resending is always safe. A refusal the notification service's contract defines
+(``reference_services.common.contract_refusal``), or a row the relay cannot send at all, would fail the
+same way forever: it becomes a dead letter, visible in the metrics, the events and
+``GET /outbox/dead-letters``, instead of being retried forever.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from harness.discovery import ServiceClient
 from harness.events import EventLog
+from reference_services.common import contract_refusal
 
 from ._outbox import Outbox, OutboxMessage
 from ._store import utc_now
@@ -35,9 +38,6 @@ def backoff_delay(attempts: int, *, base: float, cap: float, rng: random.Random)
         raise ValueError(f"attempts counts from 1, got {attempts}")
     ceiling = min(cap, base * 2.0 ** min(attempts - 1, 60))
     return rng.uniform(ceiling / 2, ceiling)
-
-
-RETRYABLE_4XX = frozenset({408, 425, 429})  # "not now" rather than "no"
 
 
 class Undeliverable(Exception):
@@ -155,7 +155,7 @@ class OutboxRelay:
             await self._delivered(message, response.status_code)
             return True
         reason = f"status {response.status_code}: {response.text[:200]}"
-        if 400 <= response.status_code < 500 and response.status_code not in RETRYABLE_4XX:
+        if contract_refusal(response) is not None:
             await self._dead(message, reason)
         else:
             await self._failed(message, reason)

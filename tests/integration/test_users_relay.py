@@ -35,9 +35,14 @@ class Receiver:
 
     statuses: list[int] = field(default_factory=list)
     requests: list[httpx.Request] = field(default_factory=list)
+    protocol_errors: int = 0
+    """Answers first given as uvicorn gives them for a request a fault cut: a plain-text 400."""
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
+        if self.protocol_errors:
+            self.protocol_errors -= 1
+            return httpx.Response(400, text="Invalid HTTP request received.")
         status = self.statuses.pop(0) if self.statuses else 201
         return httpx.Response(status, json={"error": "x", "message": "y"} if status >= 400 else {})
 
@@ -187,6 +192,24 @@ async def test_a_refused_row_becomes_a_dead_letter_at_once_and_can_be_requeued(r
     assert rig.row(event_id)["delivered_at"] is not None
     assert await rig.outbox.dead_letters() == []
     assert rig.metrics.get_sample_value("users_outbox_dead_letters") == 0
+
+
+@pytest.mark.behaviour("outbox.dead_letters", "outbox.at_least_once")
+async def test_a_plain_400_from_the_http_layer_is_retried_never_a_dead_letter(rig: Rig) -> None:
+    """uvicorn's plain-text 400 for a request a fault cut is no refusal of the notification service: the
+    row waits its backoff and is delivered, where a status-only rule dead-lettered it."""
+    event_id = await new_user(rig)
+    relay = rig.make_relay("users-1")
+    rig.receiver.protocol_errors = 1
+    await relay.relay_once()
+    assert rig.in_outbox(event_id)
+    assert await rig.outbox.dead_letters() == []
+    assert "Invalid HTTP request received." in rig.row(event_id)["last_error"]
+    rig.clock.now = rig.row(event_id)["next_attempt_at"]
+    await relay.relay_once()
+    assert rig.row(event_id)["delivered_at"] is not None
+    counted = [rig.deliveries(result) for result in ("failed", "delivered", "dead_lettered")]
+    assert counted == [1, 1, 0]
 
 
 @pytest.mark.behaviour("outbox.dead_letters")
