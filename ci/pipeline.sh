@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The pipeline: lint, type check, then every level of the test pyramid in its own pytest run, bottom up,
-# then the pyramid matrix (behaviour x level, read from the levels' JUnit XML). The same stages as the
+# The pipeline: lint, type check, then every level of the test pyramid in its own pytest run, bottom up
+# (the chaos and e2e levels, which mostly wait, two at a time), then the pyramid matrix (behaviour x level, read from the levels' JUnit XML). The same stages as the
 # jobs of ci/github-workflow.yml. Expects the project's virtual environment first on PATH (README's test
 # command arranges that). Every folder under tests/ is a level and must collect and pass tests: pytest's
 # exit code 5 (nothing collected) fails the pipeline like any other failure. Wall time per stage at the end.
@@ -52,9 +52,38 @@ fi
 stage ruff ruff check .
 stage format ruff format --check .
 stage mypy mypy
+# Levels that mostly wait (experiments' pauses, fault windows, subprocesses) run two at a time: each in
+# its own pytest, its own temporary folder and its own stacks, its output shown when both are done.
+PAIRED=(${HARNESS_CI_PAIRED:-chaos e2e})
+paired() { [[ " ${PAIRED[*]} " == *" $1 "* ]]; }
 for level in "${LEVELS[@]}"; do
-  stage "$level" python -m pytest "tests/${level}" -q --junitxml="$REPORTS/junit/${level}.xml"
+  paired "$level" || stage "$level" python -m pytest "tests/${level}" -q --junitxml="$REPORTS/junit/${level}.xml"
 done
+declare -a PIDS=() NAMES=()
+began_pair=$SECONDS
+for level in "${LEVELS[@]}"; do
+  paired "$level" || continue
+  echo "::: ${level}: python -m pytest tests/${level} (alongside ${PAIRED[*]}; output when all are done)"
+  ( began=$SECONDS
+    python -m pytest "tests/${level}" -q --junitxml="$REPORTS/junit/${level}.xml" >"$REPORTS/${level}.log" 2>&1
+    echo "$? $((SECONDS - began))" >"$REPORTS/${level}.status" ) &
+  PIDS+=($!); NAMES+=("$level")
+done
+for index in "${!PIDS[@]}"; do
+  wait "${PIDS[$index]}"
+  level=${NAMES[$index]}
+  echo "::: ${level} (ran alongside ${PAIRED[*]}):"
+  cat "$REPORTS/${level}.log"
+  read -r rc took <"$REPORTS/${level}.status"
+  if [ "$rc" -eq 0 ]; then
+    SUMMARY+=("$(printf '%-12s ok      %4ss (paired)' "$level" "$took")")
+  else
+    [ "$rc" -eq 5 ] && echo "::: ${level}: no tests were collected (pytest exit 5), which counts as a failure"
+    SUMMARY+=("$(printf '%-12s FAILED  %4ss (paired, exit %s)' "$level" "$took" "$rc")")
+    status=1
+  fi
+done
+[ "${#PIDS[@]}" -gt 0 ] && SUMMARY+=("$(printf '%-12s         %4ss (%s together)' "paired" "$((SECONDS - began_pair))" "${NAMES[*]}")")
 stage pyramid harness pyramid --from "$REPORTS/junit" --report "$REPORTS/pyramid"
 
 echo
