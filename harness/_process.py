@@ -7,9 +7,11 @@ ends; a ``Spawner`` forks every child from one thread its owner keeps alive, for
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import queue
+import secrets
 import signal
 import subprocess
 import sys
@@ -121,7 +123,10 @@ class ServiceProcess:
         self.kind = spec.kind
         self.host = spec.host
         self.ready_path = spec.ready_path
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"harness-{spec.name}-"))
+        # Without one, a temporary folder of its own, made when it is first spawned: a process that is only
+        # described (its command shown, its spec copied) leaves no folder behind.
+        self._fresh_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.gettempdir()) / f"harness-{spec.name}-{secrets.token_hex(6)}"
         self.startup_timeout = startup_timeout
         self.spawner = spawner
         self.port_file = self.workdir / f"{spec.name}.port"
@@ -147,7 +152,8 @@ class ServiceProcess:
     def again(self) -> ServiceProcess:
         """A new, unstarted process of the same spec on the port this one had, so its address stays valid."""
         spec = self.spec.with_port(self.port or self.spec.port)
-        return ServiceProcess(spec, workdir=self.workdir, startup_timeout=self.startup_timeout,
+        return ServiceProcess(spec, workdir=None if self._fresh_workdir else self.workdir,
+                              startup_timeout=self.startup_timeout,
                               spawner=self.spawner)  # fmt: skip
 
     def start(self) -> ServiceProcess:
@@ -158,7 +164,11 @@ class ServiceProcess:
         """Spawn the process without waiting, so several can start at once; then call ``wait_ready``."""
         if self.is_running():
             raise RuntimeError(f"{self.name} is already running")
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self._fresh_workdir:  # as mkdtemp makes one: new, and this user's alone
+            self.workdir.mkdir(mode=0o700)
+            self._fresh_workdir = False
+        else:
+            self.workdir.mkdir(parents=True, exist_ok=True)
         self.port_file.unlink(missing_ok=True)
         self.port = self.spec.port if self.spec.own else None
         env = {**os.environ, **self.spec.environment()}
@@ -188,8 +198,13 @@ class ServiceProcess:
         return self
 
     def wait_ready(self) -> ServiceProcess:
-        """Block until the spawned process answers its ready path within ``startup_timeout`` of its spawn."""
-        self._wait_ready(self._spawned_at + self.startup_timeout)
+        """Block until the spawned process answers its ready path within ``startup_timeout`` of its spawn;
+        when it does not (or the wait is interrupted) it is killed and waited for, so none is left behind."""
+        try:
+            self._wait_ready(self._spawned_at + self.startup_timeout)
+        except BaseException:
+            self.kill()
+            raise
         return self
 
     def _wait_ready(self, deadline: float) -> None:
@@ -211,7 +226,6 @@ class ServiceProcess:
                     except httpx.TransportError:
                         pass
                 time.sleep(0.02)
-        self.kill()
         raise ServiceStartError(
             f"{self.name} was not ready within {self.startup_timeout:.0f}s (log: {self.log_path})",
             service=self.name,
@@ -226,7 +240,8 @@ class ServiceProcess:
         return self._popen.poll() if self._popen is not None else None
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM (graceful: the service deregisters), then SIGKILL if it does not exit in time."""
+        """SIGTERM (graceful: the service deregisters), then SIGKILL if it does not exit in time or the wait
+        is interrupted; waited for in every case, and what it left of its process group is killed then."""
         if self._popen is None:
             return None
         if self._popen.poll() is None:
@@ -235,12 +250,19 @@ class ServiceProcess:
                 self._popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+            except BaseException:  # Ctrl-C while waiting: it must not outlive us, unwaited
+                self.kill()
+                raise
+            # Just reaped: a command that forked (a shell, a supervisor) leaves no orphan in its group.
+            _kill_group(self._popen.pid)
         return self._popen.returncode
 
     def kill(self) -> None:
-        """SIGKILL: the crash case, nothing is cleaned up by the service."""
+        """SIGKILL the process and its process group: the crash case, nothing is cleaned up by the service.
+        The group is signalled before the process is reaped, while its id cannot name any other group."""
         if self._popen is not None and self._popen.poll() is None:
-            self._popen.kill()
+            _kill_group(self._popen.pid)
+            self._popen.kill()  # in case it left its group
             self._popen.wait()
 
     def log_tail(self, lines: int = 20) -> str:
@@ -260,3 +282,9 @@ class ServiceProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _kill_group(group: int) -> None:
+    """SIGKILL what is left of a child's process group (``start_new_session``: its id is the child's pid)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signal.SIGKILL)

@@ -1,6 +1,7 @@
 """Marks each test with its pyramid level, taken from its folder, and rejects tests outside the levels; checks
 the behaviours a test declares (``@pytest.mark.behaviour``) against the catalogue and writes them, with the
-level, into the test's JUnit XML properties, which ``harness pyramid`` reads."""
+level, into the test's JUnit XML properties, which ``harness pyramid`` reads; and fails a session that leaves
+a process, port, fault, temporary file or child's warning behind (``tests/_leftovers.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.pyramid import MARKER, MARKER_HELP, behaviours_of, junit_properties
+from tests._leftovers import SessionHygiene
 
 LEVELS = ("unit", "integration", "contract", "fuzz", "chaos", "load", "e2e")
 TESTS_ROOT = Path(__file__).parent
@@ -17,6 +19,11 @@ TESTS_ROOT = Path(__file__).parent
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    registered = {line.split(":")[0].strip() for line in config.getini("markers")}
+    for level in LEVELS:  # the marks given below, registered here too where pyproject.toml's list is not
+        if level not in registered:
+            config.addinivalue_line("markers", f"{level}: a test in tests/{level}/ (marked by its folder)")
+    config.pluginmanager.register(SessionHygiene(), "harness-session-hygiene")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

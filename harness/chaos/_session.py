@@ -476,14 +476,14 @@ class ChaosSession:
         return left
 
     def close(self) -> None:
-        """Cleanup, then stop the stack if this session started it."""
+        """Cleanup, then stop the stack if this session started it (an attached one: close its client)."""
         if self._closed:
             return
         self._closed = True
         self.lag.stop()
         self.cleanup()
         self.events.close()
-        if self.owned:
+        if self.owned or isinstance(self.stack, AttachedStack):
             self.stack.stop()
 
 

@@ -207,7 +207,11 @@ class LocustProcess:
                 )
 
             self._spawner.start()
-            self._popen = self._spawner.call(fork)
+            try:
+                self._popen = self._spawner.call(fork)
+            finally:
+                if self._popen is None:  # it could not start: no thread is left waiting to fork
+                    self._spawner.stop()
         return self
 
     def poll(self) -> int | None:
@@ -225,17 +229,19 @@ class LocustProcess:
         """End the group: SIGTERM, then SIGKILL for what is left after ``grace`` seconds. Idempotent."""
         if self._popen is not None:
             group = self._popen.pid
-            if self._popen.poll() is None:
-                _signal_group(group, signal.SIGTERM)
-                self.wait(grace)
-            _signal_group(group, signal.SIGTERM)  # forked workers the master left behind
-            deadline = time.monotonic() + grace
-            while _group_alive(group) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            _signal_group(group, signal.SIGKILL)
-            if self._popen.poll() is None:
-                self._popen.kill()
-            self._popen.wait()
+            try:
+                if self._popen.poll() is None:
+                    _signal_group(group, signal.SIGTERM)
+                    self.wait(grace)
+                _signal_group(group, signal.SIGTERM)  # forked workers the master left behind
+                deadline = time.monotonic() + grace
+                while _group_alive(group) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            finally:  # also when a second Ctrl-C cuts the grace short: nothing is left, nothing unwaited
+                _signal_group(group, signal.SIGKILL)
+                if self._popen.poll() is None:
+                    self._popen.kill()
+                self._popen.wait()
         self._spawner.stop()  # after its child: the thread's end would signal it
 
     def log_tail(self, lines: int = 15) -> str:
@@ -287,10 +293,10 @@ def run_locust(
     duration = plan.stages[-1].until
     grace = max(15.0, 0.5 * duration)
     wait_for_start = startup_timeout + (distribution.workers_wait if distribution.master else 0.0)
-    process = LocustProcess(command, files.log).start()
     tail = HistoryTail(files.history)
-    began = time.monotonic()
     started: float | None = None
+    process = LocustProcess(command, files.log).start()
+    began = time.monotonic()
     try:
         while True:
             code = process.wait(interval if started is not None else min(interval, 0.05))

@@ -172,6 +172,10 @@ class HarnessUser(FastHttpUser):
     def wait_time(self) -> float:
         return 0.0 if self._pacing is None else self._pacing(self)
 
+    def on_stop(self) -> None:
+        """Close this user's connections: a stopped user must not leave its sockets to the collector."""
+        self.client.client.close()
+
     @task
     def send(self) -> None:
         plan = self.plan

@@ -88,10 +88,19 @@ class HeadlessChromium:
         self.close()
 
     def start(self) -> None:
+        """Spawn the browser and attach to a blank page; on any failure nothing is left (process, pipes,
+        profile folder)."""
         self._profile = tempfile.TemporaryDirectory(prefix="harness-chromium-")
-        profile = Path(self._profile.name)
-        commands_r, commands_w = os.pipe()
-        answers_r, answers_w = os.pipe()
+        try:
+            self._spawn(Path(self._profile.name))
+            self._attach()
+        except BaseException:
+            self.close()
+            raise
+
+    def _spawn(self, profile: Path) -> None:
+        commands_r, self._send_fd = os.pipe()
+        self._recv_fd, answers_w = os.pipe()
         # Above 4, so that the dup2 onto 3 and 4 in the child always happens (and clears close-on-exec).
         child_r, child_w = (_high(fd) for fd in (commands_r, answers_w))
         log = os.open(profile / "chromium.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -112,12 +121,6 @@ class HeadlessChromium:
         finally:
             for fd in (child_r, child_w, log):
                 os.close(fd)
-        self._send_fd, self._recv_fd = commands_w, answers_r
-        try:
-            self._attach()
-        except BaseException:
-            self.close()
-            raise
 
     def _attach(self) -> None:
         target = self._command("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
@@ -131,17 +134,19 @@ class HeadlessChromium:
         self._command("Emulation.setDeviceMetricsOverride", metrics)
 
     def close(self) -> None:
-        """Ask the browser to quit; kill its process group if it has not within the timeout."""
+        """Ask the browser to quit and wait (bounded) for it to exit; then kill what is left of its process
+        group (all of it if it has not exited) and reap it. Safe to call after a failed start, and twice."""
         if self._pid is not None:
             try:
                 self._send({"id": self._new_id(), "method": "Browser.close"})
                 self._drain_until_eof()
+                _wait_for_exit(self._pid, min(self.timeout, 10.0))
             except (CdpError, OSError):
                 pass
-            _kill_group(self._pid)
-            os.waitpid(self._pid, 0)
-            _kill_group(self._pid)  # renderers left behind by a crash share the group
-            self._pid = None
+            finally:  # even on Ctrl-C: while the browser is unreaped its pid surely names its group, so
+                _kill_group(self._pid)  # renderers, or a browser that would not quit, die before the reap
+                os.waitpid(self._pid, 0)
+                self._pid = None
         for fd in (self._send_fd, self._recv_fd):
             if fd >= 0:
                 os.close(fd)
@@ -291,6 +296,17 @@ def _high(fd: int) -> int:
     moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
     os.close(fd)
     return moved
+
+
+def _wait_for_exit(pid: int, timeout: float) -> None:
+    """Block until the child ``pid`` has exited (without reaping it) or ``timeout`` passed."""
+    if not hasattr(os, "pidfd_open"):
+        return
+    fd = os.pidfd_open(pid)
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
 
 
 def _kill_group(pid: int) -> None:

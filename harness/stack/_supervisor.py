@@ -182,11 +182,15 @@ class FaultProxySupervisor(_Watch):
     def start(self) -> ServiceProcess:
         """Start the fault proxy (any free API port), wait until it answers, then watch it."""
         process = self._launch(0, None).start()
-        assert process.port is not None
-        self._process = process
-        self._client = ToxiproxyClient(process.url, timeout=2.0)
-        self._keep(ProxySet(api_port=process.port, proxies=[]))
-        self._start_thread()
+        try:
+            assert process.port is not None
+            self._process = process
+            self._client = ToxiproxyClient(process.url, timeout=2.0)
+            self._keep(ProxySet(api_port=process.port, proxies=[]))
+            self._start_thread()
+        except BaseException:  # nobody else knows of the process yet: stop (and wait for) it here
+            process.stop()
+            raise
         return process
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -186,8 +186,11 @@ class TestWrongConfigurationsDeviate:
 
     @pytest.mark.behaviour("client.timeouts", "experiment.bandwidth_and_slicer")
     def test_with_a_too_short_attempt_timeout_slow_links_fail_orders(self, tmp_path: Path) -> None:
+        """Attempts of 20 ms over slow links get no answer, and with a step deadline shorter than one
+        attempt the saga cannot retry on another instance: the credit is never reserved, the order is
+        compensated and fails."""
         tight = ClientSettings(breaker=FAST_BREAKER, attempt_timeout=0.02, deadline=0.1)
-        with misconfigured(tmp_path, users_client=tight) as stack:
+        with misconfigured(tmp_path, users_client=tight, orchestrator={"step_deadline": 0.01}) as stack:
             outcome = run(stack, "07", tmp_path / "report", fail_fast=True)
         assert_deviates(outcome, "orders that failed while the links were bad")
 

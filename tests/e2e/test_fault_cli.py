@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests._children import reap
+
 READY = 60.0  # seconds the stack or a command may take to get where the test waits for it
 
 
@@ -78,11 +80,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         yield RunningStack(workdir, output, {i["name"]: i["proxy"] for i in instances if i.get("proxy")})
     finally:
         up.send_signal(signal.SIGINT)
-        try:
-            up.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            up.wait()
+        reap(up, grace=30)
 
 
 @pytest.mark.behaviour("harness.fault_cli")
@@ -160,8 +158,7 @@ class TestAgainstAStack:
             holder.send_signal(signal.SIGINT)
             out, err = holder.communicate(timeout=30)
         finally:
-            if holder.poll() is None:
-                holder.kill()
+            reap(holder)
         print(f"removed {time.monotonic() - interrupted:.2f}s after Ctrl-C")
         assert holder.returncode == 0, err
         assert "interrupted: removed http_error" in out
@@ -227,4 +224,4 @@ def test_against_toxiproxy_url_without_a_stack(tmp_path: Path) -> None:
         assert "TOXIPROXY_URL is not set" in missing.stderr
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        reap(server, grace=30)

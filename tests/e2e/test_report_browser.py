@@ -59,7 +59,7 @@ class TestReportInBrowser:
         assert problems == []
         assert [url for url in browser.log.requests if not url.startswith(LOCAL)] == []
         assert browser.evaluate("typeof Plotly") == "object"
-        assert texts(browser, "#verdict") == ["PASSED"]
+        assert texts(browser, "#verdict") == ["HELD"]
 
     def test_shows_instances_breakers_and_membership_lanes(
         self, browser: HeadlessChromium, tmp_path: Path
@@ -139,7 +139,7 @@ def test_the_pyramid_report_loads_and_shows_its_matrix_and_bugs(
     assert browser.wait_for("document.readyState === 'complete'", timeout=30.0)
     assert browser.log.problems == []
     assert [url for url in browser.log.requests if not url.startswith(LOCAL)] == []
-    assert texts(browser, "#verdict") == ["FAILED"]
+    assert texts(browser, "#verdict") == ["DEVIATED"]
     shown = browser.evaluate("document.body.innerText")
     assert "Behaviour x level" in shown
     assert "HOLE" in shown

@@ -20,7 +20,7 @@ class TestImpossibleThreshold:
     def test_exits_1_naming_the_threshold_and_by_how_much_and_leaves_its_evidence(
         self, stack: Stack, tmp_path: Path
     ) -> None:
-        """p50 <= 0.001 ms: exit 1, one FAILED line for it; Locust's files, results.json (schema version),
+        """p50 <= 0.001 ms: exit 1, one DEVIATED line for it; Locust's files, results.json (schema version),
         timeline.json with one load sample per stats-history row, and report.html are written."""
         report = tmp_path / "run"
         done = harness(
@@ -33,16 +33,16 @@ class TestImpossibleThreshold:
             str(report),
         )
         assert done.returncode == 1
-        failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED ")]
+        failed = [line for line in done.stdout.splitlines() if line.startswith("DEVIATED ")]
         assert len(failed) == 1, failed
         assert "p50 latency" in failed[0]
         assert "(bound <= 0.001 ms) FAILED by" in failed[0]
-        assert "did not hold" in done.stderr
+        assert "deviated: 1 check(s) did not hold" in done.stderr
         for name in ("locust_stats.csv", "locust_stats_history.csv", "locust.json", "report.html"):
             assert (report / name).exists(), name
         results = json.loads((report / "results.json").read_text())
         assert results["schema_version"] == RESULTS_VERSION
-        assert results["verdict"] == "failed"
+        assert results["verdict"] == "deviated"
         samples = Timeline.load(report / "timeline.json").of(LoadSample)
         assert len(samples) == len(results["history"]) >= 4
         assert max(s.rate for s in samples) > 0
@@ -81,6 +81,6 @@ class TestImpossibleThreshold:
             str(baseline),
         )
         assert done.returncode == 1
-        regressions = [line for line in done.stdout.splitlines() if line.startswith("FAILED Regressions")]
+        regressions = [line for line in done.stdout.splitlines() if line.startswith("DEVIATED Regressions")]
         assert any("p50 latency against the baseline's 1 ms" in line for line in regressions), regressions
         assert any("achieved rate against the baseline's" in line for line in regressions), regressions
