@@ -67,7 +67,7 @@ def test_a_run_that_does_not_use_it_starts_nothing(tmp_path: Path) -> None:
         "import sys, threading\n\n"
         "def test_nothing_of_the_harness_runs():\n"
         "    loaded = sorted(m for m in sys.modules if m.startswith('harness'))\n"
-        "    assert loaded == ['harness', 'harness.errors', 'harness.pytest_plugin']\n"
+        "    assert loaded == ['harness', 'harness.errors', 'harness.pytest_plugin', 'harness.verdict']\n"
         "    assert [t.name for t in threading.enumerate()] == ['MainThread']\n"
     )
     result = pytest_in(tmp_path, "--harness-topology", "no-such-file.toml")
