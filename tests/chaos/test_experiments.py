@@ -58,6 +58,8 @@ def run(stack: Stack, name: str, report: Path, *, fail_fast: bool = False) -> Ch
             )
     for expectation in journal["harness"]["expectations"]:
         print(f"  {expectation['probe']}: {expectation['output']!r} (tolerance {expectation['tolerance']!r})")
+        for line in expectation.get("evidence", []):
+            print(f"    evidence: {line}")
     print(f"exit {outcome.exit_code}: {outcome.verdict}")
     require_conclusive(outcome.exit_code, outcome.verdict)
     return outcome
