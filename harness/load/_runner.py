@@ -60,6 +60,14 @@ class LoadOutcome:
     left_behind: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Played:
+    """Locust's run, and the harness's own timing lag over it (p99, ms): the evidence it kept its time."""
+
+    run: LocustRun
+    lag_p99_ms: float | None
+
+
 def run_load(
     profile_path: Path,
     *,
@@ -105,16 +113,14 @@ def run_load(
         check_names(profile, profile_path, {n: p.kind for n, p in session.stack.processes.items()})
         prepared = prepare(profile, profile_path, session)
         origin = time.monotonic()
-        run, lag = _play(profile, prepared.plan, files, distribution, locust_args, session, progress)
+        played = _play(profile, prepared.plan, files, distribution, locust_args, session, progress)
         facts = prepared.facts
         after = read_calls(prepared.caller_url, facts.service) if facts and prepared.caller_url else None
         left = session.cleanup().left
         timeline = _timeline(session, origin)
     finally:
         session.close()  # cleans up (again: idempotent), stops a stack the run started
-    return _finish(
-        profile, profile_path, files, (run, lag), timeline, prepared, after, earlier, warnings, left
-    )
+    return _finish(profile, profile_path, files, played, timeline, prepared, after, earlier, warnings, left)
 
 
 def _session(
@@ -138,9 +144,9 @@ def _play(
     locust_args: tuple[str, ...],
     session: ChaosSession | None,
     progress: Progress,
-) -> tuple[LocustRun, float | None]:
-    """Locust with the plan; the fault schedule from the start of the load; a progress line now and then.
-    Also the harness's own timing lag over the load (p99, ms): the evidence that it kept its schedule."""
+) -> Played:
+    """Locust with the plan; the fault schedule from the start of the load; a progress line now and then;
+    the harness's own timing lag measured meanwhile."""
     events_path = (
         session.stack.event_log("harness-load")
         if session is not None
@@ -204,7 +210,7 @@ def _play(
     if schedule is not None and schedule.error is not None:  # it failed after Locust's last tick
         raise schedule.error
     progress(f"load ended after {run.stopped - run.started:.1f} s")
-    return run, lag.p99_ms(run.started, run.stopped)
+    return Played(run, lag.p99_ms(run.started, run.stopped))
 
 
 def _timeline(session: ChaosSession, origin: float) -> Timeline:
@@ -243,7 +249,7 @@ def _finish(
     profile: LoadProfile,
     path: Path,
     files: LocustFiles,
-    played: tuple[LocustRun, float | None],
+    played: Played,
     timeline: Timeline,
     stage: Prepared,
     after: CallCounts | None,
@@ -251,7 +257,7 @@ def _finish(
     warnings: list[str],
     left: list[str],
 ) -> LoadOutcome:
-    run, lag_p99_ms = played
+    run = played.run
     total, endpoints = read_final_stats(files.stats_json)
     load = checks.LoadWindow(timeline.t(run.started), timeline.t(run.stopped))
     offered = checks.offered_rate(profile.load.rate_per_user, _users_over_time(run.rows, total))
@@ -301,7 +307,7 @@ def _finish(
         if profile.load.rate_per_user is not None
         else None
     )
-    needed = checks.run_evidence(profile.evidence, lag_p99_ms=lag_p99_ms, rates=rates, calls=calls)
+    needed = checks.run_evidence(profile.evidence, lag_p99_ms=played.lag_p99_ms, rates=rates, calls=calls)
     sections = [checks.needing(needed, section) for section in sections]
     failed = checks.failures(sections)
     inconclusive = checks.insufficient(sections)
