@@ -202,6 +202,7 @@ class ChaosSession:
         self.conformance: dict[tuple[str, str], Conformance] = {}
         self.control_loaded = False
         self.fail_fast = False
+        self.failed_fast = False  # the method stopped at a probe that deviated: the run failed
         self.stopped_by: FaultNotApplied | None = None  # the run stops: a fault it needed never happened
         self.bounds = EvidenceBounds()
         self.lag = LagMonitor().start()

@@ -29,7 +29,7 @@ from chaoslib.exceptions import InterruptExecution
 from chaoslib.hypothesis import run_steady_state_hypothesis, within_tolerance
 from chaoslib.run import EventHandlerRegistry, RunEventHandler
 
-from harness.checks import Figure
+from harness.checks import Figure, judge
 from harness.signals import reclaim
 from harness.stack import load_topology
 from harness.verdict import Verdict
@@ -156,9 +156,9 @@ def after_activity_control(
         output = _last_line(state.get("exception"))
     elif in_method and context.get("type") == "probe" and "tolerance" in context and status == "succeeded":
         value = state.get("output")
-        thin = [f.line() for f in needed if not f.holds]
-        if thin:
-            verdict, reason = Verdict.INCONCLUSIVE, f"{name}: evidence too thin: {'; '.join(thin)}"
+        if judge(needed) is Verdict.INCONCLUSIVE:
+            thin = "; ".join(f.line() for f in needed if not f.holds)
+            verdict, reason = Verdict.INCONCLUSIVE, f"{name}: evidence too thin: {thin}"
         elif within_tolerance(context["tolerance"], value, configuration, secrets):
             verdict, reason = Verdict.HELD, ""
         else:
@@ -169,6 +169,7 @@ def after_activity_control(
         session.expectations.append(expectation)
     session.progress(f"    {name}: {status} in {duration:.2f}s{shown} -> {output}")
     if expectation is not None and expectation["verdict"] == Verdict.DEVIATED and session.fail_fast:
+        session.failed_fast = True
         raise InterruptExecution(f"fail fast: {expectation['reason']}")
 
 
@@ -223,7 +224,7 @@ def after_experiment_control(
     verdict = run_verdict(journal, session.expectations, after_cleanup)
     if verdict is Verdict.DEVIATED:  # so plain `chaos run` says so too
         journal["deviated"] = True
-        if journal.get("status") == "completed":
+        if journal.get("status") == "completed" or session.failed_fast:
             journal["status"] = "failed"
     journal["harness"] = {
         "schema_version": JOURNAL_VERSION,

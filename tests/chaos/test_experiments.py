@@ -143,6 +143,8 @@ def test_each_experiment_holds_as_shipped(fast_stack: Stack, tmp_path: Path, nam
 def assert_deviates(outcome: ChaosOutcome, *because: str) -> None:
     """Exit 1, and the first probe that did not hold is one of ``because`` (named in the verdict)."""
     assert outcome.exit_code == 1, outcome.verdict
+    journal = json.loads(outcome.journal_path.read_text())
+    assert (journal["status"], journal["harness"]["verdict"]) == ("failed", "deviated")  # as `chaos run` says
     failed = unmet(outcome)
     assert failed, "deviated without a failed probe"
     assert failed[0] in because, failed
