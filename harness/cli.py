@@ -1,6 +1,6 @@
 """The ``harness`` command: a thin layer that parses, calls one library function, renders and exits.
 
-Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error, 3 environment unavailable.
+Exit codes: the one map in ``harness.verdict`` (shown by ``harness --help``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import click
 
 from harness._cli_common import HarnessGroup
 from harness.errors import CheckFailed
+from harness.verdict import MEANINGS
 
 # Each command's module is imported only when that command runs: `harness serve users` (how every service
 # process starts) does not pay for the contract, chaos or report modules.
@@ -46,7 +47,12 @@ class LazyGroup(HarnessGroup):
         return command
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="\b\nExit codes, the same for every command:\n"
+    + "\n".join(f"  {int(code):<4} {meaning}" for code, meaning in MEANINGS.items()),
+)
 @click.version_option(package_name="resilience-harness", prog_name="harness")
 def cli() -> None:
     """Contract and chaos testing harness for microservices."""

@@ -7,17 +7,8 @@
 
 A busy CI runner must never report a healthy system as deviated: a check judges its evidence first.
 
-Exit codes, the same for every command (``harness --help`` and docs/verdicts.md say so once):
-
-====  =============================================================
-0     held
-1     deviated
-2     bad input or usage (a flag, a file, a value the proxy refuses)
-3     environment unavailable (the stack, the proxy, Locust, a server)
-4     inconclusive
-130   interrupted by SIGINT (Ctrl-C)
-143   stopped by SIGTERM
-====  =============================================================
+Exit codes are the same for every command: ``ExitCode``, with what each means in ``MEANINGS`` (shown by
+``harness --help``; docs/verdicts.md).
 """
 
 from __future__ import annotations
@@ -64,6 +55,16 @@ class Verdict(enum.StrEnum):
             return cls.DEVIATED
         return cls.INCONCLUSIVE if cls.INCONCLUSIVE in seen else cls.HELD
 
+
+MEANINGS = {
+    ExitCode.HELD: "held",
+    ExitCode.DEVIATED: "deviated",
+    ExitCode.USAGE: "bad input or usage (a flag, a file, a value the fault proxy refuses)",
+    ExitCode.ENVIRONMENT: "environment unavailable (the stack, the fault proxy, Locust, a server)",
+    ExitCode.INCONCLUSIVE: "inconclusive (the harness could not produce the evidence)",
+    ExitCode.SIGINT: "interrupted by SIGINT (Ctrl-C), after cleanup",
+    ExitCode.SIGTERM: "stopped by SIGTERM, after cleanup",
+}
 
 _EXIT = {
     Verdict.HELD: ExitCode.HELD,

@@ -5,7 +5,7 @@ The pipeline is Chaos Toolkit's (load -> validate -> run -> journal); the harnes
 control's guaranteed cleanup, a time limit, and an exit code that says what happened (``harness.verdict``):
 0 held, 1 deviated (or ran out of time), 4 inconclusive (a probe's evidence was too thin), 2 bad file or
 arguments or a fault value the proxy refused, 3 cleanup left something or the proxy could not be reached,
-130 interrupted.
+130 (SIGINT) or 143 (SIGTERM) interrupted.
 """
 
 from __future__ import annotations

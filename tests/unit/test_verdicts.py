@@ -94,3 +94,16 @@ class TestSignals:
             run_then_clean_up()
         assert cleaned == [True]
         assert received() == signal.SIGINT
+
+
+@pytest.mark.behaviour("harness.exit_codes")
+def test_harness_help_shows_the_one_exit_code_map() -> None:
+    """Every exit code, with what it means, in `harness --help`: documented once, where users look."""
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+    from harness.verdict import MEANINGS
+
+    shown = CliRunner().invoke(cli, ["--help"]).output
+    for code, meaning in MEANINGS.items():
+        assert f"{int(code):<4} {meaning}" in shown
