@@ -4,6 +4,7 @@ so bodies match Toxiproxy's."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import struct
@@ -41,6 +42,20 @@ class GoStruct:
     name: str
     type_string: str
     fields: tuple[GoField, ...] = field(default=())
+
+    def field_for(self, key: str) -> GoField | None:
+        """The field a JSON key sets, as Go matches it: the same key first, else one equal ignoring case."""
+        same, folded = self._index
+        return same.get(key) or folded.get(key.upper())
+
+    @functools.cached_property
+    def _index(self) -> tuple[dict[str, GoField], dict[str, GoField]]:
+        same: dict[str, GoField] = {}
+        folded: dict[str, GoField] = {}
+        for each in self.fields:  # the first field of a key wins, as in the struct's field order
+            same.setdefault(each.key, each)
+            folded.setdefault(each.key.upper(), each)
+        return same, folded
 
 
 def float32(value: float) -> float:

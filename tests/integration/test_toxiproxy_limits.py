@@ -146,6 +146,96 @@ class TestNesting:
         assert api.post("/proxies", json=body).status_code == 201
 
 
+def filler(size: int) -> bytes:
+    """About ``size`` bytes of members the Proxy struct lacks: plain scalars, and arrays and objects of them
+    (``"pad0":0,"pad1":"x",...,``), each ending with a comma."""
+    values = (
+        b"0",
+        b'"x"',
+        b"true",
+        b"null",
+        b"-1.5e3",
+        b'"\\n\\u00e9"',
+        b'[0,1.5,"a",false,null]',
+        b'{"k":[{}]}',
+    )
+    members = [b'"pad%d":%s,' % (i, value) for i, value in enumerate(values)]
+    block = b"".join(members)
+    return block * (size // len(block))
+
+
+@pytest.mark.behaviour("proxy.api")
+class TestLargeBodies:
+    """Bodies up to the limit made of long runs of members are read as Go reads them: the runs the decoder
+    takes many members at a time give the fields, and the messages at the same byte, that short bodies do."""
+
+    def test_long_runs_set_fields_like_go(self, api: httpx.Client) -> None:
+        """Keys match case-insensitively, the last duplicate wins, members the struct lacks are skipped."""
+        half = MAX_BODY_BYTES // 2 - 100
+        body = (
+            b'{"name":"first",' + filler(half) + b'"NAME":"last","Enabled":true,"listen":"127.0.0.1:0",'
+            b'"enabled":false,' + filler(half) + b'"upstream":"' + DEAD_UPSTREAM.encode() + b'"}'
+        )
+        assert len(body) <= MAX_BODY_BYTES
+        response = api.post("/proxies", content=body)
+        assert response.status_code == 201, response.text
+        created = response.json()
+        assert (created["name"], created["enabled"], created["upstream"]) == ("last", False, DEAD_UPSTREAM)
+
+    @pytest.mark.parametrize(
+        ("body", "message"),
+        [
+            pytest.param(
+                b'{"name":"n","pad":[' + b"0," * (MAX_BODY_BYTES // 2 - 16) + b"01]}",
+                "invalid character '1' after array element",
+                id="bad-number-after-a-run",
+            ),
+            pytest.param(
+                b'{"name":"n","pad":{' + b'"k":1,' * (MAX_BODY_BYTES // 6 - 8) + b'"k" 1}}',
+                "invalid character '1' after object key",
+                id="missing-colon-after-a-run",
+            ),
+            pytest.param(
+                b'{"name":"n",' + filler(MAX_BODY_BYTES - 64) + b'"upstream":"u\x01"}',
+                "invalid character '\\x01' in string literal",
+                id="control-character-after-a-run",
+            ),
+            pytest.param(
+                b'{"name":"n",' + filler(MAX_BODY_BYTES - 64) + b'"enabled":"yes","upstream":1}',
+                "json: cannot unmarshal string into Go struct field Proxy.enabled of type bool",
+                id="first-type-error-after-a-run",
+            ),
+            pytest.param(b'{"name":"n",' + filler(MAX_BODY_BYTES - 64), "unexpected EOF", id="truncated"),
+        ],
+    )
+    def test_errors_after_long_runs_read_like_go(self, api: httpx.Client, body: bytes, message: str) -> None:
+        assert len(body) <= MAX_BODY_BYTES
+        assert_error(api.post("/proxies", content=body), 400, f"bad request body: {message}")
+        assert api.get("/proxies").json() == {}
+
+    @pytest.mark.parametrize(
+        ("tail", "message"),
+        [
+            pytest.param(b"{", "unexpected EOF", id="truncated"),
+            pytest.param(
+                b'{"name":"x","enabled":"yes"}]',
+                "json: cannot unmarshal string into Go struct field .enabled of type bool",
+                id="type-error-in-the-last-entry",
+            ),
+        ],
+    )
+    def test_populate_of_thousands_of_entries_fails_like_go(
+        self, api: httpx.Client, tail: bytes, message: str
+    ) -> None:
+        """Thousands of plain entries, then a fault: nothing is created, and the message is Go's."""
+        entry = b'{"name":"p","upstream":"127.0.0.1:1","listen":"127.0.0.1:0","enabled":false},'
+        body = b"[" + entry * ((MAX_BODY_BYTES - 64) // len(entry)) + tail
+        response = api.post("/populate", content=body)
+        assert response.status_code == 400
+        assert response.json() == {"error": f"bad request body: {message}", "status": 400, "proxies": None}
+        assert api.get("/proxies").json() == {}
+
+
 HOUR_MS = 3_600_000
 
 
