@@ -15,9 +15,9 @@ REPORTS=${HARNESS_CI_REPORTS:-ci-reports}  # JUnit XML per level, and the pyrami
 ORDER=(unit integration contract fuzz chaos load e2e)
 LEVELS=()
 for level in "${ORDER[@]}"; do [ -d "tests/${level}" ] && LEVELS+=("$level"); done
-for folder in tests/*/; do  # a level added since runs too, after the known ones
+for folder in tests/*/; do  # a level added since runs too, after the known ones (not _support folders)
   level=$(basename "$folder")
-  [[ " ${ORDER[*]} " == *" ${level} "* || "$level" == __* ]] || LEVELS+=("$level")
+  [[ " ${ORDER[*]} " == *" ${level} "* || "$level" == _* || "$level" == .* ]] || LEVELS+=("$level")
 done
 declare -a SUMMARY=()
 status=0
