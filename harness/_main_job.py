@@ -30,6 +30,7 @@ from harness.report import (
     collect_metadata,
     write_report,
 )
+from harness.signals import deferred, stop_if_received
 from harness.stack import Stack, load_topology
 from harness.timeline import build_timeline
 from harness.verdict import ExitCode, Verdict
@@ -93,9 +94,11 @@ def run_main_job(
     with stack:
         progress(f"  {len(stack.processes)} processes ready in {stack.started_in:.1f}s")
         progress("[2/4] verifying every contract against its real provider")
-        contracts, contracts_run = _contracts(report_dir, progress)
+        with deferred():  # a signal stops the run once the verifier is done (a few seconds)
+            contracts, contracts_run = _contracts(report_dir, progress)
         progress(f"[3/4] chaos experiment: {EXPERIMENT}")
         chaos = _chaos(stack, report_dir, progress)
+        stop_if_received()
         progress(f"[4/4] load run with a fault window: {PROFILE}")
         load = _load(stack, report_dir, progress)
         timeline = build_timeline([stack.workdir / "events"])

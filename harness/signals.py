@@ -42,6 +42,7 @@ class _Received:
     def __init__(self) -> None:
         self.signum: int | None = None
         self.count = 0
+        self.deferring = 0
         self.handler: Callable[[int, FrameType | None], None] | None = None
 
 
@@ -56,6 +57,13 @@ def received() -> int | None:
 def hurried() -> bool:
     """A second SIGINT or SIGTERM came: stops give no more grace (they still kill and clean up)."""
     return _received.count > 1
+
+
+def stop_if_received() -> None:
+    """At a boundary between phases of a run: stop now if a signal came and did not stop it (one kept by
+    ``deferred``, or one an engine that catches Ctrl-C, Chaos Toolkit, turned into a return)."""
+    if _received.signum is not None and _received.handler is not None:
+        raise Interrupted(_received.signum)
 
 
 def interrupted_exit(default: int = signal.SIGINT) -> ExitCode:
@@ -77,8 +85,8 @@ def stop_on_signals() -> Iterator[None]:
         _received.count += 1
         if _received.signum is None:
             _received.signum = signum
-        if _received.count == 1:  # a later one must not break off the cleanup the first one started
-            raise Interrupted(signum)
+        if _received.count == 1 and not _received.deferring:
+            raise Interrupted(signum)  # only the first: later ones must not break off the cleanup it started
 
     previous = {sig: signal.signal(sig, handler) for sig in HANDLED}
     _received.handler = handler
@@ -88,6 +96,18 @@ def stop_on_signals() -> Iterator[None]:
         _received.handler = None
         for sig, before in previous.items():
             signal.signal(sig, before)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """A stretch where an exception raised by the handler could be swallowed or leave a library half done
+    (pact's verifier runs Python code as C callbacks): a signal is kept, and raised when the block ends."""
+    _received.deferring += 1
+    try:
+        yield
+    finally:
+        _received.deferring -= 1
+    stop_if_received()
 
 
 def reclaim() -> None:

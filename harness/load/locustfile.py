@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -150,6 +151,17 @@ def _started(environment: Environment, **_kwargs: Any) -> None:
     _record(environment, "load.started")
 
 
+_USERS: weakref.WeakSet[HarnessUser] = weakref.WeakSet()
+"""Every user this process made: a user Locust kills rather than stops never runs ``on_stop``."""
+
+
+@_on(events.quitting)
+def _close_connections(environment: Environment, **_kwargs: Any) -> None:
+    """Close every user's connections before Locust exits, however its users ended."""
+    for user in list(_USERS):
+        user.client.client.close()
+
+
 @_on(events.test_stop)
 def _stopped(environment: Environment, **_kwargs: Any) -> None:
     _record(environment, "load.stopped", requests=environment.stats.total.num_requests)
@@ -165,6 +177,7 @@ class HarnessUser(FastHttpUser):
         self.network_timeout = self.plan.request_timeout
         self.connection_timeout = self.plan.request_timeout
         super().__init__(environment)
+        _USERS.add(self)
         self._turn = itertools.count(int(uuid.uuid4().int % len(self.plan.hosts)))
         rate = self.plan.rate_per_user
         self._pacing: Callable[[Any], float] | None = None if rate is None else constant_throughput(rate)

@@ -71,7 +71,8 @@ def commands(tmp: Path) -> dict[str, Command]:
     report = str(tmp / "report")
     return {
         "run": Command("run", ("run", "--topology", topology, "--report", report),
-                       (("[1/4] starting the stack", 1.5), ("[2/4] verifying every contract", 3.0))),
+                       (("[1/4] starting the stack", 1.5), ("[2/4] verifying every contract", 3.0),
+                        ("[3/4] chaos experiment", 6.0), ("[4/4] load run", 4.0))),
         "up": Command("up", ("up", "--topology", topology, "--workdir", str(tmp / "up")),
                       (("starting the stack in", 1.5), ("running; Ctrl-C stops", 2.0))),
         "chaos": Command("chaos", ("chaos", "run", str(EXPERIMENTS / "long-toxic.json"),
