@@ -128,8 +128,10 @@ class _Ends(LinkEnds):
         self.destination = destination
 
     def write(self, data: bytes) -> None:
+        """Write to the destination; bytes for a side already closed are dropped, as a socket would (a
+        toxic removed while it held data for a connection that ended meanwhile)."""
         transport = self.destination.transport
-        if transport is not None:
+        if transport is not None and not transport.is_closing():
             transport.write(data)
 
     def writer(self) -> Callable[[bytes], None] | None:
