@@ -107,3 +107,22 @@ def test_harness_help_shows_the_one_exit_code_map() -> None:
     shown = CliRunner().invoke(cli, ["--help"]).output
     for code, meaning in MEANINGS.items():
         assert f"{int(code):<4} {meaning}" in shown
+
+
+@pytest.mark.behaviour("harness.signals")
+def test_a_signal_in_a_deferred_stretch_stops_the_run_when_it_ends() -> None:
+    """Inside ``deferred`` (pact's verifier calls Python from C, where an exception is swallowed) the
+    signal is kept; the run stops as the stretch ends, with the signal's code."""
+    from harness.signals import deferred
+
+    reached = []
+
+    def stretch() -> None:
+        with deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            reached.append("after the signal, inside the stretch")
+
+    with pytest.raises(Interrupted) as raised, stop_on_signals():
+        stretch()
+    assert reached == ["after the signal, inside the stretch"]
+    assert raised.value.exit_code == 143
