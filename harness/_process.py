@@ -28,6 +28,7 @@ import httpx
 
 from harness._spec import ProcessSpec
 from harness.errors import ServiceStartError
+from harness.signals import deferred
 
 _PR_SET_PDEATHSIG = 1
 T = TypeVar("T")
@@ -189,7 +190,8 @@ class ServiceProcess:
                 )
 
             try:
-                self._popen = fork() if self.spawner is None else self.spawner.call(fork)
+                with deferred():  # a Ctrl-C while the child is forked waits until it is ours to stop
+                    self._popen = fork() if self.spawner is None else self.spawner.call(fork)
             except OSError as exc:  # an own command that does not exist or may not run
                 where = self.spec.cwd or Path.cwd()
                 raise ServiceStartError(f"{self.name}: cannot run {command[0]!r} in {where}: "
