@@ -19,29 +19,16 @@ import pytest
 
 from tests._children import reap
 
-from ._run import harness
+from ._run import FAST_TOPOLOGY, harness
 
 ROOT = Path(__file__).parents[2]
 EXPERIMENTS = Path(__file__).parent / "experiments"
-FAST = """
-[registry]
-ttl = 1.5
-check_interval = 0.5
-check_timeout = 0.5
-check_failures = 2
-[services.users]
-heartbeat_interval = 0.3
-[services.notifications]
-heartbeat_interval = 0.3
-[services.orchestrator]
-heartbeat_interval = 0.3
-"""
 
 
 @pytest.fixture
 def fast_topology(tmp_path: Path) -> Path:
     path = tmp_path / "fast.toml"
-    path.write_text(FAST)
+    path.write_text(FAST_TOPOLOGY)
     return path
 
 

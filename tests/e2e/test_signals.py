@@ -24,24 +24,13 @@ import pytest
 
 from tests._children import reap
 
+from ._run import FAST_TOPOLOGY
+
 ROOT = Path(__file__).parents[2]
 EXPERIMENTS = Path(__file__).parent / "experiments"
 OFFSETS = int(os.environ.get("HARNESS_SIGNAL_OFFSETS", "2"))
 SEED = int(os.environ.get("HARNESS_SIGNAL_SEED", "17"))
 STOP_WITHIN = 10.0
-FAST = """
-[registry]
-ttl = 1.5
-check_interval = 0.5
-check_timeout = 0.5
-check_failures = 2
-[services.users]
-heartbeat_interval = 0.3
-[services.notifications]
-heartbeat_interval = 0.3
-[services.orchestrator]
-heartbeat_interval = 0.3
-"""
 PROFILE = """
 title = "orders for a signal to interrupt"
 [target]
@@ -122,7 +111,7 @@ def survivors(token: str) -> list[str]:
 def test_a_signal_in_any_phase_stops_the_run_cleanly(
     tmp_path: Path, name: str, phase: str, delay: float, sent: signal.Signals
 ) -> None:
-    (tmp_path / "fast.toml").write_text(FAST)
+    (tmp_path / "fast.toml").write_text(FAST_TOPOLOGY)
     (tmp_path / "profile.toml").write_text(PROFILE)
     command = commands(tmp_path)[name]
     token = uuid.uuid4().hex
