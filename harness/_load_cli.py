@@ -73,9 +73,9 @@ ALLOW_REMOTE = click.option(
 @click.option(
     "--master-port",
     type=click.IntRange(1, 65535),
-    default=5557,
-    show_default=True,
-    help="With --master: the port workers connect to.",
+    default=None,
+    help="The port Locust's master listens on for workers: with --master 5557 unless given; with "
+    "--processes a free loopback port from the OS.",
 )
 @ALLOW_REMOTE
 @click.argument("locust_args", nargs=-1, type=click.UNPROCESSED)
@@ -90,7 +90,7 @@ def load_run(
     master: bool,
     expect_workers: int,
     master_bind_host: str,
-    master_port: int,
+    master_port: int | None,
     allow_remote: bool,
     locust_args: tuple[str, ...],
 ) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,7 +42,7 @@ class Distribution:
     master: bool = False
     expect_workers: int = 1
     bind_host: str = "127.0.0.1"
-    port: int = DEFAULT_MASTER_PORT
+    port: int | None = None
     workers_wait: float = 60.0
 
     def __post_init__(self) -> None:
@@ -53,6 +54,11 @@ class Distribution:
             )
         if self.expect_workers < 1:
             raise ConfigError(f"--expect-workers must be 1 or more, got {self.expect_workers}")
+
+    @property
+    def listens(self) -> bool:
+        """Whether Locust's master opens a port for its workers (``--master``, or ``--processes`` above 1)."""
+        return self.master or (self.processes or 1) > 1
 
     @property
     def workers(self) -> int:
@@ -68,7 +74,18 @@ class Distribution:
                 "accept workers from other machines"
             )
 
-    def options(self) -> list[str]:
+    def master_port(self) -> int:
+        """The port the master listens on: the one asked for; for ``--master`` without one, Locust's usual
+        5557 (remote workers must know it); for ``--processes``, a free one from the OS, so two runs on one
+        machine never share it."""
+        if self.port is not None:
+            return self.port
+        return DEFAULT_MASTER_PORT if self.master else free_loopback_port()
+
+    def options(self, port: int) -> list[str]:
+        """Locust's options for this distribution, its master on ``port``. ``--processes`` forks workers
+        that connect over loopback: the master then binds 127.0.0.1, not Locust's default of every
+        interface."""
         if self.master:
             return [
                 "--master",
@@ -77,12 +94,23 @@ class Distribution:
                 "--master-bind-host",
                 self.bind_host,
                 "--master-bind-port",
-                str(self.port),
+                str(port),
                 "--expect-workers-max-wait",
                 str(int(self.workers_wait)),
             ]
         if self.processes is not None and self.processes > 1:
-            return ["--processes", str(self.processes)]
+            return [
+                "--processes",
+                str(self.processes),
+                "--master-bind-host",
+                "127.0.0.1",
+                "--master-bind-port",
+                str(port),
+                "--master-host",
+                "127.0.0.1",
+                "--master-port",
+                str(port),
+            ]
         return []
 
 
@@ -125,7 +153,12 @@ class LocustRun:
 
 
 def locust_command(
-    plan: LocustPlan, files: LocustFiles, distribution: Distribution, extra: Sequence[str] = ()
+    plan: LocustPlan,
+    files: LocustFiles,
+    distribution: Distribution,
+    extra: Sequence[str] = (),
+    *,
+    port: int = DEFAULT_MASTER_PORT,
 ) -> list[str]:
     """Headless, every statistic to files, Locust's "any failure is exit 1" off (thresholds judge)."""
     return [
@@ -145,7 +178,7 @@ def locust_command(
         str(files.stats_json.with_suffix("")),
         "--exit-code-on-error",
         "0",
-        *distribution.options(),
+        *distribution.options(port),
         *plan.option(),
         *extra,
     ]
@@ -267,6 +300,10 @@ def _group_alive(group: int) -> bool:
     return True
 
 
+PORT_ATTEMPTS = 3
+_PORT_BUSY = "Address already in use"  # in the log of a master that could not bind its port
+
+
 def run_locust(
     plan: LocustPlan,
     files: LocustFiles,
@@ -280,16 +317,60 @@ def run_locust(
     interval: float = 0.25,
 ) -> LocustRun:
     """Run Locust until its shape ends the load; raise EnvironmentUnavailable when it cannot start, dies,
-    or overruns the plan by more than a grace period. Every Locust process has ended when this returns."""
+    or overruns the plan by more than a grace period. Every Locust process has ended when this returns.
+
+    A master port from the OS can be taken by someone else between the harness choosing it and Locust
+    binding it: Locust is then started again on another, at most ``PORT_ATTEMPTS`` times, each said in its
+    log. A port the user chose is never changed."""
     if plan.events is None:
         raise ValueError("the plan needs an events file: the start of the load is read from it")
-    events = Path(plan.events)
-    events.parent.mkdir(parents=True, exist_ok=True)
     files.folder.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port = distribution.master_port()
+        try:
+            return _run_once(
+                plan,
+                files,
+                locust_command(plan, files, distribution, extra, port=port),
+                distribution,
+                startup_timeout=startup_timeout,
+                on_started=on_started,
+                on_rows=on_rows,
+                on_tick=on_tick,
+                interval=interval,
+            )
+        except _MasterPortBusy as busy:
+            if distribution.port is not None or attempt == PORT_ATTEMPTS:
+                raise EnvironmentUnavailable(str(busy)) from None
+            with files.log.open("a", encoding="utf-8") as log:
+                log.write(
+                    f"harness: the master port {port} was taken before Locust bound it; starting Locust "
+                    f"again on another (attempt {attempt + 1} of {PORT_ATTEMPTS})\n"
+                )
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+class _MasterPortBusy(Exception):
+    """Locust's master could not bind its port and exited before the load."""
+
+
+def _run_once(
+    plan: LocustPlan,
+    files: LocustFiles,
+    command: list[str],
+    distribution: Distribution,
+    *,
+    startup_timeout: float,
+    on_started: Callable[[float], None],
+    on_rows: Callable[[list[HistoryRow]], None],
+    on_tick: Callable[[], None],
+    interval: float,
+) -> LocustRun:
+    events = Path(str(plan.events))
+    events.parent.mkdir(parents=True, exist_ok=True)
     for stale in (files.history, files.stats_json, files.failures):
         stale.unlink(missing_ok=True)
     already = len(read_events(events)) if events.exists() else 0
-    command = locust_command(plan, files, distribution, extra)
     duration = plan.stages[-1].until
     grace = max(15.0, 0.5 * duration)
     wait_for_start = startup_timeout + (distribution.workers_wait if distribution.master else 0.0)
@@ -327,8 +408,18 @@ def run_locust(
         why = (
             f"exited with code {code}" if started is not None else f"exited with code {code} before the load"
         )
-        raise EnvironmentUnavailable(f"Locust {why} (log: {files.log}):\n{process.log_tail()}")
+        message = f"Locust {why} (log: {files.log}):\n{process.log_tail()}"
+        if started is None and _PORT_BUSY in process.log_tail(50):
+            raise _MasterPortBusy(message)
+        raise EnvironmentUnavailable(message)
     return LocustRun(command, code, started, stopped, tail.rows)
+
+
+def free_loopback_port() -> int:
+    """A port 127.0.0.1 had free a moment ago (its user must bind it soon and cope if it was taken)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _new_start(events: Path, already: int) -> float | None:

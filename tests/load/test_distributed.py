@@ -11,13 +11,24 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from harness.load import Distribution
+from harness.load import Distribution, run_load
 from harness.stack import Stack
 from tests._children import child_env
 
 from .conftest import run
+
+SHORT = """
+title = "user reads for eight seconds"
+[target]
+kind = "user_reads"
+[load]
+users = 2
+duration = 8
+rate_per_user = 2
+"""
 
 LONG = """
 title = "user reads for five minutes"
@@ -148,3 +159,87 @@ class TestNoLocustOutlivesTheRun:
                 process.wait()
             for pid in locust_pids(str(report)):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.behaviour("load.distributed")
+class TestForkedWorkersStayOnLoopback:
+    def test_two_runs_at_once_each_get_a_master_port_on_loopback(self, stack: Stack, tmp_path: Path) -> None:
+        """Two `harness load run --processes 2` at the same time both finish (Locust's master no longer takes
+        a fixed port, so the second does not collide), and each master listens on 127.0.0.1 only."""
+        profile = tmp_path / "short.toml"
+        profile.write_text(SHORT)
+        reports = [tmp_path / f"run-{n}" for n in (1, 2)]
+        runs = [
+            spawn_harness(
+                "load",
+                "run",
+                str(profile),
+                "--attach",
+                str(stack.workdir),
+                "--report",
+                str(report),
+                "--processes",
+                "2",
+                out=tmp_path / f"run-{n}.log",
+            )
+            for n, report in enumerate(reports, start=1)
+        ]
+        listening: dict[int, set[tuple[str, int]]] = {}
+        try:
+            while any(run.poll() is None for run in runs) and len(listening) < 2:
+                for n, report in enumerate(reports):
+                    for pid in locust_pids(str(report)):
+                        addresses = _listening(pid)
+                        if addresses:
+                            listening[n] = addresses
+                time.sleep(0.1)
+            codes = [run.wait(timeout=90) for run in runs]
+        finally:
+            for run in runs:
+                if run.poll() is None:
+                    run.kill()
+                    run.wait()
+        for n in (1, 2):
+            print(f"run {n}:", (tmp_path / f"run-{n}.log").read_text())
+        print(f"masters listening on: {listening}")
+        assert codes == [0, 0]
+        assert len(listening) == 2, "each run's Locust master was seen listening"
+        hosts = {host for addresses in listening.values() for host, _port in addresses}
+        assert hosts == {"127.0.0.1"}
+        assert listening[0].isdisjoint(listening[1])
+
+    def test_a_master_port_taken_before_locust_binds_it_is_replaced(
+        self, stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The port the OS offered is taken by another listener before Locust binds it: Locust is started
+        again on another port, the run finishes, and its log says why it started twice."""
+        from harness.load import _locust
+
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            offers = iter([int(taken.getsockname()[1])])
+            real = _locust.free_loopback_port
+            monkeypatch.setattr(_locust, "free_loopback_port", lambda: next(offers, None) or real())
+            profile = tmp_path / "short.toml"
+            profile.write_text(SHORT)
+            outcome = run_load(
+                profile,
+                report_dir=tmp_path / "report",
+                stack=stack,
+                distribution=Distribution(processes=2),
+                progress=print,
+            )
+        log = (tmp_path / "report" / "locust.log").read_text()
+        print(log[-2000:])
+        assert outcome.exit_code == 0, outcome.failed
+        assert "was taken before Locust bound it; starting Locust again on another (attempt 2 of 3)" in log
+
+
+def _listening(pid: int) -> set[tuple[str, int]]:
+    """The TCP addresses process ``pid`` listens on (none if it has gone)."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return set()
+    return {(c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN}
