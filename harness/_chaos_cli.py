@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from harness.errors import RunEnded
+from harness.signals import Interrupted
 from harness.verdict import ExitCode
 
 
@@ -67,10 +68,11 @@ def chaos_run(
     be reached; 130 (SIGINT) or 143 (SIGTERM) when interrupted, after cleanup."""
     from harness._cli_common import interruptible
     from harness.chaos import run_chaos
+    from harness.report import ReportKind
 
     report_dir = report_dir or Path("chaos-report") / experiment.stem
     click.echo(f"chaos run {experiment}")
-    with interruptible("everything started was stopped"):
+    with interruptible("everything started was stopped", report=(ReportKind.CHAOS, report_dir)):
         outcome = run_chaos(
             experiment,
             report_dir=report_dir,
@@ -83,6 +85,8 @@ def chaos_run(
             fail_fast=fail_fast,
             progress=lambda line: click.echo(f"  [{_clock()}] {line}"),
         )
+        if outcome.exit_code in (ExitCode.SIGINT, ExitCode.SIGTERM):  # stopped inside Chaos Toolkit's run
+            raise Interrupted(outcome.exit_code - 128)
     click.echo(f"\njournal:  {outcome.journal_path}\ntimeline: {outcome.timeline_path}")
     if outcome.report_path is not None:
         click.echo(f"report:   {outcome.report_path}")

@@ -90,6 +90,7 @@ def check_saga(workdir: Path | None, report_dir: Path | None, **options: object)
     notified of an order later compensated, and more. Exit 1 when any count exceeds its bound."""
     from harness._cli_common import build_settings, interruptible
     from harness.checks._saga_run import SagaCheckConfig, run_saga_check
+    from harness.report import ReportKind
 
     config = build_settings(SagaCheckConfig, **options)
     workdir = workdir or Path(tempfile.mkdtemp(prefix="harness-saga-check-")) / "stack"
@@ -97,7 +98,7 @@ def check_saga(workdir: Path | None, report_dir: Path | None, **options: object)
     click.echo(
         f"saga check: {config.orders} orders, {config.kills} kills, seed {config.seed}; stack in {workdir}"
     )
-    with interruptible("the stack and every fault were stopped"):
+    with interruptible("the stack and every fault were stopped", report=(ReportKind.RUN, report_dir)):
         result = run_saga_check(
             config, workdir=workdir, report_dir=report_dir, progress=lambda line: click.echo(f"  {line}")
         )

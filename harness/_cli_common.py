@@ -5,7 +5,9 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import pydantic
@@ -15,6 +17,9 @@ from harness.errors import ConfigError, EnvironmentUnavailable, HarnessError, Ru
 from harness.net import is_loopback_host, is_loopback_url
 from harness.signals import Interrupted, stop_on_signals
 from harness.verdict import Verdict
+
+if TYPE_CHECKING:
+    from harness.report import ReportKind
 
 _Settings = TypeVar("_Settings", bound=pydantic.BaseModel)
 
@@ -51,15 +56,28 @@ def build_settings(model: type[_Settings], **values: Any) -> _Settings:
 
 
 @contextmanager
-def interruptible(cleaned: str) -> Iterator[None]:
+def interruptible(cleaned: str, *, report: tuple[ReportKind, Path] | None = None) -> Iterator[None]:
     """SIGINT and SIGTERM inside the block stop the run (its own ``finally`` clauses clean up); the command
-    then ends with one line saying what was cleaned up and 130 or 143."""
+    then ends with one line saying what was cleaned up and 130 or 143. With ``report`` (the run's kind and
+    report folder), the folder says the run was interrupted (``interrupted.json``, and a report page unless
+    the run wrote its own), so an earlier run's report is never taken for this one's."""
+    started = datetime.now(UTC)
     try:
         with stop_on_signals():
             yield
     except Interrupted as exc:
         name = signal.Signals(exc.signum).name
-        raise RunEnded(f"interrupted by {name}; {cleaned}", exc.exit_code) from None
+        where = ""
+        if report is not None:
+            from harness.report._interrupted import Interruption, write_interrupted
+
+            kind, folder = report
+            try:
+                page = write_interrupted(folder, Interruption(kind, exc.signum, started, cleaned))
+                where = f"; said so in {page}"
+            except OSError as error:
+                where = f"; could not say so in {folder}: {error.strerror or error}"
+        raise RunEnded(f"interrupted by {name}; {cleaned}{where}", exc.exit_code) from None
 
 
 VERDICT_COLOURS = {Verdict.HELD: "green", Verdict.DEVIATED: "red", Verdict.INCONCLUSIVE: "yellow"}

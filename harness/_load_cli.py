@@ -101,6 +101,7 @@ def load_run(
     harness could not produce the evidence (inconclusive: a busy machine, too few calls); 2 for a bad
     profile or arguments; 3 when the stack or Locust failed."""
     from harness.load import Distribution, run_load
+    from harness.report import ReportKind
 
     if topology is not None and attach is not None:
         raise ConfigError("--topology and --attach exclude each other: an attached stack has its own")
@@ -113,7 +114,9 @@ def load_run(
     )
     report_dir = report_dir or Path("load-report") / profile.stem
     click.echo(f"load run {profile}")
-    with interruptible("Locust, the stack and every fault were stopped"):
+    with interruptible(
+        "Locust, the stack and every fault were stopped", report=(ReportKind.LOAD, report_dir)
+    ):
         outcome = run_load(
             profile,
             report_dir=report_dir,

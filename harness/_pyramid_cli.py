@@ -92,6 +92,7 @@ def pyramid(
         write_pyramid_report,
         write_result,
     )
+    from harness.report import ReportKind
 
     if list_only:
         _list()
@@ -107,7 +108,10 @@ def pyramid(
             MutantSettings, root=root, bugs=_names(bugs), levels=_names(levels), cheapest_only=cheapest,
             report_dir=report_dir, level_timeout=level_timeout,
         )  # fmt: skip
-        with interruptible(f"every level stopped; what was found so far is in {report_dir}"):
+        with interruptible(
+            f"every level stopped; what was found so far is in {report_dir}",
+            report=(ReportKind.PYRAMID, report_dir),
+        ):
             result = run_mutants(
                 settings,
                 command=command,
@@ -120,7 +124,7 @@ def pyramid(
             PyramidSettings, root=root, levels=_names(levels), from_dir=from_dir, report_dir=report_dir,
             level_timeout=level_timeout,
         )  # fmt: skip
-        with interruptible("every level stopped"):
+        with interruptible("every level stopped", report=(ReportKind.PYRAMID, report_dir)):
             result = run_pyramid(matrix, command=command, progress=click.echo)
         lines, markdown = matrix_lines(result), pyramid_markdown(result)
     saved = write_result(result, report_dir)

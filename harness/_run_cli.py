@@ -36,13 +36,14 @@ def run(topology: Path | None, report_dir: Path, workdir: Path | None) -> None:
     harness could not produce the evidence), 2/3 for bad input or an unavailable environment, 130/143 when
     interrupted."""
     from harness._main_job import run_main_job
+    from harness.report import ReportKind
 
     began = time.monotonic()
 
     def progress(line: str) -> None:
         click.echo(f"{time.monotonic() - began:6.1f}s {line}")
 
-    with interruptible("the stack and every fault were stopped"):
+    with interruptible("the stack and every fault were stopped", report=(ReportKind.RUN, report_dir)):
         outcome = run_main_job(report_dir, topology_path=topology, workdir=workdir, progress=progress)
     click.echo(f"\nharness run: {outcome.seconds:.0f}s")
     for part in outcome.parts:

@@ -1,7 +1,7 @@
 """Any run stops on a signal, at any moment, cleanly: SIGINT or SIGTERM sent when a phase's progress line
 appears, plus a seeded random delay inside the phase, ends the command within 10 s with 130 or 143, and
 nothing it started is left running (every process the run started carries a token in its environment,
-looked for in /proc afterwards).
+looked for in /proc afterwards), and a run with a report folder says there that it was interrupted.
 
 Two offsets per command here; ``ci/signal-sweep.sh`` runs more (``HARNESS_SIGNAL_OFFSETS=20``) on demand
 and nightly, with the seed printed so a failure can be replayed (``HARNESS_SIGNAL_SEED``).
@@ -9,6 +9,7 @@ and nightly, with the seed printed so a failure can be replayed (``HARNESS_SIGNA
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -148,5 +149,11 @@ def test_a_signal_in_any_phase_stops_the_run_cleanly(
         left = survivors(token)
         assert left == [], left
         assert "Traceback" not in shown
+        if "--report" in command.args:
+            said = json.loads((tmp_path / "report" / "interrupted.json").read_text())
+            print(f"interrupted.json: {said}")
+            assert said["signal"] == sent.name
+            assert said["verdict"] is None
+            assert "interrupted" in (tmp_path / "report" / "report.html").read_text().lower()
     finally:
         reap(run)
