@@ -10,7 +10,16 @@ from typing import Any
 
 import pytest
 
-from harness.report import HeadlessChromium, ReportInput, demo_report, find_chromium, write_report
+from harness.checks import Comparison, Figure
+from harness.report import (
+    FigureSection,
+    HeadlessChromium,
+    Hypothesis,
+    ReportInput,
+    demo_report,
+    find_chromium,
+    write_report,
+)
 from harness.timeline import Timeline
 from tests.unit.test_pyramid import a_pyramid_report_with_a_hole_and_a_caught_bug
 
@@ -90,6 +99,37 @@ class TestReportInBrowser:
         assert bands == 1
         assert texts(browser, "#figures-0 td.verdict") == ["ok", "info", "ok", "ok", "ok", "ok"]
 
+    def test_an_inconclusive_run_shows_in_its_own_colour(
+        self, browser: HeadlessChromium, tmp_path: Path
+    ) -> None:
+        """Evidence the harness could not produce (too few calls) makes the page INCONCLUSIVE, drawn in a
+        colour that is neither held's nor deviated's, and the thin figure's cell says TOO THIN."""
+        report = demo_report()
+        thin = FigureSection(
+            title="evidence for the breaker checks",
+            figures=[Figure(name="calls in the window", measured=3, bound=20, comparison=Comparison.AT_LEAST,
+                            evidence=True)],
+        )  # fmt: skip
+        assert (
+            opened(browser, report.model_copy(update={"sections": [*report.sections, thin]}), tmp_path) == []
+        )
+        assert texts(browser, "#verdict") == ["INCONCLUSIVE"]
+        last = len(report.sections)
+        assert texts(browser, f"#figures-{last} td.verdict") == ["TOO THIN"]
+        colours = {}
+        for name, shown in (
+            ("inconclusive", report.model_copy(update={"sections": [*report.sections, thin]})),
+            ("held", report),
+            ("deviated", report.model_copy(update={"hypothesis": _failed(report)})),
+        ):
+            assert opened(browser, shown, tmp_path / name) == []
+            colours[name] = browser.evaluate(
+                "getComputedStyle(document.getElementById('verdict')).backgroundColor"
+            )
+        print(f"verdict badge colours: {colours}")
+        assert len(set(colours.values())) == 3
+        assert "rgba(0, 0, 0, 0)" not in colours.values(), "every verdict has a colour of its own"
+
     def test_zooming_one_plot_zooms_every_plot(self, browser: HeadlessChromium, tmp_path: Path) -> None:
         """They share the time axis: a zoom on the timeline to the fault window applies to the others."""
         assert opened(browser, demo_report(), tmp_path) == []
@@ -144,3 +184,11 @@ def test_the_pyramid_report_loads_and_shows_its_matrix_and_bugs(
     assert "Behaviour x level" in shown
     assert "HOLE" in shown
     assert "unit (4.2 s)" in shown
+
+
+def _failed(report: ReportInput) -> Hypothesis:
+    """The report's hypothesis with its first probe failed: a deviated page."""
+    assert report.hypothesis is not None
+    probes = report.hypothesis.before
+    first = probes[0].model_copy(update={"held": False})
+    return report.hypothesis.model_copy(update={"before": [first, *probes[1:]]})
