@@ -1,5 +1,7 @@
 """``harness fault``: faults by hand, from a terminal, on the instances of a running ``harness up`` (found
-through its workdir) or on the proxies of any Toxiproxy at ``TOXIPROXY_URL``."""
+through its workdir) or on the proxies of any Toxiproxy at ``TOXIPROXY_URL``. A fault held ``--for`` a
+while ends on time even if the command is killed: it says who ends it then (the fault proxy itself, the
+stack's watch, or, with neither, only this command)."""
 
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ import click
 
 from harness._up_cli import DEFAULT_WORKDIR
 from harness.errors import ConfigError, EnvironmentUnavailable
-from harness.faults import FaultConsole, FaultTarget, FaultWindow, Stream
-from harness.faults._console import parse_duration, toxic_attributes, toxic_kinds
+from harness.faults import ActiveFault, FaultConsole, FaultTarget, FaultWindow, Stream
+from harness.faults._console import EndedBy, parse_duration, toxic_attributes, toxic_kinds
 
 T = TypeVar("T")
 
@@ -36,7 +38,8 @@ _for = click.option(
     "--for",
     "hold_for",
     metavar="DURATION",
-    help="Remove the fault after this long (30s, 1.5m, 500ms), or on Ctrl-C; a countdown meanwhile.",
+    help="Remove the fault after this long (30s, 1.5m, 500ms; at most a week), or on Ctrl-C; a countdown "
+    "meanwhile. It ends on time even if this command is killed (the fault proxy, or the stack, ends it).",
 )
 
 
@@ -53,7 +56,7 @@ def _target(workdir: Path, *, allow_remote: bool) -> FaultTarget:
         if url is None:
             raise ConfigError(f"the stack in {workdir} runs without fault proxies")
         names = tuple(i.name for i in state.instances if i.proxy)
-        return FaultTarget(url, workdir, names, where=f"the stack in {workdir}")
+        return FaultTarget(url, workdir, names, where=f"the stack in {workdir}", watched=True)
     if env:
         ensure_loopback(env, allow_remote=allow_remote, what="TOXIPROXY_URL")
         return FaultTarget(env, workdir, None, where=f"TOXIPROXY_URL={env}")
@@ -126,14 +129,26 @@ def _apply(
             click.echo(f"\ninterrupted: removed {description}")
 
 
+_ENDED_BY = {
+    EndedBy.PROXY: "it ends on time even if this command is killed: the fault proxy ends it itself",
+    EndedBy.WATCH: "it ends on time even if this command is killed: this Toxiproxy cannot end it itself, "
+    "so the stack's watch ends it (from the fault ledger)",
+    EndedBy.COMMAND: "warning: this Toxiproxy cannot end it itself and no stack watches it: if this command "
+    "is killed, the fault stays until the next `harness fault` command after its time",
+}
+
+
 def _hold(console: FaultConsole, window: FaultWindow, description: str, seconds: float) -> None:
-    """Count down, then remove."""
+    """Say who ends the fault should this command die, count down, then remove."""
     tty = sys.stdout.isatty()
 
     def tick(left: float) -> None:
         if tty:
             click.echo(f"\r  {description}: {math.ceil(left)}s left ", nl=False)
 
+    ended_by = console.ended_by.get(window.name)
+    if ended_by is not None:
+        click.echo(_ENDED_BY[ended_by], err=ended_by is EndedBy.COMMAND)
     click.echo(f"holding for {seconds:g}s; Ctrl-C removes it now")
     console.hold(window, seconds, tick=tick)
     click.echo(f"{chr(10) if tty else ''}time is up: removed {description}")
@@ -191,7 +206,8 @@ def add(
 
     def add_one(console: FaultConsole) -> tuple[FaultWindow, str]:
         window = console.add(instance, toxic, values, toxicity=toxicity,
-                             stream=Stream(stream) if stream else None, name=name)  # fmt: skip
+                             stream=Stream(stream) if stream else None, name=name,
+                             hold_for=seconds)  # fmt: skip
         description = f"{window.fault.describe()} ({window.fault.stream.value})"
         click.echo(f"added {description} as {window.name}")
         return window, description
@@ -203,15 +219,23 @@ def add(
 @_workdir
 @_allow_remote
 def list_faults(workdir: Path, allow_remote: bool) -> None:
-    """Every toxic and disabled proxy on the instances now (* : added with `harness fault`)."""
-    faults = _run(workdir, allow_remote, lambda console: console.faults())
+    """Every toxic and disabled proxy on the instances now (* : added with `harness fault`), with the time
+    left of those held for a duration; those whose time is up are removed first."""
+
+    def listed(console: FaultConsole) -> tuple[list[str], list[ActiveFault]]:
+        return console.end_expired(), console.faults()
+
+    ended, faults = _run(workdir, allow_remote, listed)
+    for line in ended:
+        click.echo(f"removed {line}: its time was up")
     if not faults:
         click.echo("no faults")
         return
     click.echo(f"  {'instance':<18} {'name':<34} fault")
     for item in faults:
         mark = "*" if item.mine else " "
-        click.echo(f"{mark} {item.instance:<18} {item.name:<34} {item.describe()}")
+        ending = f"  ({item.ending()})" if item.ends_in is not None else ""
+        click.echo(f"{mark} {item.instance:<18} {item.name:<34} {item.describe()}{ending}")
 
 
 @fault.command()
@@ -247,7 +271,7 @@ def down(instance: str, hold_for: str | None, workdir: Path, allow_remote: bool)
     seconds = parse_duration(hold_for) if hold_for is not None else None
 
     def take_down(console: FaultConsole) -> tuple[FaultWindow, str]:
-        window = console.down(instance)
+        window = console.down(instance, hold_for=seconds)
         click.echo(f"{instance} is down ({window.name})")
         return window, f"{instance} down"
 

@@ -1,5 +1,6 @@
 """The Toxiproxy HTTP API: gorilla/mux-style routing (request ids and the browser check on matched routes
-only, plain 404 and empty 405 otherwise) and handlers that answer with the real server's bytes."""
+only, plain 404 and empty 405 otherwise) and handlers that answer with the real server's bytes. A toxic or
+proxy with an expiry (the ``expires_in`` extension) has one more key, last: the milliseconds left."""
 
 from __future__ import annotations
 
@@ -27,22 +28,32 @@ def _attribute(value: int | str) -> str:
     return go_string(value) if isinstance(value, str) else str(value)
 
 
-def toxic_json(entry: ToxicEntry) -> str:
+def _expiry(expires_in: int | None) -> str:
+    """The extension's key, only when there is an expiry: every other answer keeps Toxiproxy's keys."""
+    return "" if expires_in is None else f',"expires_in":{expires_in}'
+
+
+def toxic_json(entry: ToxicEntry, expires_in: int | None = None) -> str:
     attributes = ",".join(
         f"{go_string(key)}:{_attribute(value)}" for key, value in entry.toxic.attributes().items()
     )
     return (
         f'{{"attributes":{{{attributes}}},"name":{go_string(entry.name)},"type":{go_string(entry.type)},'
-        f'"stream":{go_string(entry.stream)},"toxicity":{go_float32(entry.toxicity)}}}'
+        f'"stream":{go_string(entry.stream)},"toxicity":{go_float32(entry.toxicity)}{_expiry(expires_in)}}}'
     )
 
 
+def proxy_toxic_json(proxy: Proxy, entry: ToxicEntry) -> str:
+    """A toxic of ``proxy``, with the time it has left if it expires."""
+    return toxic_json(entry, proxy.toxic_expires_in(entry.name))
+
+
 def proxy_json(proxy: Proxy) -> str:
-    toxics = ",".join(toxic_json(entry) for entry in proxy.toxic_list())
+    toxics = ",".join(proxy_toxic_json(proxy, entry) for entry in proxy.toxic_list())
     return (
         f'{{"name":{go_string(proxy.name)},"listen":{go_string(proxy.listen)},'
         f'"upstream":{go_string(proxy.upstream)},"enabled":{go_bool(proxy.enabled)},'
-        f'"Logger":{{}},"toxics":[{toxics}]}}'
+        f'"Logger":{{}},"toxics":[{toxics}]{_expiry(proxy.enabled_in())}}}'
     )
 
 
@@ -195,17 +206,20 @@ class ToxiproxyApi:
         return Response(204)
 
     async def _toxic_index(self, request: Request, args: tuple[str, ...]) -> Response:
-        entries = self._proxies.get(args[0]).toxic_list()
-        return _json(f"[{','.join(toxic_json(entry) for entry in entries)}]")
+        proxy = self._proxies.get(args[0])
+        return _json(f"[{','.join(proxy_toxic_json(proxy, entry) for entry in proxy.toxic_list())}]")
 
     async def _toxic_create(self, request: Request, args: tuple[str, ...]) -> Response:
-        return _json(toxic_json(await self._proxies.add_toxic(args[0], request.body)))
+        entry = await self._proxies.add_toxic(args[0], request.body)
+        return _json(proxy_toxic_json(self._proxies.get(args[0]), entry))
 
     async def _toxic_show(self, request: Request, args: tuple[str, ...]) -> Response:
-        return _json(toxic_json(self._proxies.toxic(self._proxies.get(args[0]), args[1])))
+        proxy = self._proxies.get(args[0])
+        return _json(proxy_toxic_json(proxy, self._proxies.toxic(proxy, args[1])))
 
     async def _toxic_update(self, request: Request, args: tuple[str, ...]) -> Response:
-        return _json(toxic_json(await self._proxies.update_toxic(args[0], args[1], request.body)))
+        entry = await self._proxies.update_toxic(args[0], args[1], request.body)
+        return _json(proxy_toxic_json(self._proxies.get(args[0]), entry))
 
     async def _toxic_delete(self, request: Request, args: tuple[str, ...]) -> Response:
         await self._proxies.remove_toxic(args[0], args[1])

@@ -1,5 +1,7 @@
 """Typed Toxiproxy clients on httpx, sync and async, with proxy handles whose context managers
-(``with proxy.toxic(...)``, ``with proxy.down()``) always undo the fault; ``TOXIPROXY_URL`` by default."""
+(``with proxy.toxic(...)``, ``with proxy.down()``) always undo the fault; ``TOXIPROXY_URL`` by default.
+``expires_in`` (ms) asks the server to end a toxic or a partition by itself: the embedded server does
+(the answer says how long is left), a real Toxiproxy ignores it (the answer's ``expires_in`` is None)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from harness.faults._models import (
     ProxyUpdate,
     Stream,
     ToxicInfo,
+    ToxicSpec,
     ToxicUpdate,
 )
 
@@ -29,6 +32,20 @@ T = TypeVar("T")
 
 def _resolve_url(url: str | None) -> str:
     return (url or os.environ.get("TOXIPROXY_URL") or DEFAULT_TOXIPROXY_URL).rstrip("/")
+
+
+def _spec(
+    type: str,
+    stream: Stream | str,
+    toxicity: float,
+    name: str | None,
+    attributes: Mapping[str, Attribute] | None,
+    expires_in: int | None,
+) -> ToxicSpec:
+    spec = _calls.toxic_spec(type, stream, toxicity, name, attributes or {})
+    if expires_in is None:
+        return spec
+    return ToxicSpec.model_validate({**spec.model_dump(), "expires_in": expires_in})
 
 
 class ToxiproxyClient:
@@ -72,8 +89,10 @@ class ToxiproxyClient:
         listen: str | None = None,
         upstream: str | None = None,
         enabled: bool | None = None,
+        expires_in: int | None = None,
     ) -> Proxy:
-        update = ProxyUpdate(listen=listen, upstream=upstream, enabled=enabled)
+        """Change the proxy; ``expires_in`` (ms, with ``enabled=False``): the server enables it again then."""
+        update = ProxyUpdate(listen=listen, upstream=upstream, enabled=enabled, expires_in=expires_in)
         return Proxy(self, self._run(_calls.update_proxy(name, update)))
 
     def delete_proxy(self, name: str) -> None:
@@ -102,8 +121,10 @@ class ToxiproxyClient:
         toxicity: float = 1.0,
         name: str | None = None,
         attributes: Mapping[str, Attribute] | None = None,
+        expires_in: int | None = None,
     ) -> ToxicInfo:
-        spec = _calls.toxic_spec(type, stream, toxicity, name, attributes or {})
+        """Add a toxic; ``expires_in`` (ms): the server removes it then, if it has the extension."""
+        spec = _spec(type, stream, toxicity, name, attributes, expires_in)
         return self._run(_calls.add_toxic(proxy, spec))
 
     def update_toxic(
@@ -113,9 +134,12 @@ class ToxiproxyClient:
         *,
         attributes: Mapping[str, Attribute] | None = None,
         toxicity: float | None = None,
+        expires_in: int | None = None,
     ) -> ToxicInfo:
         update = ToxicUpdate(
-            attributes=dict(attributes) if attributes is not None else None, toxicity=toxicity
+            attributes=dict(attributes) if attributes is not None else None,
+            toxicity=toxicity,
+            expires_in=expires_in,
         )
         return self._run(_calls.update_toxic(proxy, name, update))
 
@@ -182,9 +206,11 @@ class Proxy(_ProxyFacts):
     def enable(self) -> Proxy:
         return self.update(enabled=True)
 
-    def disable(self) -> Proxy:
-        """Stop listening and close every open connection."""
-        return self.update(enabled=False)
+    def disable(self, *, expires_in: int | None = None) -> Proxy:
+        """Stop listening and close every open connection (until the server enables it again
+        ``expires_in`` ms later, if it has the extension)."""
+        self.info = self.client.update_proxy(self.name, enabled=False, expires_in=expires_in).info
+        return self
 
     def delete(self) -> None:
         self.client.delete_proxy(self.name)
@@ -281,8 +307,9 @@ class AsyncToxiproxyClient:
         listen: str | None = None,
         upstream: str | None = None,
         enabled: bool | None = None,
+        expires_in: int | None = None,
     ) -> AsyncProxy:
-        update = ProxyUpdate(listen=listen, upstream=upstream, enabled=enabled)
+        update = ProxyUpdate(listen=listen, upstream=upstream, enabled=enabled, expires_in=expires_in)
         return AsyncProxy(self, await self._run(_calls.update_proxy(name, update)))
 
     async def delete_proxy(self, name: str) -> None:
@@ -309,8 +336,9 @@ class AsyncToxiproxyClient:
         toxicity: float = 1.0,
         name: str | None = None,
         attributes: Mapping[str, Attribute] | None = None,
+        expires_in: int | None = None,
     ) -> ToxicInfo:
-        spec = _calls.toxic_spec(type, stream, toxicity, name, attributes or {})
+        spec = _spec(type, stream, toxicity, name, attributes, expires_in)
         return await self._run(_calls.add_toxic(proxy, spec))
 
     async def update_toxic(
@@ -320,9 +348,12 @@ class AsyncToxiproxyClient:
         *,
         attributes: Mapping[str, Attribute] | None = None,
         toxicity: float | None = None,
+        expires_in: int | None = None,
     ) -> ToxicInfo:
         update = ToxicUpdate(
-            attributes=dict(attributes) if attributes is not None else None, toxicity=toxicity
+            attributes=dict(attributes) if attributes is not None else None,
+            toxicity=toxicity,
+            expires_in=expires_in,
         )
         return await self._run(_calls.update_toxic(proxy, name, update))
 
@@ -362,8 +393,9 @@ class AsyncProxy(_ProxyFacts):
     async def enable(self) -> AsyncProxy:
         return await self.update(enabled=True)
 
-    async def disable(self) -> AsyncProxy:
-        return await self.update(enabled=False)
+    async def disable(self, *, expires_in: int | None = None) -> AsyncProxy:
+        self.info = (await self.client.update_proxy(self.name, enabled=False, expires_in=expires_in)).info
+        return self
 
     async def delete(self) -> None:
         await self.client.delete_proxy(self.name)

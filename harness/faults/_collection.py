@@ -1,12 +1,16 @@
 """The server's proxies and what the API does to them, HTTP-free: Toxiproxy's checks in its order, with its
 messages, raised as ApiError; request bodies are decoded with Go's rules, in slices of the loop's time,
-then held to the limits of _limits, which only this server has."""
+then held to the limits of _limits, which only this server has. One extension: ``expires_in`` (ms) on a
+toxic, or on a disabled proxy, ends that fault by itself when the time is up (a timer on the loop), so a
+fault held for a while ends on time even when whoever set it is gone."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import random
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from harness.faults._addresses import AddressError, remote_address_refusal, resolve_tcp
@@ -14,10 +18,12 @@ from harness.faults._decoding import BodyDecoder
 from harness.faults._godecode import STEP_ITEMS
 from harness.faults._gojson import GoField, GoJSONError, GoStruct, Kind
 from harness.faults._http_toxics import HTTP_TOXICS
-from harness.faults._limits import name_refusal, toxicity_refusal
+from harness.faults._limits import MAX_DELAY_MS, Bound, name_refusal, toxicity_refusal
 from harness.faults._link import Direction, ToxicEntry
-from harness.faults._proxy import CounterFactory, Proxy
+from harness.faults._proxy import CounterFactory, Expiry, Proxy
 from harness.faults._toxics import TOXICS, Toxic
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -45,7 +51,11 @@ _PROXY_FIELDS = (
     GoField("enabled", Kind.BOOL, "bool"),
     GoField("Logger", Kind.STRUCT, "zerolog.Logger", _EMPTY_STRUCT),  # exported by accident upstream
 )
-PROXY = GoStruct("Proxy", "toxiproxy.Proxy", _PROXY_FIELDS)
+# The extension's key, in the bodies of proxy and toxic creates and updates (a real Toxiproxy ignores it). The
+# type strings stay Toxiproxy's, so every decode message of the real server is unchanged.
+EXPIRES_IN = GoField("expires_in", Kind.INT, "int64")
+EXPIRY = Bound(0, 168 * MAX_DELAY_MS, "ms")  # up to one week; 0: no expiry
+PROXY = GoStruct("Proxy", "toxiproxy.Proxy", (*_PROXY_FIELDS, EXPIRES_IN))
 POPULATE_ENTRY = GoStruct("", 'struct { toxiproxy.Proxy; Enabled *bool "json:\\"enabled\\"" }', _PROXY_FIELDS)
 POPULATE_SLICE = f"[]{POPULATE_ENTRY.type_string}"
 TOXIC_WRAPPER = GoStruct(
@@ -57,6 +67,7 @@ TOXIC_WRAPPER = GoStruct(
         GoField("type", Kind.STRING, "string"),
         GoField("stream", Kind.STRING, "string"),
         GoField("toxicity", Kind.FLOAT32, "float32"),
+        EXPIRES_IN,
     ),
 )
 KINDS: dict[str, type[Toxic]] = {**TOXICS, **HTTP_TOXICS}  # Toxiproxy's seven and the HTTP extensions
@@ -71,7 +82,9 @@ def _attributes_layout(kind: type[Toxic], *, with_toxicity: bool) -> GoStruct:
         return GoStruct("", f"struct {{ {_ATTRIBUTES_TAG} }}", (attributes,))
     toxicity = GoField("toxicity", Kind.FLOAT32, "float32")
     return GoStruct(
-        "", f'struct {{ {_ATTRIBUTES_TAG}; Toxicity float32 "json:\\"toxicity\\"" }}', (attributes, toxicity)
+        "",
+        f'struct {{ {_ATTRIBUTES_TAG}; Toxicity float32 "json:\\"toxicity\\"" }}',
+        (attributes, toxicity, EXPIRES_IN),
     )
 
 
@@ -90,6 +103,18 @@ async def _pace(count: int) -> None:
     """Give the loop a turn every STEP_ITEMS entries, so a populate of thousands never holds it long."""
     if count % STEP_ITEMS == 0:
         await asyncio.sleep(0)
+
+
+def _expires_in(fields: dict[str, Any]) -> int | None:
+    """The body's ``expires_in`` (ms; 0: none), None when absent; a 400 naming it when out of range."""
+    value: int | None = fields.get("expires_in")
+    refusal = EXPIRY.refusal("expires_in", value) if value is not None else None
+    if refusal:
+        raise ApiError(refusal, 400)
+    return value
+
+
+_ENABLED_EXPIRY = 'expires_in: only a disabled proxy expires (it is enabled again then); send "enabled":false'
 
 
 def parse_direction(stream: str) -> Direction | None:
@@ -114,6 +139,62 @@ class ProxyCollection:
         self._loop = loop
         self._decoder = BodyDecoder()
         self._lock = asyncio.Lock()
+        self._endings: set[asyncio.Task[None]] = set()  # faults being ended by their expiry
+
+    def _expiry(self, milliseconds: int, end: Callable[[], Coroutine[Any, Any, None]]) -> Expiry:
+        """A timer that runs ``end`` in ``milliseconds``."""
+        at = self._loop.time() + milliseconds / 1000
+        return Expiry(at, self._loop.call_at(at, self._spawn, end))
+
+    def _spawn(self, end: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        task = self._loop.create_task(end())
+        self._endings.add(task)
+        task.add_done_callback(self._endings.discard)
+
+    def _expire_toxic(self, proxy: Proxy, entry: ToxicEntry, milliseconds: int) -> None:
+        """Remove ``entry`` in ``milliseconds`` (0: never), unless it ends otherwise first."""
+        if not milliseconds:
+            proxy.expire_toxic(entry.name, None)
+            return
+
+        expiry: Expiry | None = None
+
+        async def end() -> None:
+            async with self._lock:
+                if self.proxies.get(proxy.name) is not proxy or proxy.find_toxic(entry.name) is not entry:
+                    return  # removed (or replaced) meanwhile
+                if proxy.toxic_expiries.get(entry.name) is not expiry:
+                    return  # its expiry was changed or cleared while this waited for the lock
+                await proxy.remove_toxic(entry)
+            logger.info("proxy %s: toxic %s expired and was removed", proxy.name, entry.name)
+
+        expiry = self._expiry(milliseconds, end)
+        proxy.expire_toxic(entry.name, expiry)
+
+    def _expire_disabled(self, proxy: Proxy, milliseconds: int) -> None:
+        """Enable the disabled ``proxy`` in ``milliseconds`` (0: never), unless it is enabled first."""
+        if not milliseconds:
+            proxy.expire_disabled(None)
+            return
+
+        expiry: Expiry | None = None
+
+        async def end() -> None:
+            async with self._lock:
+                if self.proxies.get(proxy.name) is not proxy or proxy.enabled:
+                    return  # deleted, replaced or enabled meanwhile
+                if proxy.enable_expiry is not expiry:
+                    return  # its expiry was changed or cleared while this waited for the lock
+                try:
+                    await proxy.start()
+                except AddressError as exc:
+                    proxy.expire_disabled(None)
+                    logger.warning("proxy %s: could not be enabled when its expiry came: %s", proxy.name, exc)
+                    return
+            logger.info("proxy %s: disabled state expired; enabled again", proxy.name)
+
+        expiry = self._expiry(milliseconds, end)
+        proxy.expire_disabled(expiry)
 
     def _new_proxy(self, name: str, listen: str, upstream: str) -> Proxy:
         return Proxy(name, listen, upstream, rng=self._rng, counters=self._counters, loop=self._loop)
@@ -162,9 +243,15 @@ class ProxyCollection:
             refusal = self._refusal(listen, upstream)
             if refusal:
                 raise ApiError(refusal, 400)
+            enabled = fields.get("enabled", True)
+            expires_in = _expires_in(fields)
+            if expires_in and enabled:
+                raise ApiError(_ENABLED_EXPIRY, 400)
             proxy = self._new_proxy(name, listen, upstream)
-            if fields.get("enabled", True):
+            if enabled:
                 await self._start(proxy)
+            elif expires_in:
+                self._expire_disabled(proxy, expires_in)
             self.proxies[name] = proxy
             return proxy
 
@@ -185,6 +272,9 @@ class ProxyCollection:
             refusal = self._refusal(listen, upstream)
             if refusal:
                 raise ApiError(refusal, 400)
+            expires_in = _expires_in(fields)
+            if expires_in and enabled:
+                raise ApiError(_ENABLED_EXPIRY, 400)
             try:
                 differs = await self._differs(proxy, listen, upstream)
             except AddressError as exc:
@@ -196,11 +286,15 @@ class ProxyCollection:
                 await self._start(proxy)  # on failure the proxy stays disabled, with the new listen value
             elif not enabled:
                 proxy.stop()
+                if expires_in is not None:  # omitted: an expiry the proxy has is kept
+                    self._expire_disabled(proxy, expires_in)
             return proxy
 
     async def delete(self, name: str) -> None:
         async with self._lock:
-            self.get(name).stop()
+            proxy = self.get(name)
+            proxy.stop()
+            proxy.cancel_expiries()
             del self.proxies[name]
 
     async def populate(self, body: bytes) -> list[Proxy]:
@@ -239,6 +333,7 @@ class ProxyCollection:
                         created.append(existing)  # kept as it is: toxics and enabled state stay
                         continue
                     existing.stop()
+                    existing.cancel_expiries()
                 proxy = self._new_proxy(name, listen, upstream)
                 if entry.get("enabled", True):
                     try:
@@ -284,8 +379,11 @@ class ProxyCollection:
             toxic = kind(**(await self._decode(body, layout)).get("attributes", {}))  # a second pass, as Go
             toxicity = fields.get("toxicity", 1.0)
             _check_values(toxic, toxicity)
+            expires_in = _expires_in(fields)
             entry = ToxicEntry(name, type_name, stream, direction, toxicity, toxic)
             proxy.add_toxic(entry)
+            if expires_in:
+                self._expire_toxic(proxy, entry, expires_in)
             return entry
 
     async def update_toxic(self, proxy_name: str, toxic_name: str, body: bytes) -> ToxicEntry:
@@ -298,8 +396,11 @@ class ProxyCollection:
             toxic = dataclasses.replace(entry.toxic, **fields.get("attributes", {}))
             toxicity = fields.get("toxicity", entry.toxicity)
             _check_values(toxic, toxicity)
+            expires_in = _expires_in(fields)
             entry.toxic, entry.toxicity = toxic, toxicity
             proxy.update_toxic(entry)
+            if expires_in is not None:  # omitted: an expiry the toxic has is kept; 0 clears it
+                self._expire_toxic(proxy, entry, expires_in)
             return entry
 
     async def remove_toxic(self, proxy_name: str, toxic_name: str) -> None:
@@ -308,6 +409,9 @@ class ProxyCollection:
             await proxy.remove_toxic(self.toxic(proxy, toxic_name))
 
     def close(self) -> None:
-        """Stop every proxy (listeners and open connections)."""
+        """Stop every proxy (listeners and open connections) and every expiry's timer."""
         for proxy in self.proxies.values():
             proxy.stop()
+            proxy.cancel_expiries()
+        for task in self._endings:
+            task.cancel()

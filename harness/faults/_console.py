@@ -1,35 +1,41 @@
 """Faults applied by hand, from a terminal (``harness fault``): on the fault proxy of a running stack or of
 any Toxiproxy, by instance name, through the one ``FaultApplier`` so every fault is in the ledger and on
 the timeline like those of chaos and load runs. Each operation holds a lock on the workdir's ledger, so
-two terminals (a ``--for`` still counting down in one) never lose each other's faults."""
+two terminals (a ``--for`` still counting down in one) never lose each other's faults.
+
+A fault held for a duration ends on time even if the command holding it dies: the embedded fault proxy
+ends it by itself (``expires_in``); with a Toxiproxy that cannot, the end is in the ledger, and the running
+stack's watch (or the next ``harness fault`` command) ends it once its holder has had its chance."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import fcntl
+import math
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.events import EventLog
 from harness.faults._client import ToxiproxyClient
-from harness.faults._collection import KINDS
-from harness.faults._errors import ProxyNotFound, ToxicNotFound
+from harness.faults._collection import EXPIRY, KINDS
+from harness.faults._errors import FaultError, ProxyNotFound, ToxicNotFound
 from harness.faults._limits import toxicity_refusal
 from harness.faults._models import ProxyInfo, Stream, ToxicType
 from harness.faults._schedule import (
     FaultApplier,
     FaultKind,
+    FaultLedger,
     FaultSpec,
     FaultWindow,
     ToxiproxyInjector,
-    read_ledger,
 )
 
 LEDGER = "fault-ledger.json"
@@ -37,14 +43,20 @@ EVENTS = "harness-fault"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 HTTP_TOXICS = (ToxicType.HTTP_ERROR.value, ToxicType.HTTP_LATENCY.value)
+MAX_HOLD = (EXPIRY.high or 0) / 1000  # seconds: the longest a fault proxy holds a fault it is to end itself
+EXPIRY_GRACE = 0.5
+"""Seconds past a fault's end during which only its holder removes it (as "timed"); after them, whoever
+reads the ledger does (as "expired"), since the holder is gone."""
 
 
 def parse_duration(text: str) -> float:
-    """``30``, ``30s``, ``1.5m``, ``500ms``, ``2h`` as seconds; ConfigError naming the forms otherwise."""
+    """``30``, ``30s``, ``1.5m``, ``500ms``, ``2h`` as seconds (up to a week); ConfigError otherwise."""
     match = _DURATION.fullmatch(text.strip())
     seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"] if match else 0.0
     if match is None or seconds <= 0:
         raise ConfigError(f"--for {text!r}: give a duration such as 30s, 1.5m, 500ms or 2h")
+    if seconds > MAX_HOLD:
+        raise ConfigError(f"--for {text!r}: at most {MAX_HOLD / 3600:g}h (one week)")
     return seconds
 
 
@@ -90,11 +102,21 @@ class FaultTarget:
     workdir: Path  # where the ledger and the events go
     instances: tuple[str, ...] | None = None  # None: every proxy the server has
     where: str = ""  # for messages: "the stack in .harness/run", "TOXIPROXY_URL=..."
+    watched: bool = False  # a running stack watches the ledger in workdir and ends faults whose time is up
+
+
+class EndedBy(StrEnum):
+    """Who ends a fault held for a duration when its time is up, should the command holding it be gone."""
+
+    PROXY = "proxy"  # the fault proxy itself (the embedded one's expires_in)
+    WATCH = "watch"  # the running stack's watch, from the ledger (a Toxiproxy without expiry)
+    COMMAND = "command"  # only the holding command (or the next harness fault command, from the ledger)
 
 
 @dataclass(frozen=True)
 class ActiveFault:
-    """A fault the proxy has now: a toxic, or a disabled proxy (``kind`` down); ``mine``: in the ledger."""
+    """A fault the proxy has now: a toxic, or a disabled proxy (``kind`` down); ``mine``: in the ledger;
+    ``ends_in``: seconds until it ends by itself (None: until removed)."""
 
     instance: str
     name: str
@@ -103,12 +125,21 @@ class ActiveFault:
     toxicity: float = 1.0
     attributes: tuple[tuple[str, int | float | str | bool | None], ...] = ()
     mine: bool = False
+    ends_in: float | None = None
 
     def describe(self) -> str:
         attributes = " ".join(f"{key}={value}" for key, value in self.attributes if value not in ("", 0))
         toxicity = "" if self.toxicity == 1.0 else f" toxicity={self.toxicity:g}"
         stream = f" {self.stream}" if self.stream else ""
         return f"{self.kind}{stream}{' ' + attributes if attributes else ''}{toxicity}"
+
+    def ending(self) -> str:
+        """``ends in 12s``, or "" for a fault that stays until removed."""
+        return "" if self.ends_in is None else f"ends in {math.ceil(max(self.ends_in, 0.0))}s"
+
+
+def _seconds(milliseconds: int | None) -> float | None:
+    return None if milliseconds is None else milliseconds / 1000
 
 
 def active_faults(proxies: Mapping[str, ProxyInfo], names: Sequence[str] | None = None) -> list[ActiveFault]:
@@ -119,10 +150,11 @@ def active_faults(proxies: Mapping[str, ProxyInfo], names: Sequence[str] | None 
             continue
         proxy = proxies[name]
         if not proxy.enabled:
-            found.append(ActiveFault(name, f"{name} disabled", "down"))
+            found.append(ActiveFault(name, f"{name} disabled", "down", ends_in=_seconds(proxy.expires_in)))
         for toxic in proxy.toxics:
             found.append(ActiveFault(name, toxic.name, toxic.type, toxic.stream, toxic.toxicity,
-                                     tuple(toxic.attributes.items())))  # fmt: skip
+                                     tuple(toxic.attributes.items()),
+                                     ends_in=_seconds(toxic.expires_in)))  # fmt: skip
     return found
 
 
@@ -141,31 +173,65 @@ class FaultConsole:
     """The operations of ``harness fault``; each one locks the ledger, takes over what it lists, acts
     through a FaultApplier (events and ledger), and leaves the ledger listing what is applied."""
 
-    def __init__(self, target: FaultTarget, *, client: ToxiproxyClient | None = None) -> None:
+    def __init__(
+        self,
+        target: FaultTarget,
+        *,
+        client: ToxiproxyClient | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.target = target
         self.client = client or ToxiproxyClient(target.url)
         self.events = EventLog(EVENTS, target.workdir / "events" / f"{EVENTS}.jsonl")
+        self.ended_by: dict[str, EndedBy] = {}  # windows this process applied for a duration: who ends them
         self._ledger = target.workdir / LEDGER
         self._lock_path = target.workdir / "fault-ledger.lock"
         self._applied_at: dict[str, float] = {}  # when this process applied a window (for its lasted)
+        self._wall_clock = wall_clock
 
     def close(self) -> None:
         self.events.close()
         self.client.close()
 
     @contextlib.contextmanager
-    def _applier(self) -> Iterator[FaultApplier]:
+    def _applier(
+        self, injector: ToxiproxyInjector | None = None, *, expire: bool = True
+    ) -> Iterator[FaultApplier]:
+        """The ledger's applier, under the ledger's lock; with ``expire``, faults whose time is up (and
+        whose holder had its grace) are ended first."""
         self.target.workdir.mkdir(parents=True, exist_ok=True)
         with self._lock_path.open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                applier = FaultApplier(ToxiproxyInjector(self.client), self.events, ledger=self._ledger)
-                applier.adopt(read_ledger(self._ledger))
+                injector = injector or ToxiproxyInjector(self.client)
+                applier = FaultApplier(injector, self.events, ledger=self._ledger)
+                ledger = FaultLedger.read(self._ledger)
+                applier.adopt(ledger.applied, ledger.ends)
                 for name, applied in applier.applied.items():
                     applied.applied_at = self._applied_at.get(name, applied.applied_at)
+                if expire:
+                    self._end_expired(applier, ledger)
                 yield applier
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _end_expired(self, applier: FaultApplier, ledger: FaultLedger) -> list[str]:
+        """End the ledger's faults whose time is up; one the proxy will not let go stays listed."""
+        ended = []
+        for window in ledger.expired(self._wall_clock() - EXPIRY_GRACE):
+            end = ledger.ends[window.name]
+            with contextlib.suppress(FaultError):  # recorded (fault.failed); tried again next time
+                if applier.remove(window.name, reason="expired", ended=end.by_proxy):
+                    ended.append(f"{window.fault.describe()} ({window.name})")
+        return ended
+
+    def end_expired(self) -> list[str]:
+        """End every fault of the ledger whose time is up (the command that held it is gone); what it
+        ended. Cheap when there is none: the ledger is read without the lock first."""
+        if not FaultLedger.read(self._ledger).expired(self._wall_clock() - EXPIRY_GRACE):
+            return []
+        with self._applier(expire=False) as applier:
+            return self._end_expired(applier, FaultLedger.read(self._ledger))
 
     def instances(self) -> list[str]:
         """The instances faults can name: the stack's proxied instances, or every proxy of the server."""
@@ -190,9 +256,11 @@ class FaultConsole:
         toxicity: float = 1.0,
         stream: Stream | None = None,
         name: str | None = None,
+        hold_for: float | None = None,
     ) -> FaultWindow:
-        """Add a toxic to the instance's proxy until removed; its stream by default: upstream for the HTTP
-        toxics (they act on requests), downstream for the others (as in Toxiproxy)."""
+        """Add a toxic to the instance's proxy until removed (or for ``hold_for`` seconds: then it ends even
+        if this process is gone, see ``ended_by``); its stream by default: upstream for the HTTP toxics
+        (they act on requests), downstream for the others (as in Toxiproxy)."""
         refusal = toxicity_refusal(toxicity)
         if refusal:
             raise ConfigError(refusal)
@@ -202,23 +270,33 @@ class FaultConsole:
         chosen = stream or (Stream.UPSTREAM if toxic in HTTP_TOXICS else Stream.DOWNSTREAM)
         spec = FaultSpec(kind=FaultKind(toxic), instance=instance, attributes=dict(attributes),
                          stream=chosen, toxicity=toxicity)  # fmt: skip
-        return self._apply(spec, name)
+        return self._apply(spec, name, hold_for)
 
-    def down(self, instance: str) -> FaultWindow:
-        """Partition the instance: its proxy refuses connections (and closes open ones) until ``up``."""
+    def down(self, instance: str, *, hold_for: float | None = None) -> FaultWindow:
+        """Partition the instance: its proxy refuses connections (and closes open ones) until ``up`` (or
+        for ``hold_for`` seconds, as for ``add``)."""
         self.check_instance(instance)
-        return self._apply(FaultSpec(kind=FaultKind.DOWN, instance=instance), None)
+        return self._apply(FaultSpec(kind=FaultKind.DOWN, instance=instance), None, hold_for)
 
-    def _apply(self, spec: FaultSpec, name: str | None) -> FaultWindow:
+    def _apply(self, spec: FaultSpec, name: str | None, hold_for: float | None) -> FaultWindow:
         window = FaultWindow(name=name or f"{spec.kind.value}-{spec.instance}-{uuid.uuid4().hex[:6]}",
                              fault=spec, start=0.0)  # fmt: skip
-        with self._applier() as applier:
+        injector = ToxiproxyInjector(self.client, expires_in=hold_for)
+        with self._applier(injector) as applier:
             if spec.kind is FaultKind.DOWN and any(
                 w.fault.kind is FaultKind.DOWN and w.fault.instance == spec.instance for w in applier.active()
             ):
                 raise ConfigError(f"{spec.instance} is already down")
-            applier.apply(window)
+            # The end is taken before the proxy's, so the ledger never outlasts what the proxy does itself.
+            expires_at = self._wall_clock() + hold_for if hold_for is not None else None
+            applier.apply(window, expires_at=expires_at)
             self._applied_at[window.name] = applier.applied[window.name].applied_at
+        if hold_for is not None:
+            self.ended_by[window.name] = (
+                EndedBy.PROXY if window.name in injector.ending_itself
+                else EndedBy.WATCH if self.target.watched
+                else EndedBy.COMMAND
+            )  # fmt: skip
         return window
 
     def remove(self, instance: str, name: str | None = None) -> list[str]:
@@ -275,12 +353,25 @@ class FaultConsole:
         return removed
 
     def faults(self, names: Sequence[str] | None = None) -> list[ActiveFault]:
-        """What the fault proxy has now on the instances (all of them by default)."""
+        """What the fault proxy has now on the instances (all of them by default); those in the ledger are
+        marked ``mine`` (a disabled proxy under the name of its ``down`` window), with the ledger's end
+        where the proxy does not know it."""
         wanted = list(names) if names is not None else self.instances()
         proxies = {name: proxy.info for name, proxy in self.client.proxies().items()}
-        mine = {window.name for window in read_ledger(self._ledger)}
-        faults = active_faults(proxies, wanted)
-        return [dataclasses.replace(f, mine=f.name in mine) for f in faults]
+        ledger = FaultLedger.read(self._ledger)
+        mine = {window.name: window for window in ledger.applied}
+        downs = {w.fault.instance: w for w in ledger.applied if w.fault.kind is FaultKind.DOWN}
+        now = self._wall_clock()
+        found = []
+        for fault in active_faults(proxies, wanted):
+            window = downs.get(fault.instance) if fault.kind == FaultKind.DOWN.value else mine.get(fault.name)
+            if window is None:
+                found.append(fault)
+                continue
+            end = ledger.ends.get(window.name)
+            ends_in = fault.ends_in if end is None or fault.ends_in is not None else end.at - now
+            found.append(dataclasses.replace(fault, name=window.name, mine=True, ends_in=ends_in))
+        return found
 
     def hold(
         self,
@@ -307,5 +398,5 @@ class FaultConsole:
 
     def release(self, window: FaultWindow, *, reason: str = "manual") -> bool:
         """Remove ``window`` if it is still applied; True if it was."""
-        with self._applier() as applier:
+        with self._applier(expire=False) as applier:  # its holder ends it (as "timed"), not the expiry
             return applier.remove(window.name, reason=reason)

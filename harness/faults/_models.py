@@ -1,5 +1,6 @@
 """Pydantic models of Toxiproxy payloads: strict (extra="forbid") for what the client sends, tolerant for
-what it reads, so the client keeps working against any real Toxiproxy."""
+what it reads, so the client keeps working against any real Toxiproxy. ``expires_in`` (ms) is the embedded
+server's extension: sent only when set (a real Toxiproxy ignores it), read only from a server that has it."""
 
 from __future__ import annotations
 
@@ -47,13 +48,15 @@ class _Read(BaseModel):
 
 
 class ToxicInfo(_Read):
-    """A toxic as the server reports it."""
+    """A toxic as the server reports it; ``expires_in``: ms until the server removes it by itself (None: it
+    has no expiry, or the server does not have the extension)."""
 
     name: str
     type: str
     stream: str
     toxicity: float = 1.0
     attributes: dict[str, Scalar] = Field(default_factory=dict)
+    expires_in: int | None = None
 
 
 def split_listen(address: str) -> tuple[str, int]:
@@ -63,13 +66,15 @@ def split_listen(address: str) -> tuple[str, int]:
 
 
 class ProxyInfo(_Read):
-    """A proxy as the server reports it; ``listen`` is the address actually bound."""
+    """A proxy as the server reports it; ``listen`` is the address actually bound; ``expires_in``: ms until
+    the disabled proxy is enabled again by the server itself (None: no expiry, or no extension)."""
 
     name: str
     listen: str
     upstream: str
     enabled: bool
     toxics: list[ToxicInfo] = Field(default_factory=list)
+    expires_in: int | None = None
 
     @property
     def host(self) -> str:
@@ -92,11 +97,13 @@ class ProxyConfig(_Sent):
 
 
 class ProxyUpdate(_Sent):
-    """Fields of a proxy to change; those left None are kept by the server."""
+    """Fields of a proxy to change; those left None are kept by the server. ``expires_in`` (ms, with
+    ``enabled=False``): the server enables the proxy again then; 0 clears it."""
 
     listen: str | None = None
     upstream: str | None = None
     enabled: bool | None = None
+    expires_in: int | None = Field(default=None, ge=0)
 
 
 class ToxicSpec(_Sent):
@@ -107,10 +114,13 @@ class ToxicSpec(_Sent):
     stream: Stream = Stream.DOWNSTREAM
     toxicity: float = Field(default=1.0, ge=0.0, le=1.0)
     attributes: dict[str, Attribute] = Field(default_factory=dict)
+    expires_in: int | None = Field(default=None, ge=0)  # ms: the server removes it then (extension)
 
 
 class ToxicUpdate(_Sent):
-    """A change to a toxic: attributes are merged onto the current ones, toxicity kept when None."""
+    """A change to a toxic: attributes are merged onto the current ones, toxicity kept when None;
+    ``expires_in`` (ms) replaces its expiry, 0 clears it, None keeps it."""
 
     attributes: dict[str, Attribute] | None = None
     toxicity: float | None = Field(default=None, ge=0.0, le=1.0)
+    expires_in: int | None = Field(default=None, ge=0)

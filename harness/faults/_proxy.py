@@ -1,15 +1,19 @@
 """A proxy: a listener that dials the upstream for each accepted client and joins the two sockets with two
-links; closing follows Toxiproxy (no half close; a reset is SO_LINGER 0 on both sockets)."""
+links; closing follows Toxiproxy (no half close; a reset is SO_LINGER 0 on both sockets). A toxic, and the
+disabled state, may carry an expiry (an extension): the timer that ends it is held here, cancelled whenever
+the fault ends otherwise."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import socket
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import cast
 
 from harness.faults._addresses import AddressError, bind_listener, split_host_port
@@ -256,6 +260,18 @@ class Connection:
         self._finish()  # the sockets are gone: stop the toxics now rather than when the loop reports it
 
 
+@dataclass(frozen=True)
+class Expiry:
+    """When a fault ends by itself, on the loop's clock, and the timer that ends it then."""
+
+    at: float
+    timer: asyncio.TimerHandle
+
+    def left_ms(self, now: float) -> int:
+        """Milliseconds left, rounded up (what the API shows as ``expires_in``)."""
+        return max(0, math.ceil((self.at - now) * 1000))
+
+
 def _stages(entries: list[ToxicEntry]) -> list[ToxicEntry]:
     """The toxics that run as stages of a link: all but the HTTP ones (the connection's HTTP layer)."""
     return [entry for entry in entries if not entry.toxic.per_request]
@@ -284,6 +300,38 @@ class Proxy:
         self.toxics: tuple[list[ToxicEntry], list[ToxicEntry]] = ([], [])
         self.connections: set[Connection] = set()
         self._server: asyncio.AbstractServer | None = None
+        self.toxic_expiries: dict[str, Expiry] = {}  # by toxic name: toxics removed when their time is up
+        self.enable_expiry: Expiry | None = None  # while disabled: when the proxy is enabled again
+
+    def expire_toxic(self, name: str, expiry: Expiry | None) -> None:
+        """Give the toxic ``name`` this expiry (None: none), cancelling the timer of the one it had."""
+        old = self.toxic_expiries.pop(name, None)
+        if old is not None:
+            old.timer.cancel()
+        if expiry is not None:
+            self.toxic_expiries[name] = expiry
+
+    def expire_disabled(self, expiry: Expiry | None) -> None:
+        """Give the disabled state this expiry (None: none), cancelling the timer of the one it had."""
+        if self.enable_expiry is not None:
+            self.enable_expiry.timer.cancel()
+        self.enable_expiry = expiry
+
+    def toxic_expires_in(self, name: str) -> int | None:
+        """Milliseconds until the toxic ``name`` is removed by itself; None when it has no expiry."""
+        expiry = self.toxic_expiries.get(name)
+        return None if expiry is None else expiry.left_ms(self.loop.time())
+
+    def enabled_in(self) -> int | None:
+        """Milliseconds until the disabled proxy is enabled by itself; None when it has no expiry."""
+        expiry = self.enable_expiry
+        return None if expiry is None else expiry.left_ms(self.loop.time())
+
+    def cancel_expiries(self) -> None:
+        """Cancel every timer (the proxy is deleted or replaced)."""
+        for name in list(self.toxic_expiries):
+            self.expire_toxic(name, None)
+        self.expire_disabled(None)
 
     async def start(self) -> None:
         """Listen on ``listen`` and accept clients; ``listen`` becomes the bound address (AddressError)."""
@@ -297,6 +345,7 @@ class Proxy:
             sock.close()
             raise AddressError(f"listen tcp {bound}: {exc}") from None
         self.enabled = True
+        self.expire_disabled(None)  # enabled, by whoever: nothing left to end
 
     def stop(self) -> None:
         """Close the listener and every open connection."""
@@ -331,6 +380,7 @@ class Proxy:
 
     async def remove_toxic(self, entry: ToxicEntry) -> None:
         self.toxics[entry.direction].remove(entry)
+        self.expire_toxic(entry.name, None)
         if entry.toxic.per_request:
             for connection in self._started_connections():
                 connection.http_changed()

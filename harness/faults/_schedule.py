@@ -4,14 +4,14 @@ A schedule is plain data (seeded, so the same seed gives the same schedule, and 
 can be replayed). ``ScheduleRunner`` plays it against a ``FaultInjector`` (toxics and partitions through
 Toxiproxy, process faults through the stack), records each fault window as events, keeps a ledger file
 of what is applied right now (so a crashed run's faults can be removed later), and removes everything it
-applied when it stops, whatever stopped it.
+applied when it stops, whatever stopped it. A fault held for a duration (``harness fault --for``) has its
+end in the ledger too, so whoever reads the ledger after that time ends it if its holder is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import json
 import math
 import os
 import random
@@ -220,34 +220,81 @@ class FaultInjector(Protocol):
 
 class ToxiproxyInjector:
     """Toxics and partitions through any Toxiproxy API (the embedded server or a real one); each toxic is
-    named after its window, so several windows on one proxy never collide."""
+    named after its window, so several windows on one proxy never collide.
 
-    def __init__(self, client: ToxiproxyClient) -> None:
+    With ``expires_in`` (seconds), what it applies asks the server to end it then by itself; the embedded
+    server does, a real Toxiproxy ignores the request. ``ending_itself`` names the windows the server took
+    it for (its answer said how long is left)."""
+
+    def __init__(self, client: ToxiproxyClient, *, expires_in: float | None = None) -> None:
         self.client = client
+        self._expires_ms = math.ceil(expires_in * 1000) if expires_in is not None else None
+        self.ending_itself: set[str] = set()
 
     def apply(self, window: FaultWindow) -> None:
         fault = window.fault
         if fault.kind.is_process:
             raise ConfigError(f"{fault.describe()}: a process fault needs the stack, not only Toxiproxy")
         if fault.kind is FaultKind.DOWN:
-            self.client.update_proxy(fault.instance, enabled=False)
-            return
-        self.client.add_toxic(fault.instance, fault.kind.value, stream=fault.stream, toxicity=fault.toxicity,
-                              name=window.name, attributes=fault.attributes)  # fmt: skip
+            proxy = self.client.update_proxy(fault.instance, enabled=False, expires_in=self._expires_ms)
+            left = proxy.info.expires_in
+        else:
+            toxic = self.client.add_toxic(
+                fault.instance, fault.kind.value, stream=fault.stream, toxicity=fault.toxicity,
+                name=window.name, attributes=fault.attributes, expires_in=self._expires_ms,
+            )  # fmt: skip
+            left = toxic.expires_in
+        if self._expires_ms is not None and left is not None:
+            self.ending_itself.add(window.name)
 
     def remove(self, window: FaultWindow) -> None:
         fault = window.fault
         if fault.kind is FaultKind.DOWN:
-            self.client.update_proxy(fault.instance, enabled=True)
+            with contextlib.suppress(ProxyNotFound):  # the proxy is gone: nothing is down any more
+                self.client.update_proxy(fault.instance, enabled=True)
             return
         with contextlib.suppress(ToxicNotFound, ProxyNotFound):
             self.client.remove_toxic(fault.instance, window.name)
+
+
+class FaultEnd(BaseModel):
+    """When a fault held for a duration ends, and whether the fault proxy ends it itself (then whoever finds
+    it over only strikes it from the ledger; otherwise they remove it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    at: float  # wall clock, seconds since the epoch: the ledger is read by other processes
+    by_proxy: bool = False
 
 
 @dataclass
 class AppliedFault:
     window: FaultWindow
     applied_at: float  # monotonic
+    end: FaultEnd | None = None  # None: applied until removed
+
+
+class FaultLedger(BaseModel):
+    """The ledger file: the process that wrote it last, the windows applied now, and the end of those held
+    for a duration, by window name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pid: int
+    applied: tuple[FaultWindow, ...] = ()
+    ends: dict[str, FaultEnd] = Field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> FaultLedger:
+        """The ledger at ``path``; an empty one when there is none."""
+        try:
+            return cls.model_validate_json(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls(pid=0)
+
+    def expired(self, now: float) -> list[FaultWindow]:
+        """The windows whose end is at or before ``now`` (wall clock)."""
+        return [w for w in self.applied if (end := self.ends.get(w.name)) is not None and end.at <= now]
 
 
 class FaultApplier:
@@ -274,8 +321,9 @@ class FaultApplier:
         self.failures: list[str] = []
         self._lock = threading.RLock()
 
-    def apply(self, window: FaultWindow, *, at: float | None = None) -> None:
-        """Apply ``window`` now; ``at`` is the time since its schedule began, for the record."""
+    def apply(self, window: FaultWindow, *, at: float | None = None, expires_at: float | None = None) -> None:
+        """Apply ``window`` now; ``at`` is the time since its schedule began, for the record; ``expires_at``
+        (wall clock): when it is to end, for the ledger (and for a fault proxy that ends it itself)."""
         with self._lock:
             if window.name in self.applied:
                 raise ConfigError(f"fault {window.name} is already applied")
@@ -284,23 +332,33 @@ class FaultApplier:
             except Exception as exc:
                 self._failed(window, str(exc))
                 raise
-            self.applied[window.name] = AppliedFault(window, self.clock())
+            end = None
+            if expires_at is not None:
+                by_proxy = isinstance(self.injector, ToxiproxyInjector) and (
+                    window.name in self.injector.ending_itself
+                )
+                end = FaultEnd(at=expires_at, by_proxy=by_proxy)
+            self.applied[window.name] = AppliedFault(window, self.clock(), end)
             self._write_ledger()
         self.events.emit("fault.start", window=window.name, kind=window.fault.kind.value,
                          instance=window.fault.instance, fault=window.fault.describe(),
                          at=round(at if at is not None else 0.0, 3), planned=window.start)  # fmt: skip
 
-    def remove(self, name: str, *, reason: str = "scheduled", at: float | None = None) -> bool:
-        """Remove an applied window; False when it is not applied (removed already, or never)."""
+    def remove(
+        self, name: str, *, reason: str = "scheduled", at: float | None = None, ended: bool = False
+    ) -> bool:
+        """Remove an applied window; False when it is not applied (removed already, or never). ``ended``:
+        the fault ended by itself, so it is only struck from the record."""
         with self._lock:
             applied = self.applied.get(name)
             if applied is None:
                 return False
-            try:
-                self.injector.remove(applied.window)
-            except Exception as exc:
-                self._failed(applied.window, f"remove: {exc}")
-                raise
+            if not ended:
+                try:
+                    self.injector.remove(applied.window)
+                except Exception as exc:
+                    self._failed(applied.window, f"remove: {exc}")
+                    raise
             del self.applied[name]
             self._write_ledger()
         window = applied.window
@@ -324,12 +382,15 @@ class FaultApplier:
         with self._lock:
             return [a.window for a in self.applied.values()]
 
-    def adopt(self, windows: Sequence[FaultWindow]) -> None:
-        """Take over windows another process applied (read from its ledger), so this one can remove them;
-        their time applied counts from now."""
+    def adopt(self, windows: Sequence[FaultWindow], ends: Mapping[str, FaultEnd] | None = None) -> None:
+        """Take over windows another process applied (read from its ledger, with their ends), so this one can
+        remove them; their time applied counts from now."""
+        ends = ends or {}
         with self._lock:
             for window in windows:
-                self.applied.setdefault(window.name, AppliedFault(window, self.clock()))
+                self.applied.setdefault(
+                    window.name, AppliedFault(window, self.clock(), ends.get(window.name))
+                )
 
     def _failed(self, window: FaultWindow, error: str) -> None:
         self.failures.append(f"{window.name}: {window.fault.describe()}: {error}")
@@ -338,8 +399,12 @@ class FaultApplier:
     def _write_ledger(self) -> None:
         if self.ledger is None:
             return
-        applied = [a.window.model_dump(mode="json") for a in self.applied.values()]
-        _write_atomically(self.ledger, json.dumps({"pid": os.getpid(), "applied": applied}, indent=2))
+        ledger = FaultLedger(
+            pid=os.getpid(),
+            applied=tuple(a.window for a in self.applied.values()),
+            ends={a.window.name: a.end for a in self.applied.values() if a.end is not None},
+        )
+        _write_atomically(self.ledger, ledger.model_dump_json(indent=2))
 
 
 class ScheduleRunner:
@@ -426,13 +491,7 @@ class ScheduleRunner:
 
 def read_ledger(path: Path) -> list[FaultWindow]:
     """The windows a (possibly crashed) run left applied, from its ledger; [] when there is none."""
-    try:
-        data: Mapping[str, object] = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return []
-    applied = data.get("applied", [])
-    assert isinstance(applied, list)
-    return [FaultWindow.model_validate(item) for item in applied]
+    return list(FaultLedger.read(path).applied)
 
 
 def _write_atomically(path: Path, text: str) -> None:

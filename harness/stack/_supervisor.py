@@ -7,13 +7,18 @@ and toxics), so every address the instances advertised stays valid. The set is r
 server every ``refresh_interval`` and whenever the stack changes it, so toxics added through the API
 directly come back too, as they were at most that long before the crash. A proxy with toxics is started
 disabled and enabled only once its toxics are back: no call crosses it unharmed in between. A toxic the
-new server refuses is dropped and named in the ``toxiproxy.restarted`` event. A real Toxiproxy at
+new server refuses is dropped and named in the ``toxiproxy.restarted`` event; a toxic or partition with an
+expiry gets the time it had left (one whose time ran out meanwhile is not restored). A real Toxiproxy at
 ``TOXIPROXY_URL`` is not the harness's to restart: its loss and return are reported instead.
+
+Both watchers also end the faults ``harness fault`` held for a duration in the workdir whose time is up
+(``ExpiredFaults``): a real Toxiproxy cannot end them itself, so a killed command would leave them on.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -28,6 +33,7 @@ from harness._process import ServiceProcess
 from harness.errors import EnvironmentUnavailable, HarnessError
 from harness.events import EventLog
 from harness.faults import FaultApiError, FaultError, ProxyConfig, ProxyInfo, ToxiproxyClient
+from harness.stack._faults import ExpiredFaults
 
 PROXY_SET_FILE = "toxiproxy.json"
 POPULATE_FILE = "toxiproxy.populate.json"
@@ -49,6 +55,7 @@ class NoticeKind(StrEnum):
     RESTART_FAILED = "restart_failed"
     UNREACHABLE = "unreachable"
     REACHABLE = "reachable"
+    FAULT_EXPIRED = "fault_expired"  # a fault held for a duration outlived its command, and was ended
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,16 @@ class _Watch:
             if notice is not None:
                 self._notices.append(notice)
 
+    def _end_expired(self, expired: ExpiredFaults) -> None:
+        """End the ledger's faults whose time is up; each one ended is an event and a notice."""
+        ended = expired.tick()
+        if not ended:
+            return
+        self._events.emit("toxiproxy.faults_expired", faults=ended)
+        with self._facts:
+            self._notices.extend(Notice(NoticeKind.FAULT_EXPIRED, f"ended {line}: its time was up and the "
+                                        "command holding it is gone") for line in ended)  # fmt: skip
+
     def _start_thread(self) -> None:
         self._set(FaultProxyState.RUNNING)
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
@@ -161,6 +178,8 @@ class FaultProxySupervisor(_Watch):
         self._set_of_proxies = ProxySet(api_port=0, proxies=[])
         self._read_at = 0.0
         self._restarts: list[ProxyRestart] = []
+        self._workdir = workdir
+        self._expired: ExpiredFaults | None = None
 
     @property
     def process(self) -> ServiceProcess:
@@ -186,6 +205,7 @@ class FaultProxySupervisor(_Watch):
             assert process.port is not None
             self._process = process
             self._client = ToxiproxyClient(process.url, timeout=2.0)
+            self._expired = ExpiredFaults(process.url, self._workdir)  # the API port stays across restarts
             self._keep(ProxySet(api_port=process.port, proxies=[]))
             self._start_thread()
         except BaseException:  # nobody else knows of the process yet: stop (and wait for) it here
@@ -197,6 +217,8 @@ class FaultProxySupervisor(_Watch):
         super().stop(timeout)
         if self._client is not None:
             self._client.close()
+        if self._expired is not None:
+            self._expired.close()
 
     def refresh(self) -> bool:
         """Read the live proxy set and keep it, in memory and in the workdir; False if nothing answered."""
@@ -231,6 +253,9 @@ class FaultProxySupervisor(_Watch):
                 self._revive(attempts=None)
             elif time.monotonic() - self._read_at >= self._refresh_interval:
                 self.refresh()
+        # The proxy ends them itself; this strikes them from the ledger (and catches any a restart lost).
+        if self._expired is not None and self.state is FaultProxyState.RUNNING:
+            self._end_expired(self._expired)
 
     def _revive(self, *, attempts: int | None) -> None:
         """Start the proxy again from the kept set, with backoff; forever when ``attempts`` is None."""
@@ -282,8 +307,14 @@ class FaultProxySupervisor(_Watch):
         self._read_at = time.monotonic()
 
     def _restore(self, proxy_set: ProxySet) -> tuple[ServiceProcess, float, list[str], list[str]]:
-        """A new proxy on the same ports; proxies with toxics are enabled once their toxics are back.
-        Returns it, when it answered, and the toxics restored and dropped."""
+        """A new proxy on the same ports; proxies with toxics are enabled once their toxics are back, a
+        partition with an expiry gets the time it had left. Returns it, when it answered, and the toxics
+        restored and dropped."""
+        read_at = self._read_at  # when the set's expiries were read
+
+        def left(expires_in: int) -> int:
+            return math.ceil(expires_in - (time.monotonic() - read_at) * 1000)
+
         populate = [
             ProxyConfig(name=proxy.name, upstream=proxy.upstream, listen=proxy.listen,
                         enabled=proxy.enabled and not proxy.toxics).model_dump(mode="json")
@@ -301,15 +332,25 @@ class FaultProxySupervisor(_Watch):
                     for toxic in proxy.toxics:
                         label = f"{proxy.name}/{toxic.name}"
                         attributes = {k: v for k, v in toxic.attributes.items() if isinstance(v, int | str)}
+                        expires_in = left(toxic.expires_in) if toxic.expires_in is not None else None
+                        if expires_in is not None and expires_in <= 0:
+                            dropped.append(f"{label}: its time ran out while the proxy was down")
+                            continue
                         try:
                             client.add_toxic(proxy.name, toxic.type, stream=toxic.stream, name=toxic.name,
-                                             toxicity=toxic.toxicity, attributes=attributes)  # fmt: skip
+                                             toxicity=toxic.toxicity, attributes=attributes,
+                                             expires_in=expires_in)  # fmt: skip
                         except (FaultApiError, ValueError) as exc:  # refused: the server cannot have it back
                             dropped.append(f"{label}: {exc}")
                         else:
                             restored.append(label)
-                    if proxy.enabled and proxy.toxics:
+                    partition_left = left(proxy.expires_in) if proxy.expires_in is not None else None
+                    if (proxy.enabled and proxy.toxics) or (
+                        partition_left is not None and partition_left <= 0
+                    ):
                         client.update_proxy(proxy.name, enabled=True)
+                    elif partition_left is not None:
+                        client.update_proxy(proxy.name, enabled=False, expires_in=partition_left)
         except BaseException:
             process.kill()
             raise
@@ -318,14 +359,22 @@ class FaultProxySupervisor(_Watch):
 
 class ExternalProxyWatch(_Watch):
     """A Toxiproxy the harness did not start (``TOXIPROXY_URL``): its loss and return are reported, since
-    restarting it is its owner's job; on return, proxies it no longer has are named."""
+    restarting it is its owner's job; on return, proxies it no longer has are named. It cannot end a fault
+    by itself, so this watch ends the faults of the workdir's ledger whose time is up.
 
-    def __init__(self, url: str, events: EventLog, *, interval: float = 0.5) -> None:
+    ``workdir``: the stack's; by default the one the stack's event log is in (``<workdir>/events/``)."""
+
+    def __init__(
+        self, url: str, events: EventLog, *, interval: float = 0.5, workdir: Path | None = None
+    ) -> None:
         super().__init__(events, interval, "fault-proxy-watch")
         self.url = url
         self._client = ToxiproxyClient(url, timeout=min(interval * 2, 2.0))
         self._known: set[str] = set()
         self._lost_at = 0.0
+        if workdir is None and events.path is not None:
+            workdir = events.path.parent.parent
+        self._expired = ExpiredFaults(url, workdir, interval=interval) if workdir is not None else None
 
     def start(self) -> None:
         self._start_thread()
@@ -333,6 +382,8 @@ class ExternalProxyWatch(_Watch):
     def stop(self, timeout: float = 30.0) -> None:
         super().stop(timeout)
         self._client.close()
+        if self._expired is not None:
+            self._expired.close()
 
     def _tick(self) -> None:
         try:
@@ -354,6 +405,8 @@ class ExternalProxyWatch(_Watch):
                       f"the Toxiproxy at {self.url} answers again after {downtime:.1f}s"
                       + (f"; proxies missing: {', '.join(missing)}" if missing else "")))  # fmt: skip
         self._known = names
+        if self._expired is not None:
+            self._end_expired(self._expired)
 
 
 def _write_atomically(path: Path, text: str) -> None:
