@@ -194,17 +194,14 @@ class FaultConsole:
         self.client.close()
 
     @contextlib.contextmanager
-    def _applier(
-        self, injector: ToxiproxyInjector | None = None, *, expire: bool = True
-    ) -> Iterator[FaultApplier]:
+    def _applier(self, *, expire: bool = True) -> Iterator[FaultApplier]:
         """The ledger's applier, under the ledger's lock; with ``expire``, faults whose time is up (and
         whose holder had its grace) are ended first."""
         self.target.workdir.mkdir(parents=True, exist_ok=True)
         with self._lock_path.open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                injector = injector or ToxiproxyInjector(self.client)
-                applier = FaultApplier(injector, self.events, ledger=self._ledger)
+                applier = FaultApplier(ToxiproxyInjector(self.client), self.events, ledger=self._ledger)
                 ledger = FaultLedger.read(self._ledger)
                 applier.adopt(ledger.applied, ledger.ends)
                 for name, applied in applier.applied.items():
@@ -281,8 +278,7 @@ class FaultConsole:
     def _apply(self, spec: FaultSpec, name: str | None, hold_for: float | None) -> FaultWindow:
         window = FaultWindow(name=name or f"{spec.kind.value}-{spec.instance}-{uuid.uuid4().hex[:6]}",
                              fault=spec, start=0.0)  # fmt: skip
-        injector = ToxiproxyInjector(self.client, expires_in=hold_for)
-        with self._applier(injector) as applier:
+        with self._applier() as applier:
             if spec.kind is FaultKind.DOWN and any(
                 w.fault.kind is FaultKind.DOWN and w.fault.instance == spec.instance for w in applier.active()
             ):
@@ -290,10 +286,11 @@ class FaultConsole:
             # The end is taken before the proxy's, so the ledger never outlasts what the proxy does itself.
             expires_at = self._wall_clock() + hold_for if hold_for is not None else None
             applier.apply(window, expires_at=expires_at)
-            self._applied_at[window.name] = applier.applied[window.name].applied_at
+            applied = applier.applied[window.name]
+            self._applied_at[window.name] = applied.applied_at
         if hold_for is not None:
             self.ended_by[window.name] = (
-                EndedBy.PROXY if window.name in injector.ending_itself
+                EndedBy.PROXY if applied.end is not None and applied.end.by_proxy
                 else EndedBy.WATCH if self.target.watched
                 else EndedBy.COMMAND
             )  # fmt: skip

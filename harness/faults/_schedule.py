@@ -214,38 +214,37 @@ def _random_attributes(rng: random.Random, kind: FaultKind, faults: RandomFaults
 class FaultInjector(Protocol):
     """Applies and removes one window's fault; removing what is already gone is not an error."""
 
-    def apply(self, window: FaultWindow) -> None: ...
+    def apply(self, window: FaultWindow, *, expires_in: float | None = None) -> bool:
+        """Apply the fault; with ``expires_in`` (seconds), ask whatever holds it to end it then by itself.
+        True when it will (the embedded fault proxy does; a real Toxiproxy, or a process fault, does not)."""
+        ...
+
     def remove(self, window: FaultWindow) -> None: ...
 
 
 class ToxiproxyInjector:
     """Toxics and partitions through any Toxiproxy API (the embedded server or a real one); each toxic is
-    named after its window, so several windows on one proxy never collide.
+    named after its window, so several windows on one proxy never collide. A fault with an expiry asks the
+    server to end it then by itself: the embedded server does, a real Toxiproxy ignores the request."""
 
-    With ``expires_in`` (seconds), what it applies asks the server to end it then by itself; the embedded
-    server does, a real Toxiproxy ignores the request. ``ending_itself`` names the windows the server took
-    it for (its answer said how long is left)."""
-
-    def __init__(self, client: ToxiproxyClient, *, expires_in: float | None = None) -> None:
+    def __init__(self, client: ToxiproxyClient) -> None:
         self.client = client
-        self._expires_ms = math.ceil(expires_in * 1000) if expires_in is not None else None
-        self.ending_itself: set[str] = set()
 
-    def apply(self, window: FaultWindow) -> None:
+    def apply(self, window: FaultWindow, *, expires_in: float | None = None) -> bool:
         fault = window.fault
         if fault.kind.is_process:
             raise ConfigError(f"{fault.describe()}: a process fault needs the stack, not only Toxiproxy")
+        expires_ms = math.ceil(expires_in * 1000) if expires_in is not None else None
         if fault.kind is FaultKind.DOWN:
-            proxy = self.client.update_proxy(fault.instance, enabled=False, expires_in=self._expires_ms)
+            proxy = self.client.update_proxy(fault.instance, enabled=False, expires_in=expires_ms)
             left = proxy.info.expires_in
         else:
             toxic = self.client.add_toxic(
                 fault.instance, fault.kind.value, stream=fault.stream, toxicity=fault.toxicity,
-                name=window.name, attributes=fault.attributes, expires_in=self._expires_ms,
+                name=window.name, attributes=fault.attributes, expires_in=expires_ms,
             )  # fmt: skip
             left = toxic.expires_in
-        if self._expires_ms is not None and left is not None:
-            self.ending_itself.add(window.name)
+        return expires_ms is not None and left is not None  # the answer says how long is left
 
     def remove(self, window: FaultWindow) -> None:
         fault = window.fault
@@ -327,17 +326,13 @@ class FaultApplier:
         with self._lock:
             if window.name in self.applied:
                 raise ConfigError(f"fault {window.name} is already applied")
+            expires_in = None if expires_at is None else max(0.001, expires_at - time.time())
             try:
-                self.injector.apply(window)
+                by_proxy = self.injector.apply(window, expires_in=expires_in)
             except Exception as exc:
                 self._failed(window, str(exc))
                 raise
-            end = None
-            if expires_at is not None:
-                by_proxy = isinstance(self.injector, ToxiproxyInjector) and (
-                    window.name in self.injector.ending_itself
-                )
-                end = FaultEnd(at=expires_at, by_proxy=by_proxy)
+            end = None if expires_at is None else FaultEnd(at=expires_at, by_proxy=by_proxy)
             self.applied[window.name] = AppliedFault(window, self.clock(), end)
             self._write_ledger()
         self.events.emit("fault.start", window=window.name, kind=window.fault.kind.value,
@@ -407,9 +402,15 @@ class FaultApplier:
         _write_atomically(self.ledger, ledger.model_dump_json(indent=2))
 
 
+EXPIRY_MARGIN = 1.0
+"""Seconds past a window's end at which its fault ends by itself, should the runner be gone by then."""
+
+
 class ScheduleRunner:
     """Plays a schedule in real time through a ``FaultApplier``; ``run`` blocks until the schedule ends or
-    ``stop`` is called, then removes everything it applied, whatever ended it. A fault that cannot be
+    ``stop`` is called, then removes everything it applied, whatever ended it. Each window's fault also
+    carries its own end (``EXPIRY_MARGIN`` after the window), so a run killed mid-window on a stack that
+    outlives it (``--attach``) leaves no fault on past its time. A fault that cannot be
     applied ends the schedule at once, and ``error`` says why: the run that plays it must stop too, since
     its checks would judge a fault that never happened."""
 
@@ -452,7 +453,7 @@ class ScheduleRunner:
                     return
                 if starting:
                     try:
-                        self.applier.apply(window, at=self.elapsed())
+                        self.applier.apply(window, at=self.elapsed(), expires_at=self._expiry(window))
                     except Exception as exc:  # recorded by the applier too
                         self.error = FaultNotApplied(f"{window.name} ({window.fault.describe()})", exc)
                         return
@@ -473,6 +474,14 @@ class ScheduleRunner:
 
     def elapsed(self) -> float:
         return 0.0 if self.started_at is None else self.clock() - self.started_at
+
+    def _expiry(self, window: FaultWindow) -> float | None:
+        """When the fault proxy (or the stack's watch) is to end ``window`` if this runner cannot (it died
+        with its command): ``EXPIRY_MARGIN`` after the window's end, wall clock; None for a window that lasts
+        until cleanup."""
+        if window.end is None:
+            return None
+        return time.time() + (window.end - self.elapsed()) + EXPIRY_MARGIN
 
     def active(self) -> list[FaultWindow]:
         return [w for w in self.applier.active() if w.name in self._mine]

@@ -52,7 +52,7 @@ class StackInjector:
             raise ConfigError(f"{window.fault.describe()}: this stack runs without fault proxies")
         return ToxiproxyInjector(self.stack.toxiproxy)
 
-    def apply(self, window: FaultWindow) -> None:
+    def apply(self, window: FaultWindow, *, expires_in: float | None = None) -> bool:
         name = self._check(window)
         match window.fault.kind:
             case FaultKind.KILL:
@@ -60,7 +60,8 @@ class StackInjector:
             case FaultKind.STOP:
                 self._signal(name, signal.SIGSTOP)
             case _:
-                self._proxies(window).apply(window)
+                return self._proxies(window).apply(window, expires_in=expires_in)
+        return False  # a process fault ends with the stack, or when it is removed
 
     def remove(self, window: FaultWindow) -> None:
         name = self._check(window)

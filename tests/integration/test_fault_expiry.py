@@ -28,7 +28,7 @@ from harness.faults import (
     ToxiproxyProcess,
 )
 from harness.faults._console import EXPIRY_GRACE, LEDGER, EndedBy
-from harness.faults._schedule import FaultLedger
+from harness.faults._schedule import EXPIRY_MARGIN, FaultLedger
 from harness.stack import (
     ExternalProxyWatch,
     FaultProxySupervisor,
@@ -118,6 +118,47 @@ class TestAKilledCommand:
         ended = time.monotonic() - killed
         print(f"proxy enabled again {ended:.2f}s after the kill")
         assert ended > HELD - 1.0
+
+
+SCHEDULE_PLAYER = """
+import sys
+from harness.events import EventLog
+from harness.faults import FaultApplier, FaultKind, FaultSchedule, FaultSpec, FaultWindow, ScheduleRunner
+from harness.faults import ToxiproxyClient, ToxiproxyInjector
+
+url, events, end = sys.argv[1], sys.argv[2], float(sys.argv[3])
+window = FaultWindow(name="window", start=0.0, end=end,
+                     fault=FaultSpec(kind=FaultKind.LATENCY, instance="users-2", attributes={"latency": 100}))
+applier = FaultApplier(ToxiproxyInjector(ToxiproxyClient(url)), EventLog("t", events))
+ScheduleRunner(FaultSchedule(windows=(window,)), applier).run()
+"""
+
+
+class TestAKilledSchedule:
+    def test_a_window_of_a_killed_run_ends_soon_after_its_end(
+        self, client: ToxiproxyClient, tmp_path: Path
+    ) -> None:
+        """A chaos or load run's fault schedule, SIGKILLed inside a 2 s window on a fault proxy that outlives
+        it (an attached stack): the window's fault still ends, EXPIRY_MARGIN after the window."""
+        window_end = 2.0
+        player = subprocess.Popen(
+            [sys.executable, "-c", SCHEDULE_PLAYER, client.url, str(tmp_path / "e.jsonl"), str(window_end)],
+            stdin=subprocess.DEVNULL, env={**os.environ, **child_env()},
+        )  # fmt: skip
+        try:
+            applied = wait_for(lambda: bool(client.toxics("users-2")), "the window's fault", 20.0)
+            player.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+        finally:
+            reap(player)
+        left = wait_for(
+            lambda: not client.toxics("users-2"), "the fault's end", window_end + EXPIRY_MARGIN + SLACK
+        )
+        ended = time.monotonic() - killed
+        print(
+            f"applied {applied:.2f}s after the start; ended {ended:.2f}s after the kill ({left:.2f}s polled)"
+        )
+        assert ended > window_end + EXPIRY_MARGIN - 1.0
 
 
 class WithoutExpiry(httpx.HTTPTransport):

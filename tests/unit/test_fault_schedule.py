@@ -23,6 +23,7 @@ from harness.faults import (
     random_schedule,
     read_ledger,
 )
+from harness.faults._schedule import EXPIRY_MARGIN
 from harness.verdict import ExitCode
 
 INSTANCES = ("users-1", "users-2", "users-3", "notifications-1")
@@ -54,11 +55,14 @@ class Recorder:
         self.time = time
         self.fail_on = fail_on
         self.calls: list[tuple[float, str, str]] = []
+        self.expiries: dict[str, float | None] = {}
 
-    def apply(self, w: FaultWindow) -> None:
+    def apply(self, w: FaultWindow, *, expires_in: float | None = None) -> bool:
         if w.name == self.fail_on:
             raise RuntimeError("instance gone")
         self.calls.append((round(self.time.now - 100.0, 6), "apply", w.name))
+        self.expiries[w.name] = expires_in
+        return False
 
     def remove(self, w: FaultWindow) -> None:
         self.calls.append((round(self.time.now - 100.0, 6), "remove", w.name))
@@ -136,6 +140,9 @@ class TestRunner:
                 and "window" in e] == [("fault.start", "a"), ("fault.end", "a"), ("fault.start", "b"),
                                        ("fault.end", "b")]  # fmt: skip
         assert read_ledger(tmp_path / "faults.json") == []
+        # each fault also carries its own end, EXPIRY_MARGIN past its window, should the runner die
+        assert recorder.expiries["a"] == pytest.approx(2.0 + EXPIRY_MARGIN, abs=0.5)
+        assert recorder.expiries["b"] == pytest.approx(1.5 + EXPIRY_MARGIN, abs=0.5)
 
     def test_a_window_open_until_cleanup_is_removed_when_the_run_ends(self, tmp_path: Path) -> None:
         """Whatever ends the run, nothing it applied stays applied; the ledger shows what is live."""
@@ -153,6 +160,7 @@ class TestRunner:
         runner = ScheduleRunner(schedule, applier, wait=wait)
         runner.run()
         assert [c[1:] for c in recorder.calls] == [("apply", "a"), ("remove", "a")]
+        assert recorder.expiries["a"] is None
         assert json.loads(ledger.read_text())["applied"] == []
 
     def test_a_stop_ends_the_run_and_cleans_up(self) -> None:
