@@ -103,11 +103,15 @@ def chaos_run(
 @TOPOLOGY
 @click.option("--allow-remote", is_flag=True, help="Allow non-loopback targets in the experiment.")
 def chaos_validate(experiment: Path, topology: Path | None, allow_remote: bool) -> None:
-    """Check EXPERIMENT without running it: format, harness control, instance names, loopback targets."""
+    """Check EXPERIMENT without running it: format and shape, harness control, every harness activity's
+    arguments (instance names in the topology the run would use, fault values the proxy takes), loopback
+    targets."""
     from harness.chaos import load_and_validate
+    from harness.chaos._runner import named_topology
     from harness.stack import load_topology
 
-    loaded = load_and_validate(experiment, allow_remote=allow_remote, topology=load_topology(topology))
+    stack = load_topology(topology or named_topology(experiment))
+    loaded = load_and_validate(experiment, allow_remote=allow_remote, topology=stack)
     activities = len(loaded.get("method", [])) + len(
         loaded.get("steady-state-hypothesis", {}).get("probes", [])
     )

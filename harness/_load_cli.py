@@ -184,10 +184,20 @@ def load_worker(
 
 @load.command("validate")
 @PROFILE
-def load_validate(profile: Path) -> None:
-    """Check PROFILE without running it: keys, values, stages, fault windows and checks."""
+@click.option(
+    "--topology",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The stack the profile is for (default: built in): the instances and services it may name.",
+)
+def load_validate(profile: Path, topology: Path | None) -> None:
+    """Check PROFILE without running it: keys, values, stages, fault windows (their values as the fault
+    proxy takes them), checks, and the names of instances and services in the topology."""
     from harness.load import load_profile
+    from harness.load._target import check_names
+    from harness.stack import load_topology
 
     loaded = load_profile(profile)
+    stack = load_topology(topology)
+    check_names(loaded, profile, {name: kind for kind, name in stack.instances()})
     windows = len(loaded.faults.windows)
     click.echo(f"{profile}: valid ({loaded.title!r}, {loaded.load.seconds:g} s, {windows} fault window(s))")

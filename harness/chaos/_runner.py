@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from chaoslib.configuration import load_configuration
-from chaoslib.exceptions import ChaosException, InvalidExperiment
+from chaoslib.exceptions import ChaosException
 from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
-from chaoslib.loader import load_experiment
 
+from harness._documents import Format, read_document
 from harness.errors import ConfigError
-from harness.net import is_loopback_url
 from harness.signals import interrupted_exit
 from harness.stack import Stack, Topology, load_topology
 from harness.timeline import Timeline
@@ -35,6 +34,7 @@ from harness.verdict import ExitCode, Verdict
 
 from ._report import write_chaos_report
 from ._session import ChaosSession, CleanupReport, cleanup_workdir
+from ._validation import check_activities, check_shape
 from .control import HarnessRunHandler
 
 Progress = Callable[[str], None]
@@ -57,71 +57,38 @@ class ChaosOutcome:
 def load_and_validate(
     path: Path, *, allow_remote: bool = False, topology: Topology | None = None
 ) -> dict[str, Any]:
-    """The experiment in ``path``, checked by Chaos Toolkit and by the harness; one ConfigError line
-    naming the file and what is wrong otherwise."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such experiment file")
+    """The experiment in ``path`` (JSON or YAML), checked by the harness and by Chaos Toolkit; one
+    ConfigError line naming the file and the key otherwise. Nothing is started and nothing is run: the
+    harness's activities are checked by their parameters' types against ``topology`` (when given)."""
+    experiment = _read_experiment(path)
+    check_shape(path, experiment)
     try:
-        experiment: dict[str, Any] = load_experiment(str(path), settings={})
         ensure_experiment_is_valid(experiment)
-    except InvalidExperiment as exc:
+    except ChaosException as exc:
         raise ConfigError(f"{path}: {_first_line(exc)}") from exc
-    except (ChaosException, ValueError, OSError) as exc:
-        raise ConfigError(f"{path}: cannot be read as an experiment: {_first_line(exc)}") from exc
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+        # Chaos Toolkit reads its dicts trustingly; what the shape check lets through it may still trip on
+        raise ConfigError(f"{path}: Chaos Toolkit could not validate it: {_first_line(exc)}") from exc
     controls = [
-        c for c in experiment.get("controls", []) if c.get("provider", {}).get("module") == CONTROL_MODULE
+        c for c in experiment.get("controls", []) if (c.get("provider") or {}).get("module") == CONTROL_MODULE
     ]
     if not controls:
         raise ConfigError(
             f'{path}: controls: the harness control is not declared ({{"name": "harness", '
             f'"provider": {{"type": "python", "module": "{CONTROL_MODULE}"}}}})'
         )
-    _check_targets(path, experiment, allow_remote, topology)
+    check_activities(path, experiment, allow_remote, topology)
     return experiment
 
 
-def _check_targets(
-    path: Path, experiment: dict[str, Any], allow_remote: bool, topology: Topology | None
-) -> None:
-    """Instance names the topology knows, and loopback URLs only (unless allowed)."""
-    known = {"registry", "toxiproxy", *(name for _kind, name in (topology or Topology()).instances())}
-    for where, activity in _activities(experiment):
-        provider = activity.get("provider", {})
-        arguments = provider.get("arguments", {}) or {}
-        if provider.get("type") == "http":
-            url = str(provider.get("url", ""))
-            if not (allow_remote or is_loopback_url(url)):
-                raise ConfigError(
-                    f"{path}: {where}: {url} is not a loopback URL; pass --allow-remote to use it"
-                )
-        if not str(provider.get("module", "")).startswith("harness.chaos"):
-            continue
-        for key in ("instance", "caller", "target"):
-            name = arguments.get(key)
-            if isinstance(name, str) and "${" not in name and name not in known and topology is not None:
-                raise ConfigError(
-                    f"{path}: {where}: {key}: no instance named {name!r}; known: {', '.join(sorted(known))}"
-                )
-    for key, value in (experiment.get("configuration") or {}).items():
-        remote = (
-            isinstance(value, str)
-            and value.startswith(("http://", "https://"))
-            and not is_loopback_url(value)
-        )
-        if remote and not allow_remote:
-            raise ConfigError(
-                f"{path}: configuration.{key}: {value} is not a loopback URL; pass --allow-remote"
-            )
-
-
-def _activities(experiment: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    found = [
-        (f"steady-state-hypothesis.probes[{i}]", a)
-        for i, a in enumerate(experiment.get("steady-state-hypothesis", {}).get("probes", []))
-    ]
-    found += [(f"method[{i}]", a) for i, a in enumerate(experiment.get("method", []))]
-    found += [(f"rollbacks[{i}]", a) for i, a in enumerate(experiment.get("rollbacks", []))]
-    return [(where, a) for where, a in found if isinstance(a, dict)]
+def _read_experiment(path: Path) -> dict[str, Any]:
+    """The file as data, within the bounds of ``harness._documents`` (Chaos Toolkit's loader has none)."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such experiment file")
+    form = Format.of(path)
+    if form not in (Format.JSON, Format.YAML):
+        raise ConfigError(f"{path}: an experiment is a .json, .yaml or .yml file")
+    return read_document(path, form)
 
 
 def run_chaos(
@@ -146,7 +113,7 @@ def run_chaos(
     if stack is not None:
         topology: Topology | None = stack.topology
     elif attach is None:
-        topology = load_topology(topology_path or _named_topology(path))
+        topology = load_topology(topology_path or named_topology(path))
     else:
         topology = None
     experiment = load_and_validate(path, allow_remote=allow_remote, topology=topology)
@@ -179,15 +146,15 @@ def run_chaos(
     return _finish(journal, timeline, last_cleanup, report_dir, timed_out.is_set(), experiment, session)
 
 
-def _named_topology(path: Path) -> Path | None:
+def named_topology(path: Path) -> Path | None:
     """The topology the experiment's configuration names (``harness_topology``, after its environment
     variable), as plain ``chaos run`` would use it: relative to the working folder."""
     try:
-        configuration = load_configuration(load_experiment(str(path), settings={}).get("configuration") or {})
-    except (ChaosException, OSError, ValueError):
+        configuration = load_configuration(_read_experiment(path).get("configuration") or {})
+    except (ConfigError, ChaosException, TypeError, AttributeError, KeyError, ValueError):
         return None  # the file's own problems are reported by validation
-    named = str(configuration.get("harness_topology") or "")
-    return Path(named) if named else None
+    named = configuration.get("harness_topology")
+    return Path(named) if isinstance(named, str) and named else None
 
 
 def _finish(

@@ -8,16 +8,21 @@ stack, and removes every fault these actions apply whatever happens to the run.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from harness.errors import ConfigError
 from harness.faults import FaultKind, FaultSchedule, ScheduleRunner, ToxicType
 
+from ._arguments import FaultWindows, Instance, Toxic, ToxicAttributes, Toxicity, field_of, model_of
 from ._conditions import Condition, condition_holds
 from ._session import ChaosSession
 from ._traffic import TrafficSpec
 
 Configuration = dict[str, Any]
+TRAFFIC = field_of(TrafficSpec)  # start_traffic's parameters are TrafficSpec's fields
+CONDITION = model_of(Condition, instances=("caller", "instance"), services=("service",))
 
 __all__ = [
     "add_toxic",
@@ -55,11 +60,11 @@ def session_of(configuration: Configuration | None) -> ChaosSession:
 
 
 def add_toxic(
-    instance: str,
-    type: str,
-    attributes: dict[str, int | str] | None = None,
-    stream: str = "downstream",
-    toxicity: float = 1.0,
+    instance: Instance,
+    type: Toxic,
+    attributes: ToxicAttributes = None,
+    stream: Literal["upstream", "downstream"] = "downstream",
+    toxicity: Toxicity = 1.0,
     name: str | None = None,
     configuration: Configuration | None = None,
 ) -> str:
@@ -73,10 +78,10 @@ def add_toxic(
 
 
 def update_toxic(
-    instance: str,
+    instance: Instance,
     name: str,
     attributes: dict[str, int | str] | None = None,
-    toxicity: float | None = None,
+    toxicity: Toxicity | None = None,
     configuration: Configuration | None = None,
 ) -> str:
     """Change the attributes or toxicity of a toxic the run added."""
@@ -92,7 +97,9 @@ def update_toxic(
     return name
 
 
-def remove_toxic(instance: str, name: str | None = None, configuration: Configuration | None = None) -> bool:
+def remove_toxic(
+    instance: Instance, name: str | None = None, configuration: Configuration | None = None
+) -> bool:
     """Remove a toxic the run added (by name, or the newest on the instance); False if none was there."""
     session = session_of(configuration)
     found = name or session.named_fault(instance)
@@ -109,12 +116,12 @@ def remove_all_faults(configuration: Configuration | None = None) -> int:
     return removed
 
 
-def disable_proxy(instance: str, configuration: Configuration | None = None) -> str:
+def disable_proxy(instance: Instance, configuration: Configuration | None = None) -> str:
     """Partition the instance: its proxy refuses every connection until enabled."""
     return session_of(configuration).apply(FaultKind.DOWN, instance)
 
 
-def enable_proxy(instance: str, configuration: Configuration | None = None) -> bool:
+def enable_proxy(instance: Instance, configuration: Configuration | None = None) -> bool:
     session = session_of(configuration)
     found = session.named_fault(instance, FaultKind.DOWN)
     return session.remove(found) if found else False
@@ -129,12 +136,12 @@ def restore_registry(configuration: Configuration | None = None) -> bool:
     return enable_proxy("registry", configuration)
 
 
-def kill_instance(instance: str, configuration: Configuration | None = None) -> str:
+def kill_instance(instance: Instance, configuration: Configuration | None = None) -> str:
     """SIGKILL the instance (no deregistration, no cleanup); it stays down until restarted."""
     return session_of(configuration).apply(FaultKind.KILL, instance)
 
 
-def restart_instance(instance: str, configuration: Configuration | None = None) -> bool:
+def restart_instance(instance: Instance, configuration: Configuration | None = None) -> bool:
     """Start a killed or stopped instance again on its port (a running one is restarted)."""
     session = session_of(configuration)
     found = session.named_fault(instance, FaultKind.KILL)
@@ -145,19 +152,19 @@ def restart_instance(instance: str, configuration: Configuration | None = None) 
     return True
 
 
-def stop_instance(instance: str, configuration: Configuration | None = None) -> str:
+def stop_instance(instance: Instance, configuration: Configuration | None = None) -> str:
     """SIGSTOP the instance: it keeps its sockets but answers nothing until continued."""
     return session_of(configuration).apply(FaultKind.STOP, instance)
 
 
-def continue_instance(instance: str, configuration: Configuration | None = None) -> bool:
+def continue_instance(instance: Instance, configuration: Configuration | None = None) -> bool:
     session = session_of(configuration)
     found = session.named_fault(instance, FaultKind.STOP)
     return session.remove(found) if found else False
 
 
 def play_fault_schedule(
-    windows: list[dict[str, Any]], seed: int | None = None, configuration: Configuration | None = None
+    windows: FaultWindows, seed: int | None = None, configuration: Configuration | None = None
 ) -> int:
     """Play a fault schedule (windows with start/end seconds from now) and return when it ends; every
     window is removed by then. Run it with ``"background": true`` to act meanwhile."""
@@ -172,16 +179,16 @@ def play_fault_schedule(
 
 
 def start_traffic(
-    name: str = "orders",
-    kind: str = "orders",
-    rate: float = 10.0,
-    duration: float = 30.0,
-    concurrency: int = 16,
-    timeout: float = 10.0,
-    target: str | None = None,
-    method: str = "GET",
-    path: str = "/health",
-    keepalive: bool = True,
+    name: Annotated[str, TRAFFIC] = "orders",
+    kind: Annotated[str, TRAFFIC] = "orders",
+    rate: Annotated[float, TRAFFIC] = 10.0,
+    duration: Annotated[float, TRAFFIC] = 30.0,
+    concurrency: Annotated[int, TRAFFIC] = 16,
+    timeout: Annotated[float, TRAFFIC] = 10.0,
+    target: Annotated[Instance | None, TRAFFIC] = None,
+    method: Annotated[str, TRAFFIC] = "GET",
+    path: Annotated[str, TRAFFIC] = "/health",
+    keepalive: Annotated[bool, TRAFFIC] = True,
     configuration: Configuration | None = None,
 ) -> str:
     """Start bounded background traffic (orders through the orchestrator, or HTTP to an instance through
@@ -222,9 +229,9 @@ def wait_for_traffic(name: str = "orders", configuration: Configuration | None =
 
 
 def wait_until(
-    condition: dict[str, Any],
-    timeout: float = 30.0,
-    interval: float = 0.2,
+    condition: Annotated[dict[str, Any], CONDITION],
+    timeout: Annotated[float, Field(gt=0)] = 30.0,
+    interval: Annotated[float, Field(gt=0)] = 0.2,
     configuration: Configuration | None = None,
 ) -> float:
     """Wait until ``condition`` holds (e.g. ``{"breaker": "open", "caller": "orchestrator-1",

@@ -12,14 +12,16 @@ inconclusive rather than failed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+from pydantic import Field
 
 from harness.checks import check_saga_invariants, collect_saga_snapshot
 from harness.checks._breaker_conformance import breaker_conformance as _conformance
 
 from . import _evidence as evidence
+from ._arguments import Instance, Service
 from ._session import ChaosSession
 from .actions import session_of
 
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 
-def breaker_state(caller: str, instance: str, configuration: Configuration | None = None) -> str:
+def breaker_state(caller: Instance, instance: Instance, configuration: Configuration | None = None) -> str:
     """closed, open or half_open: the caller's breaker towards the instance now."""
     session = session_of(configuration)
     session.instance(caller)
@@ -53,7 +55,7 @@ def breaker_state(caller: str, instance: str, configuration: Configuration | Non
 
 
 def breaker_history(
-    caller: str, instance: str, configuration: Configuration | None = None
+    caller: Instance, instance: Instance, configuration: Configuration | None = None
 ) -> list[dict[str, Any]]:
     """Every transition of the caller's breaker towards the instance: time, from, to, reason."""
     session = session_of(configuration)
@@ -61,7 +63,7 @@ def breaker_history(
 
 
 def breaker_conformance(
-    caller: str, instance: str, fault: str | None = None, configuration: Configuration | None = None
+    caller: Instance, instance: Instance, fault: str | None = None, configuration: Configuration | None = None
 ) -> dict[str, Any]:
     """Breaker conformance for the caller towards the instance under a fault (by name, default the last
     fault on the instance): each figure next to its bound, and whether all hold."""
@@ -92,16 +94,16 @@ def breaker_conformance(
 
 
 def breaker_conforms(
-    caller: str, instance: str, fault: str | None = None, configuration: Configuration | None = None
+    caller: Instance, instance: Instance, fault: str | None = None, configuration: Configuration | None = None
 ) -> bool:
     """``breaker_conformance(...)["holds"]``, for a plain ``true`` tolerance."""
     return bool(breaker_conformance(caller, instance, fault, configuration)["holds"])
 
 
 def traffic_share(
-    caller: str,
-    service: str,
-    instance: str,
+    caller: Instance,
+    service: Service,
+    instance: Instance,
     during: str | None = None,
     skip: float = 0.0,
     configuration: Configuration | None = None,
@@ -118,8 +120,8 @@ def traffic_share(
 
 
 def calls_to(
-    caller: str,
-    instance: str,
+    caller: Instance,
+    instance: Instance,
     during: str | None = None,
     skip: float = 0.0,
     configuration: Configuration | None = None,
@@ -134,12 +136,12 @@ def calls_to(
     return counts.get(instance, 0)
 
 
-def registry_members(service: str, configuration: Configuration | None = None) -> list[str]:
+def registry_members(service: Service, configuration: Configuration | None = None) -> list[str]:
     """The instances of the service the registry lists as healthy now."""
     return evidence.registry_members(session_of(configuration), service)
 
 
-def registry_lists(service: str, instance: str, configuration: Configuration | None = None) -> bool:
+def registry_lists(service: Service, instance: Instance, configuration: Configuration | None = None) -> bool:
     """Whether the registry lists the instance as a healthy instance of the service now."""
     return instance in evidence.registry_members(session_of(configuration), service)
 
@@ -160,7 +162,7 @@ def saga_invariants_hold(configuration: Configuration | None = None) -> bool:
 
 def traffic_latency(
     name: str = "orders",
-    percentile: float = 99.0,
+    percentile: Annotated[float, Field(ge=0, le=100)] = 99.0,
     during: str | None = None,
     configuration: Configuration | None = None,
 ) -> float | None:
@@ -189,7 +191,7 @@ def traffic_error_ratio(
 
 
 def time_to_eviction(
-    instance: str, fault: str | None = None, configuration: Configuration | None = None
+    instance: Instance, fault: str | None = None, configuration: Configuration | None = None
 ) -> float | None:
     """Seconds from the start of the fault (default: the last on the instance) to the registry dropping the
     instance; None when it was not dropped."""
@@ -201,7 +203,7 @@ def time_to_eviction(
 
 
 def evicted_in_time(
-    instance: str, fault: str | None = None, configuration: Configuration | None = None
+    instance: Instance, fault: str | None = None, configuration: Configuration | None = None
 ) -> bool:
     """Whether the registry dropped the instance within its bound after the fault (default: the last on
     the instance): its TTL plus one health-check interval."""
@@ -214,8 +216,8 @@ def evicted_in_time(
 
 
 def calls_after_eviction(
-    caller: str,
-    instance: str,
+    caller: Instance,
+    instance: Instance,
     allowance: float = 1.0,
     fault: str | None = None,
     configuration: Configuration | None = None,

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import enum
 import itertools
-import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from harness._documents import Format, error_line, read_document
+from harness._fault_values import fault_refusal
 from harness.errors import ConfigError
 from harness.faults import FaultSchedule
 
@@ -23,7 +24,7 @@ JsonScalar = str | int | float | bool | None
 
 
 class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TargetKind(enum.StrEnum):
@@ -235,6 +236,10 @@ class LoadProfile(_Table):
         for window in self.faults.windows:
             if window.end is None or window.end > duration:
                 raise ValueError(f"faults: window {window.name} must end within the load ({duration:g} s)")
+            fault = window.fault
+            refusal = fault_refusal(fault.kind, fault.attributes, fault.toxicity)
+            if refusal is not None:  # what the fault proxy would refuse mid-run
+                raise ValueError(f"faults.windows.{window.name}.fault.{refusal}")
         breaker = self.checks.breaker
         if breaker is not None:
             on_service = [
@@ -260,24 +265,12 @@ class LoadProfile(_Table):
 
 
 def load_profile(path: Path) -> LoadProfile:
-    """The profile in ``path``; anything wrong is one ConfigError naming the file and the key."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: no such load profile") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    """The profile in ``path``; anything wrong is one ConfigError naming the file and the key. The names
+    of instances and services are the topology's to check (``harness.load._target.check_names``)."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such load profile")
+    data = read_document(path, Format.TOML)
     try:
         return LoadProfile.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif first["type"] == "missing":
-            message = "required"
-        # a rule across keys names its keys itself
-        raise ConfigError(f"{path}: {where}: {message}" if where else f"{path}: {message}") from exc
+        raise ConfigError(f"{path}: {error_line(exc.errors()[0])}") from exc  # a rule across keys names them

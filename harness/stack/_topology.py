@@ -27,7 +27,6 @@ Each reference instance gets its part as one JSON file (``instance_config``), wh
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -45,6 +44,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from harness import settings as defaults
+from harness._documents import Format, key_name, read_document
 from harness._spec import unknown_placeholders
 from harness.errors import ConfigError
 from harness.net import is_loopback_host
@@ -370,12 +370,9 @@ def load_topology(path: Path | None) -> Topology:
     """The default topology, or the one in ``path``; a bad file is one ConfigError naming the problem."""
     if path is None:
         return Topology()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"topology file {path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"topology file {path} is not valid TOML: {exc}") from exc
+    if not path.is_file():
+        raise ConfigError(f"topology file {path} does not exist")
+    data = read_document(path, Format.TOML, label=f"topology file {path}")
     try:
         topology = Topology.model_validate(data)
     except ValidationError as exc:
@@ -383,7 +380,7 @@ def load_topology(path: Path | None) -> Topology:
         loc = list(first["loc"])
         if len(loc) > 2 and loc[0] == "services" and loc[2] in ("reference", "own"):
             del loc[2]  # the table's form (a discriminator tag), not a key of the file
-        where = ".".join(str(p) for p in loc) or "(top level)"
+        where = ".".join(key_name(p) if isinstance(p, str) else str(p) for p in loc) or "(top level)"
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             message = "unknown key"

@@ -159,18 +159,26 @@ class TestRemoteAddressesAreRefused:
 
 @pytest.mark.behaviour("load.profiles", "harness.exit_codes")
 def test_a_fault_window_the_proxy_refuses_stops_the_run_with_its_reason(stack: Stack, tmp_path: Path) -> None:
-    """A window whose value the proxy refuses (a negative latency) stops Locust when it is due, exit 2 with
-    the proxy's own reason; no check that needed the fault is judged "held", and nothing is left applied."""
+    """A window the proxy refuses when it is due (validation cannot know: a toxic of the same name is already
+    on users-2) stops Locust, exit 2 with the proxy's own reason; no check that needed the fault is judged
+    "held", and nothing the run applied is left."""
     text = GOOD.replace("duration = 5", "duration = 8\nrate_per_user = 2") + (
         '[[faults.windows]]\nname = "refused"\nstart = 1\nend = 4\n'
-        'fault = { kind = "latency", instance = "users-2", attributes = { latency = -3000 } }\n'
+        'fault = { kind = "latency", instance = "users-2", attributes = { latency = 3000 } }\n'
     )
-    with pytest.raises(FaultNotApplied) as raised:
-        run_load(profile(tmp_path, text), report_dir=tmp_path / "report", stack=stack, progress=print)
+    assert stack.toxiproxy is not None
+    stack.toxiproxy.add_toxic("users-2", "latency", name="refused", attributes={"latency": 1})
+    try:
+        with pytest.raises(FaultNotApplied) as raised:
+            run_load(profile(tmp_path, text), report_dir=tmp_path / "report", stack=stack, progress=print)
+        assert [t.name for t in stack.toxiproxy.toxics("users-2")] == ["refused"]  # only the one set here
+    finally:
+        stack.toxiproxy.remove_toxic("users-2", "refused")
+    print(raised.value)
     assert raised.value.exit_code == ExitCode.USAGE
-    assert "refused (latency latency=-3000 on users-2) could not be applied, so the run stopped" in str(
+    assert "refused (latency latency=3000 on users-2) could not be applied, so the run stopped" in str(
         raised.value
     )
+    assert "already exists" in str(raised.value)
     assert not (tmp_path / "report" / "results.json").exists()  # no verdict on a fault that never was
-    assert stack.toxiproxy is not None
     assert all(not stack.toxiproxy.toxics(name) for name in stack.proxies)
