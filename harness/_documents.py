@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]  # PyYAML ships no types; its stubs are not a dependency here
+import yaml
 from pydantic_core import ErrorDetails, PydanticCustomError
-from yaml.composer import ComposerError  # type: ignore[import-untyped]
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode  # type: ignore[import-untyped]
+from yaml.composer import ComposerError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from harness.errors import ConfigError
 
@@ -207,18 +207,18 @@ _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
 
 
-class _BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]  # untyped base
+class _BoundedLoader(yaml.SafeLoader):
     """PyYAML's safe loader that stops composing past MAX_DEPTH levels (composing recurses per level)."""
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self._nesting = 0
 
-    def compose_node(self, parent: Node | None, index: object) -> Node | None:
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
         self._nesting += 1
         try:
             if self._nesting > MAX_DEPTH:
-                line = self.peek_event().start_mark.line + 1
+                line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]  # stub
                 raise DocumentError(f"line {line}: nested deeper than {MAX_DEPTH} levels")
             node: Node | None = super().compose_node(parent, index)
             return node

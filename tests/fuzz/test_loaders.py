@@ -20,7 +20,7 @@ from typing import Any
 
 import hypothesis
 import pytest
-import yaml  # type: ignore[import-untyped]
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

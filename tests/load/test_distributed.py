@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]  # no stubs installed
 import pytest
 
 from harness.load import Distribution, run_load

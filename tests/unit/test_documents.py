@@ -418,7 +418,7 @@ class TestExperiments:
         assert "aliases expand to more than" in says
 
     def test_a_yaml_experiment_with_a_few_aliases_is_valid(self, tmp_path: Path) -> None:
-        import yaml  # type: ignore[import-untyped]
+        import yaml
 
         data = experiment()
         text = yaml.safe_dump(data, sort_keys=False)
