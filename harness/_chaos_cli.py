@@ -127,9 +127,17 @@ def chaos_validate(experiment: Path, topology: Path | None, allow_remote: bool) 
     help="The workdir of the running stack a crashed experiment left faults on.",
 )
 def chaos_cleanup(workdir: Path) -> None:
-    """Remove the faults a crashed or killed run left on a running stack (from the run's ledger)."""
+    """Remove the faults a crashed or killed run left on a running stack (from the run's ledger); when the
+    run's harness was the stack's and is gone, end what is left of that stack instead."""
     from harness.chaos import cleanup_after_crash
+    from harness.chaos._session import LEDGER
+    from harness.stack._custody import end_abandoned
 
+    abandoned = end_abandoned(workdir)
+    if abandoned is not None:  # the faults were on processes of that stack: they ended with it
+        click.echo(abandoned.line)
+        (workdir / LEDGER).unlink(missing_ok=True)
+        return
     report = cleanup_after_crash(workdir)
     for item in report.removed:
         click.echo(f"removed {item}")

@@ -1,8 +1,12 @@
 """Start a service as a real child process, wait until it is ready, and stop it without leaving orphans.
 
-Children get SIGTERM when their parent dies (PR_SET_PDEATHSIG), even by SIGKILL. Linux ties that signal to
-the *thread* that forked, not the process, so a child forked from a worker thread dies when that thread
-ends; a ``Spawner`` forks every child from one thread its owner keeps alive, for any executable.
+Each child runs in a session (and process group) of its own, with umask 077; stopping it signals the whole
+group, so a worker it forked or a grandchild ends with it, and a frozen one (SIGSTOP) is continued to
+handle its SIGTERM. Children get SIGTERM when their parent dies (PR_SET_PDEATHSIG), even by SIGKILL. Linux
+ties that signal to the *thread* that forked, not the process, so a child forked from a worker thread dies
+when that thread ends; a ``Spawner`` forks every child from one thread its owner keeps alive, for any
+executable, and tells its ``Watcher`` (the stack's reaper) of each: the death signal alone cannot end a
+frozen child, one that ignores SIGTERM, or what a child forked.
 """
 
 from __future__ import annotations
@@ -18,20 +22,26 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 import httpx
 
+from harness._reaper import SUPPORTED, group_alive
 from harness._spec import ProcessSpec
 from harness.errors import ServiceStartError
+from harness.net import port_in_use
 from harness.signals import deferred
 
 _PR_SET_PDEATHSIG = 1
 T = TypeVar("T")
+CHILD_UMASK = 0o077
+"""Files a child creates (databases, their -wal and -shm, logs) are its user's alone."""
+_PORT_TAKEN = ("address already in use", "eaddrinuse", "errno 98")
+"""How a child's output says it could not bind its port (Python, Go, Node, the JVM all say one of these)."""
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -47,17 +57,31 @@ def _die_with_parent() -> Callable[[], None] | None:
     return set_death_signal
 
 
+class Watcher(Protocol):
+    """Who must know of every child a spawner forks (a stack's ``Custody``, which tells its reaper)."""
+
+    def environment(self) -> Mapping[str, str]:
+        """What every child carries in its environment, to be known by after its parent is gone."""
+        ...
+
+    def adopt(self, name: str, pid: int) -> None:
+        """A child was just forked, in a session of its own (its pid is its group's id); never raises."""
+        ...
+
+
 class Spawner:
     """Forks children from one long-lived thread that its owner starts and stops (a Stack owns one).
 
     The death signal then fires only when the harness dies or the owner stops the spawner, whichever
     thread asked for the child: ``Stack.restart`` from a worker thread, the fault proxy's supervisor.
     Nothing is asked of the child, so this works for users' own executables too. Stopping the spawner
-    ends its thread, which sends SIGTERM to every child it forked: stop the children first.
+    ends its thread, which sends SIGTERM to every child it forked: stop the children first. A ``watcher``
+    is told of every child the moment it is forked, and gives each its environment.
     """
 
-    def __init__(self, name: str = "harness-spawner") -> None:
+    def __init__(self, name: str = "harness-spawner", *, watcher: Watcher | None = None) -> None:
         self.name = name
+        self.watcher = watcher
         self._requests: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # a request is queued before the stop sentinel, or refused
         self._thread: threading.Thread | None = None
@@ -135,6 +159,7 @@ class ServiceProcess:
         self.port: int | None = None
         self._popen: subprocess.Popen[bytes] | None = None
         self._spawned_at = 0.0
+        self._log_from = 0  # where this spawn's output starts in the log (restarts append to it)
 
     @property
     def pid(self) -> int | None:
@@ -150,18 +175,19 @@ class ServiceProcess:
     def command(self) -> list[str]:
         return self.spec.argv(None if self.spec.own else self.port_file)
 
-    def again(self) -> ServiceProcess:
-        """A new, unstarted process of the same spec on the port this one had, so its address stays valid."""
-        spec = self.spec.with_port(self.port or self.spec.port)
+    def again(self, port: int | None = None) -> ServiceProcess:
+        """A new, unstarted process of the same spec on the port this one had, so its address stays valid;
+        or on ``port`` (0: a harness child binds any free one), when that port was taken meanwhile."""
+        spec = self.spec.with_port((self.port or self.spec.port) if port is None else port)
         return ServiceProcess(spec, workdir=None if self._fresh_workdir else self.workdir,
                               startup_timeout=self.startup_timeout,
                               spawner=self.spawner)  # fmt: skip
 
-    def start(self) -> ServiceProcess:
+    def start(self) -> Self:
         """Spawn the process and block until it answers its ready path; raise ServiceStartError otherwise."""
         return self.spawn().wait_ready()
 
-    def spawn(self) -> ServiceProcess:
+    def spawn(self) -> Self:
         """Spawn the process without waiting, so several can start at once; then call ``wait_ready``."""
         if self.is_running():
             raise RuntimeError(f"{self.name} is already running")
@@ -172,13 +198,15 @@ class ServiceProcess:
             self.workdir.mkdir(parents=True, exist_ok=True)
         self.port_file.unlink(missing_ok=True)
         self.port = self.spec.port if self.spec.own else None
-        env = {**os.environ, **self.spec.environment()}
+        watcher = self.spawner.watcher if self.spawner is not None else None
+        env = {**os.environ, **self.spec.environment(), **(watcher.environment() if watcher else {})}
         command = self.command()
         death_signal = _die_with_parent()
-        with self.log_path.open("ab") as log:
+        with os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+            self._log_from = os.fstat(log.fileno()).st_size
 
             def fork() -> subprocess.Popen[bytes]:
-                return subprocess.Popen(
+                child = subprocess.Popen(
                     command,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -187,7 +215,11 @@ class ServiceProcess:
                     cwd=self.spec.cwd,
                     start_new_session=True,  # a Ctrl-C in the terminal reaches the harness, which stops us
                     preexec_fn=death_signal,
+                    umask=CHILD_UMASK,
                 )
+                if watcher is not None:  # at once, on the forking thread: the reaper knows it from now on
+                    watcher.adopt(self.name, child.pid)
+                return child
 
             try:
                 with deferred():  # a Ctrl-C while the child is forked waits until it is ours to stop
@@ -199,40 +231,75 @@ class ServiceProcess:
         self._spawned_at = time.monotonic()
         return self
 
-    def wait_ready(self) -> ServiceProcess:
-        """Block until the spawned process answers its ready path within ``startup_timeout`` of its spawn;
-        when it does not (or the wait is interrupted) it is killed and waited for, so none is left behind."""
+    def wait_port(self) -> int:
+        """Block until the spawned process's port is known: an own command's at once, a harness child's once
+        it wrote its port file (right after it bound), within ``startup_timeout`` of its spawn. Killed and
+        waited for when it exits first, does not in time, or the wait is interrupted."""
         try:
-            self._wait_ready(self._spawned_at + self.startup_timeout)
+            while self.port is None:
+                self._check_alive()
+                if self.port_file.exists():
+                    self.port = int(self.port_file.read_text(encoding="utf-8"))
+                    break
+                self._check_deadline()
+                time.sleep(0.005)  # short: the stack points the instance's proxy at it as soon as it is known
         except BaseException:
             self.kill()
             raise
-        return self
+        return self.port
 
-    def _wait_ready(self, deadline: float) -> None:
-        with httpx.Client(timeout=1.0, trust_env=False) as client:
-            while time.monotonic() < deadline:
-                if not self.is_running():
-                    raise ServiceStartError(
-                        f"{self.name} exited with code {self.returncode} during start-up "
-                        f"(log: {self.log_path})",
-                        service=self.name,
-                        log_tail=self.log_tail(),
-                    )
-                if self.port is None and self.port_file.exists():
-                    self.port = int(self.port_file.read_text(encoding="utf-8"))
-                if self.port is not None:
+    def wait_ready(self) -> Self:
+        """Block until the spawned process answers its ready path within ``startup_timeout`` of its spawn;
+        when it does not (or the wait is interrupted) it is killed and waited for, so none is left behind."""
+        try:
+            self.wait_port()
+            with httpx.Client(timeout=1.0, trust_env=False) as client:
+                while True:
+                    self._check_alive()
                     try:
                         if client.get(f"{self.url}{self.ready_path}").status_code == 200:
-                            return
+                            return self
                     except httpx.TransportError:
                         pass
-                time.sleep(0.02)
-        raise ServiceStartError(
-            f"{self.name} was not ready within {self.startup_timeout:.0f}s (log: {self.log_path})",
-            service=self.name,
-            log_tail=self.log_tail(),
-        )
+                    self._check_deadline()
+                    time.sleep(0.02)
+        except BaseException:
+            self.kill()
+            raise
+
+    def _check_alive(self) -> None:
+        if not self.is_running():
+            raise ServiceStartError(
+                f"{self.name} exited with code {self.returncode} during start-up (log: {self.log_path})",
+                service=self.name,
+                log_tail=self.log_tail(),
+            )
+
+    def _check_deadline(self) -> None:
+        if time.monotonic() >= self._spawned_at + self.startup_timeout:
+            raise ServiceStartError(
+                f"{self.name} was not ready within {self.startup_timeout:.0f}s (log: {self.log_path})",
+                service=self.name,
+                log_tail=self.log_tail(),
+            )
+
+    def lost_its_port(self) -> bool:
+        """After a failed start on a port given beforehand: whether it failed because that port was taken
+        (its output says so, or the port is held now), so that another port would do."""
+        if self.spec.port == 0 or self.is_running():
+            return False
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_from)
+                output = log.read().decode("utf-8", errors="replace").lower()
+        except OSError:
+            output = ""
+        return any(sign in output for sign in _PORT_TAKEN) or port_in_use(self.host, self.spec.port)
+
+    def note(self, line: str) -> None:
+        """A line from the harness in this process's log, between its outputs."""
+        with os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as log:
+            log.write(f"[harness] {line}\n")
 
     def is_running(self) -> bool:
         return self._popen is not None and self._popen.poll() is None
@@ -241,29 +308,54 @@ class ServiceProcess:
     def returncode(self) -> int | None:
         return self._popen.poll() if self._popen is not None else None
 
+    def group_running(self) -> bool:
+        """Whether the process runs, or anything left in its group (a forked worker, a grandchild)."""
+        if self._popen is None:
+            return False
+        return self._popen.poll() is None or (self._group_ours() and _group_alive(self._popen.pid))
+
+    def _group_ours(self) -> bool:
+        """Whether the process's pid still names its group only: until the process is reaped, always; after,
+        while no later process has that pid (an id stays reserved while a group has a member, so a group
+        of that id is this one's leftovers, never a recycled one)."""
+        assert self._popen is not None
+        return self._popen.returncode is None or not _pid_exists(self._popen.pid)
+
+    def _signal_group(self, *signums: int) -> None:
+        assert self._popen is not None
+        if self._group_ours():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                for signum in signums:
+                    os.killpg(self._popen.pid, signum)  # ``start_new_session``: its id is the child's pid
+
+    def terminate(self) -> None:
+        """SIGTERM to the process's whole group, then SIGCONT: every process in it handles the SIGTERM, a
+        frozen one (SIGSTOP) too. Returns at once; ``stop`` waits."""
+        if self.group_running():
+            self._signal_group(signal.SIGTERM, signal.SIGCONT)
+
     def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM (graceful: the service deregisters), then SIGKILL if it does not exit in time or the wait
-        is interrupted; waited for in every case, and what it left of its process group is killed then."""
+        """SIGTERM to its group (graceful: the service deregisters), then SIGKILL to what is left of the group
+        after ``timeout`` or when the wait is interrupted; the process is waited for in every case."""
         if self._popen is None:
             return None
-        if self._popen.poll() is None:
-            self._popen.send_signal(signal.SIGTERM)
-            try:
-                self._popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-            except BaseException:  # Ctrl-C while waiting: it must not outlive us, unwaited
-                self.kill()
-                raise
-            # Just reaped: a command that forked (a shell, a supervisor) leaves no orphan in its group.
-            _kill_group(self._popen.pid)
+        self.terminate()
+        deadline = time.monotonic() + timeout
+        try:
+            while self.group_running() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:  # Ctrl-C while waiting too: nothing of it may outlive us, unwaited
+            self.kill()
         return self._popen.returncode
 
     def kill(self) -> None:
         """SIGKILL the process and its process group: the crash case, nothing is cleaned up by the service.
-        The group is signalled before the process is reaped, while its id cannot name any other group."""
-        if self._popen is not None and self._popen.poll() is None:
-            _kill_group(self._popen.pid)
+        The group is signalled before the process is reaped, while its id cannot name any other group;
+        what is left of it after (a worker an own command forked) too, unless the id names another now."""
+        if self._popen is None:
+            return
+        self._signal_group(signal.SIGKILL)
+        if self._popen.poll() is None:
             self._popen.kill()  # in case it left its group
             self._popen.wait()
 
@@ -274,7 +366,7 @@ class ServiceProcess:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def __enter__(self) -> ServiceProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -286,7 +378,20 @@ class ServiceProcess:
         self.stop()
 
 
-def _kill_group(group: int) -> None:
-    """SIGKILL what is left of a child's process group (``start_new_session``: its id is the child's pid)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, signal.SIGKILL)
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process group has a live member (not a zombie: a container's pid 1 may never reap one)."""
+    try:
+        os.killpg(group, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return group_alive(group) if SUPPORTED else True

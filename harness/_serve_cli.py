@@ -44,7 +44,7 @@ server_options = _options(
     click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535),
                  help="Port to bind; 0 picks a free one."),
     click.option("--port-file", type=click.Path(dir_okay=False, path_type=Path),
-                 help="Write the bound port here once the server accepts connections."),
+                 help="Write the bound port here as soon as the socket listens (readiness: GET /health)."),
     click.option("--event-log", type=click.Path(dir_okay=False, path_type=Path),
                  help="Append JSON-lines events to this file."),
     click.option("--allow-remote", is_flag=True, help="Allow binding a non-loopback address."),

@@ -7,8 +7,12 @@ users-2. Reference services register themselves; a user's own services (a comman
 external URLs it never starts) are registered by the stack's registration agent (``_agent``). The
 embedded proxy is supervised (restarted with its proxies and toxics, see ``_supervisor``); a real one is
 watched and its loss reported. Every child is forked from the stack's one spawner thread, so a restart
-from any thread lasts (see ``Spawner``). Events of the stack itself go to ``events/harness.jsonl``; what
-others read about a running stack is in its workdir (``_state``).
+from any thread lasts (see ``Spawner``), and is accounted for by the stack's ``Custody``: its reaper ends
+every process group of the stack if the harness dies, and the next start in the workdir ends what a dead
+run left. The harness's children bind port 0 themselves and report it, and their proxy is pointed there:
+no port is chosen here for them to lose meanwhile. Events of the stack itself go to
+``events/harness.jsonl``; what others read about a running stack is in its workdir (``_state``), which is
+this user's alone (0700), as are the files its children write (umask 077).
 Used by ``harness up`` and, as a context manager, by tests: ``with Stack(topology, workdir) as stack:``.
 """
 
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import threading
 import time
@@ -25,14 +28,16 @@ from pathlib import Path
 from types import TracebackType
 
 from harness._process import ServiceProcess, Spawner
+from harness._reaper import started
 from harness._spec import ProcessSpec
 from harness.discovery import Registration
-from harness.errors import ConfigError, EnvironmentUnavailable
+from harness.errors import ConfigError, EnvironmentUnavailable, ServiceStartError
 from harness.events import EventLog
 from harness.faults import FaultError, ToxiproxyClient, ToxiproxyProcess
 from harness.net import is_loopback_url
-from harness.signals import hurried
+from harness.signals import deferred, hurried
 from harness.stack._agent import AgentTarget, RegistrationAgent
+from harness.stack._custody import Custody, end_abandoned
 from harness.stack._external import ExternalService
 from harness.stack._probe import wait_registered
 from harness.stack._state import (
@@ -43,6 +48,7 @@ from harness.stack._state import (
     Origin,
     StackState,
     new_token,
+    write_private,
 )
 from harness.stack._supervisor import ExternalProxyWatch, FaultProxySupervisor
 from harness.stack._topology import OwnServiceTopology, Topology
@@ -52,6 +58,11 @@ Member = ServiceProcess | ExternalService
 """What the stack runs under a name: a process it started, or an external instance it only proxies."""
 STOP_GRACE = 5.0
 """Seconds every process of a stopping stack gets, all together, to exit on SIGTERM before SIGKILL."""
+PORT_ATTEMPTS = 5
+"""Starts an own command gets, each on a fresh port, when another process took the one it was given."""
+NOWHERE = 1
+"""Where a reference instance's proxy points until the instance reports its port: a privileged port no
+process of the user's listens on, so a call that comes too early is refused rather than misdelivered."""
 
 
 class Stack:
@@ -67,10 +78,12 @@ class Stack:
         self.kinds: dict[str, str] = {}
         self.origins: dict[str, Origin] = {}
         self.proxies: dict[str, str] = {}  # instance name -> proxied "host:port"
+        self._upstreams: dict[str, str] = {}  # instance name -> where its proxy forwards
         self.toxiproxy: ToxiproxyClient | None = None
         self.supervisor: FaultProxySupervisor | ExternalProxyWatch | None = None
         self.agent: RegistrationAgent | None = None
         self.spawner: Spawner | None = None
+        self.custody: Custody | None = None
         self.events: EventLog | None = None
         self.started_in = 0.0
         self._started = False
@@ -92,6 +105,10 @@ class Stack:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> Stack:
+        """Start every process (ending first what a dead run left in the workdir, said in one line)."""
+        abandoned = end_abandoned(self.workdir)
+        if abandoned is not None:
+            self.progress(abandoned.line)
         running = StackState.read(self.workdir)
         if running is not None and running.harness_pid != os.getpid():
             raise ConfigError(f"a stack is already running in {self.workdir} (harness pid "
@@ -99,21 +116,25 @@ class Stack:
         remote = self._remote_externals()
         began = time.monotonic()
         deadline = began + self.topology.startup_timeout
-        for folder in ("data", "events", "logs"):
-            (self.workdir / folder).mkdir(parents=True, exist_ok=True)
-        (self.workdir / TOPOLOGY_FILE).write_text(self.topology.model_dump_json(indent=2), encoding="utf-8")
+        self._private_workdir()
+        write_private(self.workdir / TOPOLOGY_FILE, self.topology.model_dump_json(indent=2))
         try:
             self.events = EventLog("harness", self.event_log("harness"))
-            self.spawner = Spawner().start()
+            with deferred():  # a signal while the reaper is forked waits until the stack can stop it
+                self.custody = Custody(self.workdir).start()
+            self.spawner = Spawner(watcher=self.custody).start()
             if self.topology.proxies:
                 self._start_toxiproxy()
-            self._start(self._registry_spec(allow_remote=bool(remote)), Origin.HARNESS).wait_ready()
+            self._ready(self._start(self._registry_spec(allow_remote=bool(remote)), Origin.HARNESS))
             self.progress(f"registry ready at {self.registry_url}")
             spawned = [self._start(spec, origin) for spec, origin in self._instance_specs()]
+            for process in spawned:  # every proxy pointed as soon as it can be, before instances register
+                with contextlib.suppress(ServiceStartError):  # judged below, where a lost port is retried
+                    self._point(process.name, process.wait_port())
             externals = [self._external(kind, own) for kind, own in self.topology.own_services().items()
                          if own.external is not None]  # fmt: skip
             for process in spawned:
-                process.wait_ready()
+                self._ready(process)
             for external in (e for group in externals for e in group):
                 external.wait_ready(max(0.0, deadline - time.monotonic()))
             self._start_agent()
@@ -125,6 +146,14 @@ class Stack:
         self._started = True
         self._write_state()
         return self
+
+    def _private_workdir(self) -> None:
+        """The workdir and every folder in it, this user's alone: databases, events, configs, tokens."""
+        self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for folder in ("data", "events", "logs", "config"):
+            (self.workdir / folder).mkdir(mode=0o700, exist_ok=True)
+        for folder, _dirs, _files in os.walk(self.workdir):  # made by an earlier run, or by hand: 0755
+            os.chmod(folder, 0o700)
 
     def _remote_externals(self) -> list[str]:
         """External URLs off this machine: refused unless ``allow_remote`` (``--allow-remote``)."""
@@ -195,7 +224,8 @@ class Stack:
 
     def _reference_spec(self, kind: str, name: str) -> ProcessSpec:
         """Where the instance is and whom it talks to; everything the topology sets is in its config file."""
-        config = self.topology.instance_config(kind, name).write(self.config_file(name))
+        config = self.config_file(name)
+        write_private(config, self.topology.instance_config(kind, name).model_dump_json(indent=2) + "\n")
         return ProcessSpec(name, kind, {
             "instance_id": name, "registry": self.registry_url_for_services, "database": self.database(kind),
             "config": config, "registry_token_file": self.workdir / REGISTRY_TOKEN_FILE,
@@ -210,18 +240,65 @@ class Stack:
                            ready_path=own.health, workdir=self.workdir)  # fmt: skip
 
     def _start(self, spec: ProcessSpec, origin: Origin) -> ServiceProcess:
-        """Spawn one instance; with proxies, on a port chosen here, behind a proxy named after it."""
+        """Spawn one instance; with proxies, behind a proxy named after it. A harness child binds port 0
+        and reports the port it got; ``_ready`` points its proxy there (the registry's is made then). A
+        reference instance registers itself under its proxy's address, so that proxy is made first,
+        pointing nowhere until then. An own command's proxy points at the port chosen for it."""
         if self.toxiproxy is not None:
-            port = spec.port or _free_port(self.topology.host)
-            proxy = self._proxy(spec.name, f"{self.topology.host}:{port}")
-            spec = spec.with_port(port)
-            if origin is Origin.HARNESS and spec.kind != "registry":  # it registers itself: the proxy's port
+            if spec.own:
+                self._proxy(spec.name, f"{self.topology.host}:{spec.port}")
+            elif spec.kind != "registry":
+                proxy = self._proxy(spec.name, f"{self.topology.host}:{NOWHERE}")
                 spec = spec.with_settings(advertise_port=proxy)
         process = ServiceProcess(spec, workdir=self.workdir / "logs",
                                  startup_timeout=self.topology.startup_timeout,
                                  spawner=self.spawner)  # fmt: skip
         self._keep(spec.name, process, origin)
         return process.spawn()
+
+    def _ready(self, process: ServiceProcess, *, movable: bool = True) -> ServiceProcess:
+        """Wait until ``process`` answers, its proxy pointed at its port as soon as that is known. One given
+        its port beforehand that lost it to another process is started again on a fresh one, behind the
+        same proxy (``PORT_ATTEMPTS`` starts in all, each said in its log and the progress), if
+        ``movable``: its own port is not an address others hold."""
+        attempt = 1
+        while True:
+            try:
+                self._point(process.name, process.wait_port())
+                return process.wait_ready()
+            except ServiceStartError:
+                if not movable or attempt >= PORT_ATTEMPTS or not process.lost_its_port():
+                    raise
+            attempt += 1
+            process = self._move(process, attempt)
+
+    def _move(self, process: ServiceProcess, attempt: int) -> ServiceProcess:
+        """The same instance again, on a fresh port: an own command's chosen here (its proxy is pointed
+        there before it starts), a harness child's bound by itself."""
+        port = _free_port(self.topology.host) if process.spec.own else 0
+        where = f"port {port}" if port else "a port it binds itself"
+        line = (f"{process.name}: port {process.spec.port} was taken by another process; starting again on "
+                f"{where} (attempt {attempt} of {PORT_ATTEMPTS})")  # fmt: skip
+        process.note(line)
+        self.progress(line)
+        if port:
+            self._point(process.name, port)
+        fresh = process.again(port)
+        self.processes[process.name] = fresh  # before it is spawned: a stop meanwhile stops it
+        return fresh.spawn()
+
+    def _point(self, name: str, port: int) -> None:
+        """Make ``name``'s proxy forward to ``port``: created now (the registry's), or moved there."""
+        if self.toxiproxy is None:
+            return
+        upstream = f"{self.topology.host}:{port}"
+        if name not in self.proxies:
+            self._proxy(name, upstream)
+        elif self._upstreams.get(name) != upstream:
+            self.toxiproxy.update_proxy(name, upstream=upstream)
+            self._upstreams[name] = upstream
+            if isinstance(self.supervisor, FaultProxySupervisor):
+                self.supervisor.refresh()
 
     def _proxy(self, name: str, upstream: str) -> int:
         """A fault proxy named ``name`` in front of ``upstream``; returns the port it listens on."""
@@ -230,6 +307,7 @@ class Stack:
             self.toxiproxy.delete_proxy(name)
         proxy = self.toxiproxy.create_proxy(name, upstream, listen=f"{self.topology.host}:0")
         self.proxies[name] = f"{proxy.host}:{proxy.port}"
+        self._upstreams[name] = upstream
         if isinstance(self.supervisor, FaultProxySupervisor):
             self.supervisor.refresh()  # the new proxy is in the workdir before anything advertises it
         return proxy.port
@@ -277,10 +355,11 @@ class Stack:
         self.progress(f"registration agent registers {len(targets)} instance(s) on their behalf")
 
     def stop(self, grace: float = STOP_GRACE) -> None:
-        """Deregister the own instances, then SIGTERM every process at once (each reference instance
-        deregisters itself; a frozen one is continued so it can), one ``grace`` for them all (none after a
-        second Ctrl-C), then SIGKILL to the process group of each that is left; external instances are
-        left alone. Every process is waited for."""
+        """Deregister the own instances, then SIGTERM every process group at once (each reference instance
+        deregisters itself; a frozen process is continued so it can), one ``grace`` for them all (none after
+        a second Ctrl-C), then SIGKILL to each group with anything left in it (a worker an own command
+        forked, a grandchild); external instances are left alone. Every process is waited for; then the
+        reaper ends any process that left its group (found by the stack's token), and exits."""
         self._started = False
         if self.agent is not None:  # first, while the registry still answers
             self.agent.stop()
@@ -288,14 +367,16 @@ class Stack:
             self.supervisor.stop()
         stopping = [p for p in reversed(self.processes.values()) if isinstance(p, ServiceProcess)]
         for process in stopping:
-            _terminate(process)
+            process.terminate()
         deadline = time.monotonic() + grace
-        while any(p.is_running() for p in stopping) and time.monotonic() < deadline and not hurried():
+        while any(p.group_running() for p in stopping) and time.monotonic() < deadline and not hurried():
             time.sleep(0.02)
-        for member in self.processes.values():
-            member.stop(timeout=0.0)  # SIGKILL to what is left, and to its process group; reaped
+        for process in stopping:
+            process.kill()  # SIGKILL to what is left of its group; reaped
         if self.spawner is not None:  # after its children: its thread's end would signal them
             self.spawner.stop()
+        if self.custody is not None:  # kept: a reaper still at work after a hurried stop is still waited on
+            self.custody.close(timeout=1.0 if hurried() else None)
         if self.toxiproxy is not None:
             if self._external_toxiproxy is not None:  # leave a shared Toxiproxy as we found it
                 for name in self.proxies:
@@ -359,7 +440,12 @@ class Stack:
             raise ConfigError(f"{name} is external: the harness never starts, kills or restarts it")
         old.stop()
         process = old.again()
-        self.processes[name] = process.start()
+        self.processes[name] = process  # before it is spawned: a stop meanwhile stops it
+        # On its old port, which its proxy points at; if that was taken meanwhile, behind its proxy it may
+        # move. Without one the port is the address others hold, and the registry's own address is held by
+        # the harness (its agent, its probes): those stay, or the restart fails.
+        movable = name in self.proxies and name != "registry"
+        process = self._ready(process.spawn(), movable=movable)
         self._process_event("process.restarted", name, process.pid)
         self._write_state()
         return process
@@ -376,23 +462,15 @@ class Stack:
                            log=None if p.log_path is None else str(p.log_path))
             for name, p in list(self.processes.items())
         ]  # fmt: skip
+        me = os.getpid()
         with self._state_lock:
-            StackState(harness_pid=os.getpid(), registry=self.registry_url, instances=instances).write(
-                self.workdir
-            )
+            StackState(harness_pid=me, harness_started=started(me), registry=self.registry_url,
+                       instances=instances).write(self.workdir)  # fmt: skip
 
 
 def _free_port(host: str) -> int:
-    """A port the OS considers free now; the instance binds it a moment later."""
+    """A port the OS considers free now, for an own command that must be given one: it binds it a moment
+    later, and may find it taken by then (``Stack._ready`` starts it again on another)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def _terminate(process: ServiceProcess) -> None:
-    """SIGTERM to a running process, then SIGCONT: a frozen one (SIGSTOP) handles its SIGTERM too."""
-    pid = process.pid
-    if pid is not None and process.is_running():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-            os.kill(pid, signal.SIGCONT)

@@ -72,9 +72,15 @@ def run_app(
     port_file: Path | None = None,
     log_level: str = "warning",
 ) -> None:
-    """Bind, build the app for the bound port, announce the port, and serve until SIGINT or SIGTERM."""
+    """Bind, announce the port, build the app for it, and serve until SIGINT or SIGTERM.
+
+    The port file is written as soon as the socket listens (a connection waits in its backlog until the app
+    is up): the stack points this instance's fault proxy at it before the instance registers itself under
+    the proxy's address. Readiness is the ready path's to say, not the file's."""
     sock = bind_socket(host, port)
     bound_port = int(sock.getsockname()[1])
+    if port_file is not None:
+        write_port_file(port_file, bound_port)
     app = factory(bound_port)
     config = uvicorn.Config(
         app,
@@ -85,18 +91,8 @@ def run_app(
         loop="auto",  # uvloop when installed
     )
     server = _Server(config, stopping_event(app))
-
-    async def serve() -> None:
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
-        # uvicorn exposes readiness only as a flag, so poll it.
-        while not server.started and not serving.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        if server.started and port_file is not None:
-            write_port_file(port_file, bound_port)
-        await serving
-
     try:
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-            runner.run(serve())
+            runner.run(server.serve(sockets=[sock]))
     finally:
         sock.close()
