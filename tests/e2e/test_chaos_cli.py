@@ -211,7 +211,7 @@ def test_a_signal_cleans_up_and_exits_with_its_code(
     assert journal["status"] == "interrupted"
     assert journal["harness"]["cleanup"]["removed"] == ["latency latency=300 on users-2"]
     assert journal["harness"]["steady_state_after_cleanup"]["steady_state_met"]
-    assert "interrupted; cleaned up" in out.read_text()
+    assert f"interrupted by {sent.name}; everything started was stopped" in out.read_text()
 
 
 @pytest.mark.behaviour("harness.chaos_cli")
