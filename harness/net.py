@@ -50,3 +50,12 @@ def port_in_use(host: str, port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS considers free on ``host`` now, for a program that must be told its port before it
+    binds (a user's ``{port}`` command, Locust's master): it may be taken by then, so its user must be ready
+    to start again on another."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from harness.errors import ConfigError, EnvironmentUnavailable
 from harness.events import read_events
 from harness.load._plan import LocustPlan
 from harness.load._stats import HistoryRow, HistoryTail
-from harness.net import is_loopback_host
+from harness.net import free_port, is_loopback_host
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 DEFAULT_MASTER_PORT = 5557
@@ -80,7 +79,7 @@ class Distribution:
         machine never share it."""
         if self.port is not None:
             return self.port
-        return DEFAULT_MASTER_PORT if self.master else free_loopback_port()
+        return DEFAULT_MASTER_PORT if self.master else free_port()
 
     def options(self, port: int) -> list[str]:
         """Locust's options for this distribution, its master on ``port``. ``--processes`` forks workers
@@ -413,13 +412,6 @@ def _run_once(
             raise _MasterPortBusy(message)
         raise EnvironmentUnavailable(message)
     return LocustRun(command, code, started, stopped, tail.rows)
-
-
-def free_loopback_port() -> int:
-    """A port 127.0.0.1 had free a moment ago (its user must bind it soon and cope if it was taken)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _new_start(events: Path, already: int) -> float | None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from harness.discovery import Registration
 from harness.errors import ConfigError, EnvironmentUnavailable, ServiceStartError
 from harness.events import EventLog
 from harness.faults import FaultError, ToxiproxyClient, ToxiproxyProcess
-from harness.net import is_loopback_url
+from harness.net import free_port, is_loopback_url
 from harness.signals import deferred, hurried
 from harness.stack._agent import AgentTarget, RegistrationAgent
 from harness.stack._custody import Custody, end_abandoned
@@ -176,7 +175,7 @@ class Stack:
                 raise EnvironmentUnavailable(f"TOXIPROXY_URL={self._external_toxiproxy}: {exc}") from exc
             self.progress(f"using Toxiproxy {version} at {self._external_toxiproxy}")
             assert self.events is not None
-            watch = ExternalProxyWatch(self._external_toxiproxy, self.events)
+            watch = ExternalProxyWatch(self._external_toxiproxy, self.events, workdir=self.workdir)
             self.supervisor = watch
             watch.start()
             return
@@ -236,7 +235,7 @@ class Stack:
         """A user's command on a port chosen here (it cannot report one), in its topology's folder."""
         assert own.command is not None
         return ProcessSpec(name, kind, command=tuple(own.command), env=own.env, host=self.topology.host,
-                           port=_free_port(self.topology.host), cwd=Path(own.cwd) if own.cwd else None,
+                           port=free_port(self.topology.host), cwd=Path(own.cwd) if own.cwd else None,
                            ready_path=own.health, workdir=self.workdir)  # fmt: skip
 
     def _start(self, spec: ProcessSpec, origin: Origin) -> ServiceProcess:
@@ -275,7 +274,7 @@ class Stack:
     def _move(self, process: ServiceProcess, attempt: int) -> ServiceProcess:
         """The same instance again, on a fresh port: an own command's chosen here (its proxy is pointed
         there before it starts), a harness child's bound by itself."""
-        port = _free_port(self.topology.host) if process.spec.own else 0
+        port = free_port(self.topology.host) if process.spec.own else 0
         where = f"port {port}" if port else "a port it binds itself"
         line = (f"{process.name}: port {process.spec.port} was taken by another process; starting again on "
                 f"{where} (attempt {attempt} of {PORT_ATTEMPTS})")  # fmt: skip
@@ -466,11 +465,3 @@ class Stack:
         with self._state_lock:
             StackState(harness_pid=me, harness_started=started(me), registry=self.registry_url,
                        instances=instances).write(self.workdir)  # fmt: skip
-
-
-def _free_port(host: str) -> int:
-    """A port the OS considers free now, for an own command that must be given one: it binds it a moment
-    later, and may find it taken by then (``Stack._ready`` starts it again on another)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
