@@ -1,7 +1,8 @@
-"""HTTP/1.x message framing without I/O: where each request and response of a byte stream starts and ends,
-so the fault proxy can act per request on keep-alive and pipelined connections, refuse what a server
-would refuse, and pass anything that is not HTTP/1.x (an HTTP/2 preface, TLS, a database protocol) on
-untouched. Bytes go in as they arrive, in any split; events come out, carrying every byte exactly once."""
+"""HTTP/1.x message framing without I/O: where each message of a byte stream starts and ends, so the fault
+proxy can act per request on keep-alive and pipelined connections. Here: the messages and events, the body
+machine both directions share, and responses as a client reads them; requests are framed as uvicorn reads
+them in ``_request_framing``. Bytes go in as they arrive, in any split; events come out, carrying every byte
+exactly once."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from dataclasses import dataclass
 MAX_HEAD_BYTES = 64 << 10  # a head (start line and headers) longer than this is refused, as servers do
 MAX_LINE_BYTES = 4096  # a chunk-size or trailer line
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_TARGET = rb"[\x21-\x7e\x80-\xff]+"
-_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") (" + _TARGET + rb") HTTP/(\d)\.(\d)\r?\n")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: [^\r\n]*)?\r?\n")
 
 
@@ -27,8 +26,7 @@ def _prefix_pattern(*parts: bytes) -> re.Pattern[bytes]:
 
 
 _HTTP_VERSION = (b"H", b"T", b"T", b"P", b"/", rb"\d", rb"\.", rb"\d")
-# What the first bytes of a request line or a status line may be, before its end has arrived.
-_REQUEST_PREFIX = _prefix_pattern(_TOKEN, b" ", _TARGET, b" ", *_HTTP_VERSION, b"\r")
+# What the first bytes of a status line may be, before its end has arrived.
 _STATUS_PREFIX = _prefix_pattern(*_HTTP_VERSION, b" ", rb"\d", rb"\d", rb"\d", rb"(?: [^\r\n]*)?", b"\r")
 _HEAD_END = re.compile(rb"\n\r?\n")
 _HEADER = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(.*?)[ \t]*")
@@ -57,6 +55,7 @@ class Head:
     method: str = ""  # requests: the method; responses: the method of the request answered
     target: str = ""  # requests only
     status: int = 0  # responses only
+    upgrade: bool = False  # requests only: CONNECT, or asks to switch protocols; the framer waits after it
 
     def header(self, name: str) -> str | None:
         """The values of header ``name`` joined by commas (as HTTP reads repeated fields), or None."""
@@ -132,7 +131,9 @@ class Malformed:
 Event = Start | Data | End | NotHttp | Malformed
 
 
-class _State(enum.Enum):
+class FramerState(enum.Enum):
+    """Where a framer is in its stream."""
+
     HEAD = "head"
     LENGTH = "length"
     CHUNK_SIZE = "chunk_size"
@@ -140,16 +141,17 @@ class _State(enum.Enum):
     CHUNK_END = "chunk_end"  # the CRLF after a chunk's data
     TRAILER = "trailer"
     UNTIL_CLOSE = "until_close"
+    UPGRADE = "upgrade"  # after a request that may switch protocols: nothing is framed until resume()
     PASS = "pass"  # not HTTP, or a tunnel: everything is Data
     STOPPED = "stopped"  # after Malformed: nothing more is framed
 
 
-class _Framer:
-    """The shared machine: heads are found by the subclass, bodies are framed here."""
+class MessageFramer:
+    """The machine requests and responses share: heads are found by the subclass, bodies are framed here."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
-        self._state = _State.HEAD
+        self._state = FramerState.HEAD
         self._remaining = 0
         self._events: list[Event] = []
         self.messages = 0  # complete messages so far
@@ -157,17 +159,17 @@ class _Framer:
     @property
     def idle(self) -> bool:
         """Between messages, with nothing buffered: the next byte starts a new message."""
-        return self._state is _State.HEAD and not self._buffer
+        return self._state is FramerState.HEAD and not self._buffer
 
     @property
     def between(self) -> bool:
         """Between messages: the bytes of the last one have all been passed (the next may be buffered)."""
-        return self._state is _State.HEAD
+        return self._state is FramerState.HEAD
 
     @property
     def passing(self) -> bool:
         """No longer framing: the stream is not HTTP/1.x, a tunnel, or stopped at a malformed message."""
-        return self._state in (_State.PASS, _State.STOPPED)
+        return self._state in (FramerState.PASS, FramerState.STOPPED)
 
     def feed(self, data: bytes) -> list[Event]:
         """The events ``data`` completes, in stream order."""
@@ -175,12 +177,17 @@ class _Framer:
 
     def events(self, data: bytes) -> Iterator[Event]:
         """The events ``data`` completes, each found only once the one before has been handled: a response
-        framer asks for the method of the request it answers only when it reaches that response."""
-        if self._state is _State.PASS:
+        framer asks for the method of the request it answers only when it reaches that response. The
+        caller may stop after an End (always the last event of its step): what follows stays buffered, and
+        the next call (``events(b"")`` will do) goes on from there."""
+        if self._state is FramerState.PASS:
+            if self._buffer:  # held before a switch to passing (a tunnel after an upgrade request)
+                yield Data(bytes(self._buffer))
+                self._buffer.clear()
             if data:
                 yield Data(data)
             return
-        if self._state is _State.STOPPED:
+        if self._state is FramerState.STOPPED:
             return
         self._buffer += data
         more = True
@@ -193,38 +200,44 @@ class _Framer:
         """The source closed: a body framed by the close ends here; a partial head (or chunk line) is
         passed on as it is."""
         self._events = []
-        if self._state is _State.UNTIL_CLOSE:
+        if self._state is FramerState.UNTIL_CLOSE:
             self._end()
-        elif self._state is _State.HEAD and self._buffer:
+        elif self._state is FramerState.HEAD and self._buffer:
             self._pass(bytes(self._buffer))
             self._buffer.clear()
-        elif self._state is not _State.STOPPED:
+        elif self._state is not FramerState.STOPPED:
             self._emit_data(len(self._buffer))  # a truncated chunk line: passed on as it came
         return self._events
 
     def pass_through(self) -> None:
         """Stop framing: everything from now on is Data (a tunnel, or a stream that is not HTTP)."""
-        if self._state is not _State.STOPPED:
-            self._state = _State.PASS
+        if self._state is not FramerState.STOPPED:
+            self._state = FramerState.PASS
+
+    def keep(self, data: bytes) -> None:
+        """Hold ``data`` unframed, behind what is held already, for a later ``events``."""
+        self._buffer += data
 
     # -- the machine ---------------------------------------------------------------------------------------
     def _step(self) -> bool:
         """Consume what the buffer allows in the current state; False when more bytes are needed."""
         match self._state:
-            case _State.HEAD:
+            case FramerState.HEAD:
                 return self._head()
-            case _State.LENGTH:
+            case FramerState.LENGTH:
                 return self._body_bytes()
-            case _State.CHUNK_SIZE:
+            case FramerState.CHUNK_SIZE:
                 return self._chunk_size()
-            case _State.CHUNK_DATA:
+            case FramerState.CHUNK_DATA:
                 return self._body_bytes()
-            case _State.CHUNK_END:
+            case FramerState.CHUNK_END:
                 return self._chunk_end()
-            case _State.TRAILER:
+            case FramerState.TRAILER:
                 return self._trailer()
-            case _State.UNTIL_CLOSE | _State.PASS:
+            case FramerState.UNTIL_CLOSE | FramerState.PASS:
                 self._emit_data(len(self._buffer))
+                return False
+            case FramerState.UPGRADE:
                 return False
             case _:
                 self._buffer.clear()
@@ -241,20 +254,20 @@ class _Framer:
                 self._end()
             case Body.LENGTH:
                 self._remaining = head.length
-                self._state = _State.LENGTH
+                self._state = FramerState.LENGTH
                 if head.length == 0:
                     self._end()
             case Body.CHUNKED:
-                self._state = _State.CHUNK_SIZE
+                self._state = FramerState.CHUNK_SIZE
             case Body.UNTIL_CLOSE:
-                self._state = _State.UNTIL_CLOSE
+                self._state = FramerState.UNTIL_CLOSE
             case Body.TUNNEL:
-                self._state = _State.PASS
+                self._state = FramerState.PASS
 
     def _end(self) -> None:
         self._events.append(End())
         self.messages += 1
-        self._state = _State.HEAD
+        self._state = FramerState.HEAD
 
     def _emit_data(self, size: int) -> None:
         if size:
@@ -263,12 +276,12 @@ class _Framer:
 
     def _pass(self, data: bytes) -> None:
         self._events.append(NotHttp(data))
-        self._state = _State.PASS
+        self._state = FramerState.PASS
 
     def _malformed(self, reason: str) -> bool:
         self._events.append(Malformed(reason, bytes(self._buffer)))
         self._buffer.clear()
-        self._state = _State.STOPPED
+        self._state = FramerState.STOPPED
         return False
 
     def _body_bytes(self) -> bool:
@@ -277,10 +290,10 @@ class _Framer:
         self._remaining -= size
         if self._remaining:
             return False
-        if self._state is _State.LENGTH:
+        if self._state is FramerState.LENGTH:
             self._end()
         else:
-            self._state = _State.CHUNK_END
+            self._state = FramerState.CHUNK_END
         return True
 
     def _line(self) -> int | None:
@@ -297,7 +310,7 @@ class _Framer:
             return self._malformed("invalid chunk size line")
         self._emit_data(size)
         self._remaining = int(match.group(1), 16)
-        self._state = _State.CHUNK_DATA if self._remaining else _State.TRAILER
+        self._state = FramerState.CHUNK_DATA if self._remaining else FramerState.TRAILER
         return True
 
     def _chunk_end(self) -> bool:
@@ -309,7 +322,7 @@ class _Framer:
             return False
         else:
             return self._malformed("chunk data not followed by CRLF")
-        self._state = _State.CHUNK_SIZE
+        self._state = FramerState.CHUNK_SIZE
         return True
 
     def _trailer(self) -> bool:
@@ -369,70 +382,7 @@ def _chunked_last(headers: tuple[tuple[str, str], ...]) -> bool | None:
     return codings[-1] == "chunked"
 
 
-class RequestFramer(_Framer):
-    """Requests as a server reads them (RFC 9112 section 6): a request with both Content-Length and
-    Transfer-Encoding, a Transfer-Encoding that does not end with chunked, or an invalid length is
-    Malformed; the first bytes that cannot begin a request line make the stream NotHttp."""
-
-    def _head(self) -> bool:
-        # Empty lines before a request line are allowed (RFC 9112 section 2.2): passed on as they come.
-        while self._buffer[:2] == b"\r\n" or self._buffer[:1] == b"\n":
-            self._pass_blank()
-        if not self._buffer:
-            return False
-        line_end = self._buffer.find(b"\n", 0, MAX_HEAD_BYTES)
-        if line_end < 0:
-            prefix = bytes(self._buffer[: MAX_HEAD_BYTES + 1])
-            if len(prefix) > MAX_HEAD_BYTES or not _REQUEST_PREFIX.fullmatch(prefix):
-                self._pass(bytes(self._buffer))
-                self._buffer.clear()
-            return False
-        line = _REQUEST_LINE.fullmatch(bytes(self._buffer[: line_end + 1]))
-        if line is None or line.group(3) != b"1":
-            self._pass(bytes(self._buffer))
-            self._buffer.clear()
-            return False
-        size = self._head_end()
-        if size is None:
-            if len(self._buffer) > MAX_HEAD_BYTES:
-                return self._malformed(f"request head longer than {MAX_HEAD_BYTES} bytes")
-            return False
-        if size > MAX_HEAD_BYTES:
-            return self._malformed(f"request head longer than {MAX_HEAD_BYTES} bytes")
-        lines = bytes(self._buffer[line_end + 1 : size]).split(b"\n")[:-2]
-        fields = self._fields(lines)
-        if isinstance(fields, str):
-            return self._malformed(fields)
-        head = self._request(line, fields)
-        if isinstance(head, str):
-            return self._malformed(head)
-        self._start(head, size)
-        return True
-
-    def _pass_blank(self) -> None:
-        size = 2 if self._buffer[:2] == b"\r\n" else 1
-        self._events.append(Data(bytes(self._buffer[:size])))
-        del self._buffer[:size]
-
-    @staticmethod
-    def _request(line: re.Match[bytes], fields: tuple[tuple[str, str], ...]) -> Head | str:
-        method, target = line.group(1).decode("ascii"), line.group(2).decode("latin-1")
-        version = (int(line.group(3)), int(line.group(4)))
-        chunked, length = _chunked_last(fields), _length(fields)
-        if chunked is not None and any(key == "content-length" for key, _ in fields):
-            return "both Content-Length and Transfer-Encoding"
-        if chunked is False:
-            return "Transfer-Encoding does not end with chunked"
-        if isinstance(length, str):
-            return length
-        if chunked:
-            return Head(version, fields, Body.CHUNKED, method=method, target=target)
-        if length:
-            return Head(version, fields, Body.LENGTH, length, method=method, target=target)
-        return Head(version, fields, Body.NONE, method=method, target=target)
-
-
-class ResponseFramer(_Framer):
+class ResponseFramer(MessageFramer):
     """Responses as a client reads them (RFC 9112 section 6.3): no body after HEAD, 1xx, 204 and 304; a
     tunnel after 101 and a successful CONNECT; chunked, Content-Length, or until the server closes.
     ``method_of`` names the method of the request the next response answers."""
@@ -490,13 +440,3 @@ class ResponseFramer(_Framer):
         if length is None:
             return head(Body.UNTIL_CLOSE)
         return head(Body.LENGTH, length) if length else head(Body.NONE)
-
-
-def starts_request(data: bytes) -> bool:
-    """Whether ``data`` begins with a whole HTTP/1.x request line (how a toxic added to an open connection
-    finds the first request it can frame: only a chunk that begins one)."""
-    end = data.find(b"\n", 0, MAX_HEAD_BYTES)
-    if end < 0:
-        return False
-    line = _REQUEST_LINE.fullmatch(data[: end + 1])
-    return line is not None and line.group(3) == b"1"

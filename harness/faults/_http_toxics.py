@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import ClassVar
+from urllib.parse import unquote
 
 from harness.faults._http_framing import Head
 from harness.faults._limits import HTTP_ERROR_STATUS, MAX_BODY_ATTRIBUTE, MILLISECONDS, SECONDS, Bound
@@ -29,9 +30,18 @@ def _filter_refusal(path_prefix: str, method: str) -> str | None:
 
 
 def _matches(head: Head, path_prefix: str, method: str) -> bool:
+    """Whether the request is one the filters name. The path is compared as sent, and as servers route it:
+    percent-decoded as uvicorn does (``/%62locked``), leading slashes folded as http.server does
+    (``//blocked``), so neither spelling slips past ``path_prefix``."""
     if method and head.method.upper() != method.upper():
         return False
-    return head.path.startswith(path_prefix)
+    path = head.path
+    if path.startswith(path_prefix):
+        return True
+    routed = unquote(path)
+    if routed.startswith("/"):
+        routed = "/" + routed.lstrip("/")
+    return routed.startswith(unquote(path_prefix))
 
 
 @dataclass(frozen=True)

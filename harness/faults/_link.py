@@ -78,6 +78,14 @@ class LinkEnds:
     def set_source_paused(self, paused: bool) -> None:
         raise NotImplementedError
 
+    def backlog(self) -> int:
+        """Bytes written to the destination that its socket has not taken yet (0 while it is not connected).
+        By default read from the transport whose ``write`` the ``writer`` is (asyncio's and uvloop's have
+        ``get_write_buffer_size``); an implementation that holds the transport may ask it directly."""
+        transport = getattr(self.writer(), "__self__", None)
+        size = getattr(transport, "get_write_buffer_size", None)
+        return int(size()) if callable(size) else 0
+
 
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
@@ -274,6 +282,7 @@ class Link:
         self.tap: Tap | None = None
         self._queued = 0
         self._queue_paused = False
+        self._held = False  # the HTTP layer holds the source (its answers to it are not being read)
         self._eof = False
 
     def start(self, entries: list[ToxicEntry]) -> None:
@@ -330,10 +339,24 @@ class Link:
         self._queued += delta
         if not self._queue_paused and self._queued > HIGH_WATER:
             self._queue_paused = True
-            self.ends.set_source_paused(True)
+            self._apply_pause()
         elif self._queue_paused and self._queued <= LOW_WATER:
             self._queue_paused = False
-            self.ends.set_source_paused(False)
+            self._apply_pause()
+
+    def hold_source(self, held: bool) -> None:
+        """Stop reading the source (or read it again), whatever the stages hold: the HTTP layer's answers
+        to a client that does not read them are bounded this way."""
+        if held != self._held:
+            self._held = held
+            self._apply_pause()
+
+    def _apply_pause(self) -> None:
+        self.ends.set_source_paused(self._queue_paused or self._held)
+
+    def backlog(self) -> int:
+        """Bytes written to the destination that its socket has not taken yet."""
+        return self.ends.backlog()
 
     # -- toxics added, updated, removed while the connection is open --------------------------------------
     def add_toxic(self, entry: ToxicEntry) -> None:

@@ -219,8 +219,7 @@ class TestForkedWorkersStayOnLoopback:
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             offers = iter([int(taken.getsockname()[1])])
-            real = _locust.free_port
-            monkeypatch.setattr(_locust, "free_port", lambda: next(offers, None) or real())
+            monkeypatch.setattr(_locust, "free_port", lambda: next(offers, None) or free_port())
             profile = tmp_path / "short.toml"
             profile.write_text(SHORT)
             outcome = run_load(

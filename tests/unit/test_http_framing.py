@@ -1,27 +1,33 @@
 """HTTP/1.x framing without I/O: heads, bodies by length and chunked, pipelining, responses that have no
-body, what a server refuses, and bytes that are not HTTP; properties hold for any split of the stream."""
+body, what a server refuses, and bytes that are not HTTP; properties hold for any split of the stream. Also
+the HTTP layer's bounds and ends on a virtual clock: a client that does not read is not read either, and
+nothing follows a response that ends its connection."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.faults._exchange import MAX_IN_FLIGHT, POLL, HttpExchange
 from harness.faults._http_framing import (
+    MAX_HEAD_BYTES,
     Body,
     Data,
     End,
     Event,
     Malformed,
     NotHttp,
-    RequestFramer,
     ResponseFramer,
     Start,
-    starts_request,
 )
+from harness.faults._http_toxics import HttpErrorToxic
+from harness.faults._link import HIGH_WATER, Direction, ToxicEntry
+from harness.faults._request_framing import RequestFramer, starts_request
 
 
 def feed_all(
@@ -206,7 +212,6 @@ class TestRequests:
     @pytest.mark.parametrize(
         "data",
         [
-            pytest.param(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", id="http2-preface"),
             pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", id="tls-client-hello"),
             pytest.param(b"\x00\x00\x00\x08\x04\xd2\x16\x2f", id="postgres-ssl-request"),
             pytest.param(b"*1\r\n$4\r\nPING\r\n", id="redis"),
@@ -224,17 +229,115 @@ class TestRequests:
         assert framer.feed(b"GE") == []
         assert len(messages(framer.feed(b"T / HTTP/1.1\r\n\r\n"))) == 1
 
-    def test_a_partial_head_at_eof_is_passed_on(self) -> None:
+    @pytest.mark.parametrize(
+        "data",
+        [
+            pytest.param(b"GET / HTTP/1.1\r\nHo", id="partial-head"),
+            pytest.param(b"GET / HTTP/1.0", id="request-line-without-its-end"),
+        ],
+    )
+    def test_a_head_cut_short_by_the_close_is_refused(self, data: bytes) -> None:
+        """http.server serves ``GET / HTTP/1.0`` and the close: a partial head is never passed on."""
         framer = RequestFramer()
-        assert framer.feed(b"GET / HTTP/1.1\r\nHo") == []
-        assert passed(framer.feed_eof()) == b"GET / HTTP/1.1\r\nHo"
+        assert framer.feed(data) == []
+        [refused] = framer.feed_eof()
+        assert refused == Malformed("a request cut short by the close", data)
 
     def test_starts_request_needs_a_whole_request_line(self) -> None:
-        """How a toxic added to an open connection finds a request: a chunk that begins with one."""
+        """How a toxic added to an open connection finds a request: a chunk that begins with a line llhttp
+        reads as the start of one."""
         assert starts_request(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        assert starts_request(b"GET  /blocked HTTP/2.0\r\n")
         assert not starts_request(b"GET / HTT")
         assert not starts_request(b"some body bytes\r\n")
-        assert not starts_request(b"PRI * HTTP/2.0\r\n")
+        assert not starts_request(b"\r\nGET / HTTP/1.1\r\n")
+
+    @pytest.mark.parametrize(
+        ("data", "method", "path", "version"),
+        [
+            pytest.param(
+                b"GET  /blocked HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/blocked", (1, 1), id="two-spaces"
+            ),
+            pytest.param(b"GET /blocked\r\n\r\n", "GET", "/blocked", (0, 9), id="http-0.9"),
+            pytest.param(b"GET /blocked HTTP/2.0\r\n\r\n", "GET", "/blocked", (2, 0), id="http-2.0"),
+            pytest.param(
+                b"DELETE /blocked?x=1 HTTP/1.0\r\n\r\n", "DELETE", "/blocked", (1, 0), id="http-1.0"
+            ),
+        ],
+    )
+    def test_what_uvicorn_serves_is_framed(
+        self, data: bytes, method: str, path: str, version: tuple[int, int]
+    ) -> None:
+        """Shapes llhttp (uvicorn's parser) serves are framed as requests, its reading of them kept."""
+        [start, end] = RequestFramer().feed(data)
+        assert isinstance(start, Start)
+        assert isinstance(end, End)
+        assert (start.head.method, start.head.path, start.head.version) == (method, path, version)
+
+    @pytest.mark.parametrize(
+        ("data", "reason"),
+        [
+            pytest.param(b"GET /blocked HTTP/1.1\nHost: a\n\n", "Expected CRLF", id="bare-lf"),
+            pytest.param(b"PING /blocked HTTP/1.1\r\n\r\n", "Invalid method", id="unknown-method"),
+            pytest.param(b" GET /blocked HTTP/1.1\r\n\r\n", "Invalid method", id="leading-space"),
+            pytest.param(b"GET\t/blocked HTTP/1.1\r\n\r\n", "Expected space", id="tab"),
+            pytest.param(b"GET /blocked HTTP/1.2\r\n\r\n", "Invalid HTTP version", id="http-1.2"),
+            pytest.param(
+                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "an HTTP/2 connection preface", id="h2-preface"
+            ),
+            pytest.param(
+                b"GET /" + b"x" * MAX_HEAD_BYTES + b" HTTP/1.1\r\n", "request head longer", id="long-line"
+            ),
+            pytest.param(
+                b"GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: x\r\nContent-Length: 3\r\n\r\nabc",
+                "a request that switches protocols, with a body",
+                id="upgrade-with-body",
+            ),
+        ],
+    )
+    def test_what_llhttp_refuses_and_others_read_is_malformed(self, data: bytes, reason: str) -> None:
+        """h11 or http.server would serve these; llhttp refuses them: refused, never passed on."""
+        [event] = RequestFramer().feed(data)
+        assert isinstance(event, Malformed)
+        assert event.reason.startswith(reason)
+        assert event.data == data
+
+    def test_a_long_line_is_refused_before_its_end(self) -> None:
+        """A request line is not waited for past the head limit: 64 KiB without its end is refused."""
+        framer = RequestFramer()
+        assert framer.feed(b"GET /" + b"x" * 1000) == []
+        events = framer.feed(b"x" * MAX_HEAD_BYTES)
+        assert [type(event) for event in events] == [Malformed]
+
+    def test_not_http_only_at_the_start(self) -> None:
+        """After a request, bytes that are no request are refused, not passed: the server might read on."""
+        [_, _, refused] = RequestFramer().feed(b"GET / HTTP/1.1\r\n\r\n\x16\x03\x01")
+        assert isinstance(refused, Malformed)
+
+    def test_an_upgrade_waits_for_the_server(self) -> None:
+        """After a request that may switch protocols nothing is framed: the next bytes are either protocol."""
+        upgrade = b"GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        framer = RequestFramer()
+        events = framer.feed(upgrade + b"GET /next HTTP/1.1\r\n\r\n")
+        assert messages(events) == [upgrade]
+        assert isinstance(events[0], Start)
+        assert events[0].head.upgrade
+        assert framer.feed(b"more") == []
+        declined = RequestFramer()
+        declined.feed(upgrade + b"GET /next HTTP/1.1\r\n\r\n")
+        declined.resume()
+        assert messages(declined.feed(b"")) == [b"GET /next HTTP/1.1\r\n\r\n"]
+        framer.pass_through()
+        assert framer.feed(b"\x81") == [Data(b"GET /next HTTP/1.1\r\n\r\nmore"), Data(b"\x81")]
+
+    def test_a_framer_stopped_after_an_end_goes_on_from_there(self) -> None:
+        """The layer may stop taking events after an End: what follows stays, and is framed later."""
+        framer = RequestFramer()
+        for event in framer.events(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"):
+            if isinstance(event, End):
+                break
+        framer.keep(b"GET /c HTTP/1.1\r\n\r\n")
+        assert [e.head.target for e in framer.feed(b"") if isinstance(e, Start)] == ["/b", "/c"]
 
     @given(st.lists(requests(), min_size=1, max_size=6), st.lists(st.integers(0, 4000), max_size=20))
     def test_any_split_gives_the_same_messages(self, sent: list[bytes], cuts: list[int]) -> None:
@@ -321,3 +424,185 @@ class TestResponses:
         events = feed_all(framer, split(stream, cuts))
         assert messages(events) == [data for _, data in sent]
         assert passed(events) == stream
+
+
+# -- the HTTP layer's bounds and ends ------------------------------------------------------------------
+class Clock:
+    """A virtual event loop clock: a timer runs only when the test advances time past it."""
+
+    class Timer:
+        def __init__(self, when: float, callback: Callable[[], object]) -> None:
+            self.when, self.callback, self.cancelled = when, callback, False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers: list[Clock.Timer] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> Clock.Timer:
+        timer = Clock.Timer(when, callback)
+        self.timers.append(timer)
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        due = [timer for timer in self.timers if timer.when <= self.now and not timer.cancelled]
+        self.timers = [timer for timer in self.timers if timer not in due]
+        for timer in due:
+            timer.callback()
+
+
+class Sink:
+    """One direction's destination: what was written, and whether it was closed."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.size = 0
+        self.closed = False
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.writes)
+
+    def forward(self, data: bytes) -> None:
+        assert not self.closed, "written after the close"
+        self.writes.append(data)
+        self.size += len(data)
+
+    def forward_eof(self) -> None:
+        self.closed = True
+
+    def queued(self, delta: int) -> None:
+        pass
+
+
+class Client:
+    """A client socket that takes nothing until told to: the layer's ClientFlow."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.taken = 0
+        self.held = False
+
+    def backlog(self) -> int:
+        return self.sink.size - self.taken
+
+    def hold(self, held: bool) -> None:
+        self.held = held
+
+    def read(self) -> bool:
+        """Take everything written so far; whether the layer reads the client now."""
+        self.taken = self.sink.size
+        return not self.held
+
+
+def layer(toxic: HttpErrorToxic) -> tuple[HttpExchange, Sink, Sink, Client, Clock]:
+    """An HTTP layer with ``toxic`` on its requests, between sinks, on a virtual clock."""
+    entry = ToxicEntry("errors", "http_error", "upstream", Direction.UPSTREAM, 1.0, toxic)
+    server, client, clock = Sink(), Sink(), Clock()
+    flow = Client(client)
+    exchange = HttpExchange(
+        ([entry], []), random.Random(1), clock, to_server=server, to_client=client, flow=flow
+    )
+    return exchange, server, client, flow, clock
+
+
+@pytest.mark.behaviour("proxy.http_framing", "toxic.http_error")
+class TestLayerBounds:
+    def test_a_client_that_does_not_read_is_not_read(self) -> None:
+        """2,000 pipelined requests in one read, answered with 16 KiB each: just over 1 MiB is written, the
+        rest waits unframed and the client is held; as it takes its answers, the rest are answered."""
+        exchange, _, client, flow, clock = layer(HttpErrorToxic(body="x" * (16 << 10)))
+        exchange.requests.feed(b"GET / HTTP/1.1\r\n\r\n" * 2000)
+        assert flow.held
+        assert HIGH_WATER < client.size < HIGH_WATER + (20 << 10)
+        clock.advance(POLL)
+        assert flow.held  # nothing taken: nothing more written
+        assert client.size < HIGH_WATER + (20 << 10)
+        rounds = 0
+        while not flow.read():
+            clock.advance(POLL)
+            rounds += 1
+        assert client.data.count(b"HTTP/1.1 503") == 2000
+        assert rounds > 10
+
+    def test_a_client_that_closes_while_held_still_gets_its_answers(self) -> None:
+        """Its close waits behind the requests it sent before: each is answered, then the server's side
+        closes."""
+        exchange, server, client, flow, clock = layer(HttpErrorToxic(body="x" * (16 << 10)))
+        exchange.requests.feed(b"GET / HTTP/1.1\r\n\r\n" * 200)
+        exchange.requests.feed_eof()
+        assert not server.closed
+        while not flow.read():
+            clock.advance(POLL)
+        assert client.data.count(b"HTTP/1.1 503") == 200
+        assert server.closed
+
+    def test_too_many_requests_in_flight_hold_the_client(self) -> None:
+        """Requests the server has not answered count too: past MAX_IN_FLIGHT, the client is held."""
+        exchange, server, _, flow, _ = layer(HttpErrorToxic(path_prefix="/never"))
+        exchange.requests.feed(b"GET / HTTP/1.1\r\n\r\n" * (MAX_IN_FLIGHT + 100))
+        assert flow.held
+        assert server.data.count(b"GET") == MAX_IN_FLIGHT + 1
+        exchange.responses.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" * (MAX_IN_FLIGHT // 2 + 1))
+        assert flow.read()
+        assert server.data.count(b"GET") == MAX_IN_FLIGHT + 100
+
+
+@pytest.mark.behaviour("proxy.http_framing", "toxic.http_error")
+class TestLayerEnds:
+    @pytest.mark.parametrize(
+        "response",
+        [
+            pytest.param(b"HTTP/1.1 200 OK\r\n\r\nuntil the close", id="http-1.1-no-length"),
+            pytest.param(b"HTTP/1.0 200 OK\r\n\r\nuntil the close", id="http-1.0-no-length"),
+            pytest.param(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok", id="says-close"
+            ),
+        ],
+    )
+    def test_nothing_follows_a_response_that_ends_the_connection(self, response: bytes) -> None:
+        """The proxy's answer to the next pipelined request is not written after it: the client closes."""
+        exchange, _, client, _, _ = layer(HttpErrorToxic(path_prefix="/blocked"))
+        exchange.requests.feed(b"GET /a HTTP/1.1\r\n\r\nGET /blocked HTTP/1.1\r\n\r\n")
+        exchange.responses.feed(response)
+        exchange.responses.feed_eof()
+        assert client.data == response
+        assert client.closed
+
+    def test_a_refusal_in_a_swallowed_body_is_answered(self) -> None:
+        """A faulted request whose chunked body llhttp refuses: the 400 goes out and the connection ends."""
+        exchange, server, client, _, _ = layer(HttpErrorToxic())
+        exchange.requests.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+        assert server.data == b""
+        assert client.data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        assert client.closed
+
+    def test_a_declined_upgrade_frames_what_followed(self) -> None:
+        """The server answers an upgrade request without switching: the requests held behind it are framed."""
+        exchange, server, client, _, _ = layer(HttpErrorToxic(path_prefix="/blocked"))
+        upgrade = b"GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"
+        exchange.requests.feed(upgrade + b"GET /blocked HTTP/1.1\r\n\r\n")
+        assert server.data == upgrade
+        exchange.responses.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        assert server.data == upgrade
+        assert client.data.count(b"HTTP/1.1 503") == 1
+
+    def test_a_switch_passes_what_followed(self) -> None:
+        exchange, server, _, _, _ = layer(HttpErrorToxic(path_prefix="/blocked"))
+        upgrade = b"GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        exchange.requests.feed(upgrade + b"\x81\x02hi")
+        exchange.responses.feed(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
+        assert server.data == upgrade + b"\x81\x02hi"
+
+    def test_an_answered_upgrade_closes(self) -> None:
+        exchange, server, client, _, _ = layer(HttpErrorToxic())
+        exchange.requests.feed(b"GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+        assert server.data == b""
+        assert b"Connection: close" in client.data
+        assert client.closed
