@@ -30,7 +30,7 @@ from typing import Any, Protocol, Self, TypeVar
 
 import httpx
 
-from harness._reaper import SUPPORTED, group_alive
+from harness._reaper import SUPPORTED, group_alive, pid_alive
 from harness._spec import ProcessSpec
 from harness.errors import ServiceStartError
 from harness.net import port_in_use
@@ -319,7 +319,7 @@ class ServiceProcess:
         while no later process has that pid (an id stays reserved while a group has a member, so a group
         of that id is this one's leftovers, never a recycled one)."""
         assert self._popen is not None
-        return self._popen.returncode is None or not _pid_exists(self._popen.pid)
+        return self._popen.returncode is None or not pid_alive(self._popen.pid)
 
     def _signal_group(self, *signums: int) -> None:
         assert self._popen is not None
@@ -376,16 +376,6 @@ class ServiceProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _group_alive(group: int) -> bool:

@@ -65,6 +65,17 @@ def _stat(pid: int) -> _Stat | None:
         return None
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (a zombie counts: its parent has not reaped it yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def started(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks after boot), or None when there is none (a zombie counts)."""
     found = _stat(pid)

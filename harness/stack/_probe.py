@@ -11,8 +11,9 @@ from pathlib import Path
 
 import httpx
 
+from harness._reaper import pid_alive
 from harness.errors import EnvironmentUnavailable
-from harness.stack._state import InstanceRecord, Origin, StackState, pid_alive
+from harness.stack._state import InstanceRecord, Origin, StackState
 
 
 @dataclass(frozen=True)
