@@ -42,7 +42,7 @@ from tests._children import child_env, reap
 
 pytestmark = pytest.mark.behaviour("harness.fault_cli")
 
-HELD = 3.0  # seconds a fault is held for (--for 3s)
+HELD = 2.0  # seconds a fault is held for (--for 2s)
 SLACK = 1.5  # seconds past its end the fault may take to go, on a busy machine
 HELD_HERE = 0.5  # seconds a fault is held for by a command in this process
 
@@ -99,7 +99,7 @@ def killed_after_applying(url: str, workdir: Path, *args: str) -> float:
 
 
 class TestAKilledCommand:
-    """``harness fault ... --for 3s`` SIGKILLed right after applying: the fault still ends 3 s later."""
+    """``harness fault ... --for 2s`` SIGKILLed right after applying: the fault still ends 2 s later."""
 
     def test_a_held_toxic_is_removed_on_time(self, client: ToxiproxyClient, tmp_path: Path) -> None:
         killed = killed_after_applying(

@@ -21,12 +21,12 @@ from tests._children import child_env
 from .conftest import run
 
 SHORT = """
-title = "user reads for eight seconds"
+title = "user reads for four seconds"
 [target]
 kind = "user_reads"
 [load]
 users = 2
-duration = 8
+duration = 4
 rate_per_user = 2
 """
 
