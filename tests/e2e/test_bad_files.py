@@ -8,41 +8,19 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
+from tests.unit.test_documents import billion_laughs, experiment
 
 ROOT = Path(__file__).parents[2]
-CONTROL = '  - {"name": "harness", "provider": {"type": "python", "module": "harness.chaos.control"}}'
-LATENCY = ROOT / "chaos_experiments" / "01-latency-on-one-users-instance.json"
 PROFILE = 'title = "t"\n[load]\nusers = 2\nduration = 30\n'
 WINDOW = (
     '[[faults.windows]]\nname = "w"\nstart = 1\nend = 2\n'
     + 'fault = {{ kind = "latency", instance = "{instance}"{more} }}\n'
 )
-
-
-def experiment(**changes: Any) -> dict[str, Any]:
-    """The shipped latency experiment with ``changes`` applied by key path (``method.1.provider``)."""
-    data: dict[str, Any] = json.loads(LATENCY.read_text())
-    for path, value in changes.items():
-        *parents, last = path.split(".")
-        node: Any = data
-        for key in parents:
-            node = node[int(key)] if isinstance(node, list) else node[key]
-        node[int(last) if isinstance(node, list) else last] = value
-    return data
-
-
-def laughs() -> str:
-    """A YAML experiment of under a kilobyte whose aliases expand to a billion strings."""
-    lines = ['title: "laughs"', 'description: "an alias bomb"', "method: []", "controls:", CONTROL, "bomb:"]
-    lines.append('  a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]')
-    lines += [f"  a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 10) + "]" for n in range(1, 9)]
-    return "\n".join(lines) + "\n"
 
 
 def refused(args: list[str], path: Path, says: str) -> None:
@@ -120,7 +98,7 @@ class TestChaosValidate:
 
     def test_a_yaml_alias_bomb_is_refused_before_it_expands(self, tmp_path: Path) -> None:
         path = tmp_path / "laughs.yaml"
-        path.write_text(laughs())
+        path.write_text(billion_laughs())
         refused(["chaos", "validate", str(path)], path, "its aliases expand to more than")
 
 
@@ -160,7 +138,7 @@ class TestLoadValidate:
     ("name", "content"),
     [
         pytest.param("deep.json", "[" * 100_000 + "]" * 100_000, id="deep-json"),
-        pytest.param("laughs.yaml", laughs(), id="alias-bomb"),
+        pytest.param("laughs.yaml", billion_laughs(), id="alias-bomb"),
     ],
 )
 def test_a_real_process_answers_in_one_line_within_seconds(tmp_path: Path, name: str, content: str) -> None:

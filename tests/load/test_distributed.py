@@ -58,6 +58,14 @@ def spawn_harness(*args: str, out: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def load_run_with_two_workers(
+    profile: Path, stack: Stack, report: Path, *, out: Path
+) -> subprocess.Popen[bytes]:
+    """`harness load run PROFILE --processes 2` on the level's stack, its output in ``out``."""
+    attach = ("--attach", str(stack.workdir), "--report", str(report))
+    return spawn_harness("load", "run", str(profile), *attach, "--processes", "2", out=out)
+
+
 def locust_pids(marker: str) -> set[int]:
     """Live Locust processes whose command line names ``marker`` (the run's report folder)."""
     found = set()
@@ -131,18 +139,7 @@ class TestNoLocustOutlivesTheRun:
         report = tmp_path / "killed"
         profile = tmp_path / "long.toml"
         profile.write_text(LONG)
-        process = spawn_harness(
-            "load",
-            "run",
-            str(profile),
-            "--attach",
-            str(stack.workdir),
-            "--report",
-            str(report),
-            "--processes",
-            "2",
-            out=tmp_path / "harness.log",
-        )
+        process = load_run_with_two_workers(profile, stack, report, out=tmp_path / "harness.log")
         try:
             assert wait_until(lambda: len(locust_pids(str(report))) >= 3, within=30.0), (
                 tmp_path / "harness.log"
@@ -170,18 +167,7 @@ class TestForkedWorkersStayOnLoopback:
         profile.write_text(SHORT)
         reports = [tmp_path / f"run-{n}" for n in (1, 2)]
         runs = [
-            spawn_harness(
-                "load",
-                "run",
-                str(profile),
-                "--attach",
-                str(stack.workdir),
-                "--report",
-                str(report),
-                "--processes",
-                "2",
-                out=tmp_path / f"run-{n}.log",
-            )
+            load_run_with_two_workers(profile, stack, report, out=tmp_path / f"run-{n}.log")
             for n, report in enumerate(reports, start=1)
         ]
         listening: dict[int, set[tuple[str, int]]] = {}
