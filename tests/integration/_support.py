@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socketserver
+import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -114,3 +117,19 @@ async def wait_in_flight(http: httpx.AsyncClient, expected: float) -> None:
         return value if value == expected else None
 
     await eventually(probe, within=5.0, what=f"{expected:g} requests in flight")
+
+
+@contextlib.contextmanager
+def tcp_server(handler: type[socketserver.BaseRequestHandler]) -> Iterator[str]:
+    """A threaded TCP server on a loopback port from the OS, serving ``handler``; yields ``host:port`` and
+    stops (every thread joined) on exit."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

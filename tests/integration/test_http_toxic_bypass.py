@@ -21,6 +21,7 @@ import uvicorn
 from harness.faults import ToxiproxyClient, ToxiproxyProcess
 from harness.faults._limits import MAX_BODY_ATTRIBUTE
 from tests._children import child_env
+from tests.integration._support import tcp_server
 
 WAIT = 10.0
 PIPELINE_SECONDS = 2.0
@@ -83,14 +84,8 @@ class _CloseDelimited(socketserver.BaseRequestHandler):
 
 @pytest.fixture(scope="module")
 def close_delimited() -> Iterator[str]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _CloseDelimited)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(WAIT)
+    with tcp_server(_CloseDelimited) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

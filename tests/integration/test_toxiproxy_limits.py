@@ -22,6 +22,7 @@ import pytest
 from harness.faults import ThreadedToxiproxyServer, ToxiproxyProcess
 from harness.faults._limits import MAX_BODY_BYTES, MAX_JSON_DEPTH, MAX_NAME_LENGTH
 from tests._children import child_env
+from tests.integration._support import tcp_server
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("TOXIPROXY_URL")), reason="limits of the embedded server only"
@@ -441,14 +442,8 @@ class PingStream:
 
 @pytest.fixture
 def echo_address() -> Iterator[str]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with tcp_server(_Echo) as address:
+        yield address
 
 
 @pytest.mark.behaviour("proxy.api")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import socketserver
-import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -16,6 +15,7 @@ from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 
 from harness.faults import ThreadedToxiproxyServer
+from tests.integration._support import tcp_server
 
 
 class _Echo(socketserver.BaseRequestHandler):
@@ -26,14 +26,8 @@ class _Echo(socketserver.BaseRequestHandler):
 
 @pytest.fixture(scope="module")
 def echo_address() -> Iterator[str]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with tcp_server(_Echo) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
